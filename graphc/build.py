@@ -1,0 +1,195 @@
+"""From a loaded spec to the IR: expand, validate every layer's op, check the wiring, lower to nodes.
+
+Lowering walks the layers in dependency order and infers each node's type as it adds it (a layer's
+parameter shapes depend on its input shapes). Shape errors are reported per layer; layers
+downstream of a failed one are skipped, independent branches still report their own errors.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+from pydantic import ValidationError
+
+from .diagnose import diagnostics_from
+from .errors import Diagnostic, GraphcError, Loc, ShapeError, did_you_mean
+from .expand import Expanded, FlatLayer, expand
+from .graph import Builder, LayerContext
+from .load import LoadedSpec
+from .ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
+from .ops.base import Op
+from .ops.loss import L2Penalty
+from .ops.elementwise import Add
+from .spec import RESERVED_LAYER_KEYS
+from .yamlsafe import LDict, loc_of
+
+LOSS_NODE = "loss"
+
+
+def _make_op(kind: str, attrs: LDict, where: Loc | None, what: str, errors: list[Diagnostic], losses: bool = False) -> Op | None:
+    cls = BY_KIND.get(kind)
+    allowed = LOSS_KINDS if losses else LAYER_KINDS
+    if cls is None or kind not in allowed:
+        wrong_section = (kind in LOSS_KINDS) != losses and kind in BY_KIND
+        hint = (f"'{kind}' is a loss: put it in the spec's 'loss' section" if wrong_section and not losses
+                else f"'{kind}' is not a loss; losses are: {', '.join(LOSS_KINDS)}" if wrong_section
+                else did_you_mean(kind, allowed, "op"))
+        errors.append(Diagnostic(f"unknown {'loss' if losses else 'op'} '{kind}'", where, hint))
+        return None
+    try:
+        return cls.model_validate(attrs)
+    except ValidationError as e:
+        diags = diagnostics_from(e, cls, attrs, f"{kind} '{what}'")
+        fixed = []
+        for d in diags:
+            if d.message.startswith("unknown key"):
+                key = d.message.split("'")[1]
+                choices = list(cls.model_fields) + [k for k in RESERVED_LAYER_KEYS if k != "block"]
+                d = Diagnostic(f"unknown attribute '{key}' for {kind} '{what}'", d.loc, did_you_mean(key, choices, "attribute"))
+            fixed.append(d)
+        errors.extend(fixed)
+        return None
+
+
+def _layer_graph(ex: Expanded, inputs: list[str]) -> nx.DiGraph:
+    """The layer-level DAG (aliases resolved), used for cycle and reachability checks."""
+    g = nx.DiGraph()
+    g.add_nodes_from(inputs)
+    for layer in ex.layers:
+        g.add_node(layer.name)
+        for src in layer.inputs:
+            g.add_edge(ex.resolve(src), layer.name)
+    return g
+
+
+def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
+    """The forward IR of a spec, with the loss nodes (role ``loss``) when the spec has a loss."""
+    data = loaded.data
+    ex = expand(data, loaded.blocks)
+    errors = ex.errors
+    layer_by_name: dict[str, FlatLayer] = {}
+    ops: dict[str, Op] = {}
+    for layer in ex.layers:
+        layer_by_name[layer.name] = layer
+        op = _make_op(layer.kind, layer.attrs, layer.op_loc or layer.loc, layer.name, errors)
+        if op is not None and layer.name not in ex.broken:
+            lo, hi = type(op).arity
+            if not (lo <= len(layer.inputs) <= (hi if hi is not None else len(layer.inputs))):
+                want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
+                errors.append(Diagnostic(f"{layer.kind} '{layer.name}' takes {want} input(s), got {len(layer.inputs)}",
+                                         layer.inputs_loc or layer.loc, "list them under 'inputs:'"))
+            ops[layer.name] = op
+    input_names = list(data["inputs"])
+    # Outputs and the loss.
+    outputs = _outputs(loaded, ex, errors)
+    loss_decl = data.get("loss")
+    loss_op, loss_inputs = None, []
+    if loss_decl is not None:
+        attrs = LDict({k: v for k, v in loss_decl.items() if k not in ("op", "inputs", "l2")})
+        attrs.loc, attrs.value_locs, attrs.key_locs = loss_decl.loc, loss_decl.value_locs, loss_decl.key_locs
+        loss_op = _make_op(loss_decl["op"], attrs, loc_of(loss_decl, "op"), "loss", errors, losses=True)
+        top_names = ex.env
+        for i, ref in enumerate(loss_decl["inputs"]):
+            if ref not in top_names:
+                errors.append(Diagnostic(f"the loss takes input '{ref}', which is not defined", loc_of(loss_decl["inputs"], i),
+                                         did_you_mean(ref, top_names, "name")))
+            else:
+                loss_inputs.append(ex.resolve(top_names[ref]))
+    # Wiring: cycles, reachability.
+    lg = _layer_graph(ex, input_names)
+    cycle_nodes = set()
+    try:
+        cycle = nx.find_cycle(lg)
+        path = [u for u, _ in cycle] + [cycle[0][0]]
+        cycle_nodes = {u for u, _ in cycle}
+        first = layer_by_name.get(path[0])
+        errors.append(Diagnostic(f"the layers form a cycle: {' → '.join(path)}", first.loc if first else None,
+                                 "a network is a DAG: one of these 'inputs' must name an earlier layer"))
+    except nx.NetworkXNoCycle:
+        pass
+    if not cycle_nodes and outputs is not None:
+        sinks = set(outputs.values()) | set(loss_inputs)
+        needed = set(sinks)
+        for s in sinks:
+            if s in lg:
+                needed |= nx.ancestors(lg, s)
+        for layer in ex.layers:
+            if layer.name not in needed:
+                errors.append(Diagnostic(f"layer '{layer.name}' does not reach any output" + (" or the loss" if loss_decl else ""), layer.loc,
+                                         "connect it, list it under 'outputs:', or remove it"))
+    if errors:
+        raise GraphcError(errors)
+    # Lowering, in dependency order.
+    builder = Builder()
+    builder.graph.graph.update(name=loaded.name, file=loaded.path)
+    for name in input_names:
+        decl = data["inputs"][name]
+        builder.input(name, decl["shape"], decl.get("dtype", "float32"), loc_of(data["inputs"], name))
+    failed: set[str] = set()
+    index = {n: i for i, n in enumerate(lg.nodes)}
+    for name in nx.lexicographical_topological_sort(lg, key=index.__getitem__):
+        layer = layer_by_name.get(name)
+        if layer is None:
+            continue
+        srcs = [ex.resolve(s) for s in layer.inputs]
+        if any(s in failed for s in srcs):
+            failed.add(name)
+            continue
+        builder.context = LayerContext(name, layer.loc, layer.scope, layer.init)
+        try:
+            ops[name].expand(builder, name, srcs)
+        except ShapeError as e:
+            failed.add(name)
+            shown = ", ".join(f"{s} {builder.type_of(s)}" for s in srcs)
+            errors.append(Diagnostic(f"{layer.kind} '{name}': {e}", layer.loc, f"inputs: {shown}" if shown else None))
+            continue
+        for pname in layer.init:
+            if (name, pname) not in builder.used_inits:
+                have = [p.split(".")[-1] for p in builder.graph.nodes if builder.graph.nodes[p]["role"] == "param" and builder.graph.nodes[p]["layer"] == name]
+                errors.append(Diagnostic(f"'{name}' has no parameter '{pname}' to initialise", layer.init_loc or layer.loc,
+                                         did_you_mean(pname, have, "parameter") if have else f"{layer.kind} has no parameters"))
+    if loss_op is not None and not failed & set(loss_inputs):
+        builder.context = LayerContext(LOSS_NODE, loc_of(loss_decl, "op"), (), {}, role="loss")
+        try:
+            data_loss = builder.op(LOSS_NODE if not loss_decl.get("l2") else f"{LOSS_NODE}/data", loss_op, loss_inputs)
+            if loss_decl.get("l2"):
+                weights = [n for n, a in builder.graph.nodes(data=True)
+                           if a["role"] == "param" and a["op"].trainable and len(a["op"].shape) >= 2]
+                if weights:
+                    penalty = builder.op(f"{LOSS_NODE}/l2", L2Penalty(strength=loss_decl["l2"]), weights)
+                    builder.op(LOSS_NODE, Add(), [data_loss, penalty])
+                else:
+                    errors.append(Diagnostic("'l2' is set but the network has no weights to regularise", loc_of(loss_decl, "l2")))
+        except ShapeError as e:
+            shown = ", ".join(f"{s} {builder.type_of(s)}" for s in loss_inputs)
+            errors.append(Diagnostic(f"loss {loss_decl['op']}: {e}", loc_of(loss_decl, "op"), f"inputs: {shown}"))
+    if errors:
+        raise GraphcError(errors)
+    g = builder.graph
+    g.graph["outputs"] = {k: ex.resolve(v) for k, v in outputs.items()}
+    g.graph["loss"] = LOSS_NODE if LOSS_NODE in g else None
+    g.graph["entries"] = ex.entries
+    for inst in ex.instances.values():
+        inst.output = ex.resolve(inst.output)
+    g.graph["instances"] = ex.instances
+    g.graph["layers"] = {l.name: l for l in ex.layers}
+    return g
+
+
+def _outputs(loaded: LoadedSpec, ex: Expanded, errors: list[Diagnostic]) -> dict[str, str] | None:
+    declared = loaded.data.get("outputs")
+    top = ex.env
+    if declared is None:
+        if not ex.entries:
+            return None
+        return {ex.entries[-1]: ex.resolve(ex.entries[-1])}
+    pairs = list(declared.items()) if isinstance(declared, dict) else [(r, r) for r in declared]
+    out = {}
+    for i, (oname, ref) in enumerate(pairs):
+        where = loc_of(declared, oname if isinstance(declared, dict) else i)
+        if ref not in top:
+            errors.append(Diagnostic(f"unknown output '{ref}'", where, did_you_mean(ref, top, "layer")))
+        elif oname in out:
+            errors.append(Diagnostic(f"output '{oname}' is listed twice", where))
+        else:
+            out[oname] = ex.resolve(top[ref])
+    return out

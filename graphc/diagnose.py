@@ -1,0 +1,110 @@
+"""Turn pydantic validation errors into diagnostics at the YAML position of the offending value."""
+
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Diagnostic, did_you_mean
+from .yamlsafe import locate
+
+
+def _shown(value) -> str:
+    if isinstance(value, str):
+        return f"the string '{value}'"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    return repr(value)
+
+
+def expected(annotation) -> str:
+    """Plain-words description of a field type: ``an integer or a list [h, w]``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return expected(args[0])
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+        parts = [expected(a) for a in args if a is not type(None)]
+        text = " or ".join(dict.fromkeys(parts))
+        return text + (" or null" if type(None) in args else "")
+    if origin is typing.Literal:
+        return " or ".join(f"'{a}'" if isinstance(a, str) else str(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {expected(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return "a list [" + ", ".join(expected(a).removeprefix("an ").removeprefix("a ") for a in args) + "]"
+    if origin is list:
+        return f"a list of {expected(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _field(model: type[BaseModel], path) -> tuple[str | None, typing.Any]:
+    """(name, annotation) of the top-level field an error path starts with, when there is one."""
+    if path and isinstance(path[0], str) and path[0] in model.model_fields:
+        return path[0], model.model_fields[path[0]].annotation
+    return None, None
+
+
+def diagnostics_from(error: ValidationError, model: type[BaseModel], data, what: str) -> list[Diagnostic]:
+    """One diagnostic per offending value (union alternatives folded into one message)."""
+    seen: dict[tuple, Diagnostic] = {}
+    for err in error.errors():
+        # keep only path elements that exist in the data: pydantic adds union branch names
+        path, node = [], data
+        for key in err["loc"]:
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+                path.append(key)
+            elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+                node = node[key]
+                path.append(key)
+            elif err["type"] in ("missing", "extra_forbidden") and key == err["loc"][-1]:
+                path.append(key)
+        key = tuple(path)
+        if key in seen:
+            continue
+        dotted = ".".join(map(str, path))
+        field, annotation = _field(model, path)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            hint = did_you_mean(path[-1], model.model_fields, "key")
+            diag = Diagnostic(f"unknown key '{path[-1]}' in {what}", locate_key(data, path), hint)
+        elif kind == "missing":
+            diag = Diagnostic(f"{what} is missing '{dotted}'", locate(data, path[:-1]),
+                              f"add '{path[-1]}: …' ({expected(annotation)})" if annotation else None)
+        else:
+            got = _shown(err.get("input"))
+            if field and len(path) == 1:
+                want = expected(annotation)
+                message = f"{what}: '{dotted}' must be {want}, got {got}"
+            else:
+                message = f"{what}: '{dotted}' {err['msg'][0].lower() + err['msg'][1:]}, got {got}"
+            hint = None
+            if isinstance(err.get("input"), str) and err["input"].lstrip("-").replace(".", "", 1).isdigit():
+                hint = f"write {err['input']} without quotes"
+            elif isinstance(err.get("input"), float) and err["input"].is_integer() and "integer" in message:
+                hint = f"write {int(err['input'])}"
+            diag = Diagnostic(message, locate(data, path), hint)
+        seen[key] = diag
+    return list(seen.values())
+
+
+def locate_key(data, path):
+    """Position of the key itself (for unknown keys), falling back to its value's."""
+    parent = data
+    for key in path[:-1]:
+        try:
+            parent = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return locate(data, path)
+    key_locs = getattr(parent, "key_locs", {})
+    return key_locs.get(path[-1]) or locate(data, path)

@@ -1,0 +1,83 @@
+"""The IR (DESIGN.md §2): a ``networkx.DiGraph`` whose nodes are single-output op applications.
+
+Node attributes: ``op`` (an :class:`~graphc.ops.base.Op`), ``inputs`` (the ordered tuple of input node
+names — the truth; edges are derived from it), ``type`` (:class:`~graphc.tensor.TensorType`),
+``layer`` (the expanded spec layer the node belongs to), ``scope`` (block-instance path of that
+layer), ``loc`` (its spec position) and ``role`` (``input``, ``param``, ``op`` or ``loss``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from .errors import Loc, ShapeError
+from .ops.base import Init, Op, Param
+from .ops.source import Input, ParamOp
+from .tensor import TensorType
+
+
+@dataclass
+class LayerContext:
+    """What the builder knows about the spec layer whose nodes it is adding."""
+
+    name: str
+    loc: Loc | None = None
+    scope: tuple[str, ...] = ()
+    init: dict[str, Init] = field(default_factory=dict)
+    role: str = "op"
+
+
+class Builder:
+    """Adds nodes to a graph, inferring each node's type as it goes (params need input shapes)."""
+
+    def __init__(self, graph: nx.DiGraph | None = None):
+        self.graph = graph if graph is not None else nx.DiGraph()
+        self.context = LayerContext("")
+        self.used_inits: set[tuple[str, str]] = set()
+
+    def type_of(self, name: str) -> TensorType:
+        return self.graph.nodes[name]["type"]
+
+    def input(self, name: str, shape, dtype: str = "float32", loc: Loc | None = None) -> str:
+        op = Input(shape=tuple(shape), dtype=dtype)
+        self._add(name, op, (), op.infer([]), layer=name, loc=loc, scope=(), role="input")
+        return name
+
+    def param(self, layer: str, pname: str, param: Param) -> str:
+        """Parameter node ``<layer>.<pname>``; the spec layer's ``init`` overrides the op's default."""
+        name = f"{layer}.{pname}"
+        init = self.context.init.get(pname, param.init)
+        self.used_inits.add((self.context.name, pname))
+        op = ParamOp(shape=tuple(param.shape), init=init, trainable=param.trainable)
+        self._add(name, op, (), op.infer([]), layer=layer, loc=self.context.loc, scope=self.context.scope, role="param")
+        return name
+
+    def op(self, name: str, op: Op, inputs) -> str:
+        """Add ``op`` applied to ``inputs`` as node ``name``; raises ShapeError from its shape rule."""
+        inputs = tuple(inputs)
+        y = op.infer([self.type_of(i) for i in inputs])
+        self._add(name, op, inputs, y, layer=self.context.name, loc=self.context.loc, scope=self.context.scope, role=self.context.role)
+        return name
+
+    def _add(self, name, op, inputs, y, **attrs):
+        if name in self.graph:
+            raise ShapeError(f"node '{name}' is defined twice")
+        self.graph.add_node(name, op=op, inputs=inputs, type=y, **attrs)
+        for src in inputs:
+            self.graph.add_edge(src, name)
+
+
+def scratch_infer(op: Op, xs: list[TensorType]) -> TensorType:
+    """Shape rule of a composite: expand it into a scratch graph and read its output type."""
+    b = Builder()
+    names = [b.input(f"x{i}", x.shape, x.dtype) for i, x in enumerate(xs)]
+    b.context = LayerContext("layer")
+    return b.type_of(op.expand(b, "layer", names))
+
+
+def topo_order(graph: nx.DiGraph) -> list[str]:
+    """Deterministic topological order (ties broken by insertion order)."""
+    index = {n: i for i, n in enumerate(graph.nodes)}
+    return list(nx.lexicographical_topological_sort(graph, key=index.__getitem__))

@@ -1,0 +1,195 @@
+"""The op unit: one class per op holding all of its facets side by side (DESIGN.md §3).
+
+An op *is* its attributes: a frozen, strict pydantic model, equal and hashable by value. Facets:
+
+- ``infer(xs) -> TensorType``           shape rule over the input types (data inputs, then params)
+- ``params(xs) -> {name: Param}``        parameters the op creates, from the data input types
+- ``window(xs) -> (Window, ...) | None`` per spatial dim, what receptive-field analysis composes
+- ``macs(xs, y) -> int``                multiply-accumulates for one example
+- ``warnings(xs) -> [str]``             legal but suspicious arithmetic (a window that does not tile)
+- ``expand(builder, name, inputs)``     composites emit primitive nodes here; primitives add themselves
+
+``samples`` lists attribute sets and input shapes that the generated tests run every facet on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ..errors import ShapeError
+from ..tensor import TensorType, fmt_shape
+
+
+def _list_to_tuple(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+IntPair = Annotated[int | tuple[int, int], BeforeValidator(_list_to_tuple)]
+IntTuple = Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Init(BaseModel):
+    """How a parameter is initialised.
+
+    ``xavier``: N(0, 2/(fan_in+fan_out)); ``kaiming``: N(0, 2/fan_in) (He, for ReLU);
+    ``normal``: N(0, std²); ``uniform``: U(−limit, limit); ``zeros``, ``ones``, ``constant`` (value).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    kind: Literal["xavier", "kaiming", "normal", "uniform", "zeros", "ones", "constant"]
+    std: float = Field(0.01, gt=0)
+    limit: float = Field(0.05, gt=0)
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter an op creates: its shape, default initialiser and whether training updates it."""
+
+    shape: tuple[int, ...]
+    init: Init
+    trainable: bool = True
+
+
+ZEROS = Init(kind="zeros")
+ONES = Init(kind="ones")
+XAVIER = Init(kind="xavier")
+KAIMING = Init(kind="kaiming")
+
+
+@dataclass(frozen=True)
+class Window:
+    """How one output index reads one spatial input dim.
+
+    Output index ``o`` reads input indices ``step·o + offset … step·o + offset + extent − 1``.
+    A convolution has ``step = s``, ``offset = −p``, ``extent = d(k−1)+1``; upsampling has a
+    fractional step ``1/f``.
+    """
+
+    step: Fraction
+    offset: Fraction
+    extent: int
+
+
+IDENTITY_WINDOW = Window(Fraction(1), Fraction(0), 1)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Attributes and input types for the generated tests (params are created by ``params``)."""
+
+    attrs: dict[str, Any]
+    inputs: tuple[TensorType, ...]
+    note: str = ""
+
+
+def sample(attrs: dict | None = None, *shapes, dtypes=None, note: str = "") -> Sample:
+    dtypes = dtypes or ["float32"] * len(shapes)
+    return Sample(attrs or {}, tuple(TensorType(tuple(s), d) for s, d in zip(shapes, dtypes)), note)
+
+
+class Op(BaseModel):
+    """Base of every op. Subclasses set ``kind`` and declare their attributes as fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    kind: ClassVar[str]
+    #: (min, max) data inputs written in a spec; max None = variadic. Param inputs follow them.
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: False for ops that only the compiler creates (inputs, params, gradient-only ops)
+    user_facing: ClassVar[bool] = True
+    #: True for spec-level layers that expand into primitive ops
+    composite: ClassVar[bool] = False
+    #: True for losses: they may only appear in the spec's ``loss`` section
+    is_loss: ClassVar[bool] = False
+    samples: ClassVar[tuple[Sample, ...]] = ()
+
+    # --- facets ---------------------------------------------------------------------------------
+    def params(self, xs: list[TensorType]) -> dict[str, Param]:
+        return {}
+
+    def infer(self, xs: list[TensorType]) -> TensorType:
+        raise NotImplementedError
+
+    def window(self, xs: list[TensorType]) -> tuple[Window, ...] | None:
+        """Default: an op whose NCHW output keeps its NCHW inputs' spatial size is pointwise in space."""
+        spatial = [x.shape[2:] for x in xs if x.rank == 4]
+        if spatial and all(s == spatial[0] for s in spatial):
+            return (IDENTITY_WINDOW, IDENTITY_WINDOW)
+        return None
+
+    def macs(self, xs: list[TensorType], y: TensorType) -> int:
+        return 0
+
+    def warnings(self, xs: list[TensorType]) -> list[str]:
+        return []
+
+    def expand(self, builder, name: str, inputs: list[str]) -> str:
+        """Add this op (and its parameters) to ``builder`` as node ``name``; return the output node."""
+        types = [builder.type_of(i) for i in inputs]
+        param_nodes = [builder.param(name, pname, p) for pname, p in self.params(types).items()]
+        return builder.op(name, self, list(inputs) + param_nodes)
+
+    # --- helpers --------------------------------------------------------------------------------
+    def attrs(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def describe(self) -> str:
+        """Key attributes for tables and pictures, e.g. ``k3 s2 p1``."""
+        return ""
+
+
+def expect_rank(x: TensorType, rank: int | tuple[int, ...], what: str = "input") -> None:
+    ranks = (rank,) if isinstance(rank, int) else rank
+    if x.rank not in ranks:
+        want = " or ".join(str(r) for r in ranks)
+        raise ShapeError(f"{what} must have rank {want}, got shape {fmt_shape(x.shape)}")
+
+
+def expect_float(x: TensorType, what: str = "input") -> None:
+    if not x.dtype.startswith("float"):
+        raise ShapeError(f"{what} must be floating point, got {x.dtype}")
+
+
+def conv_out(n: int, k: int, s: int, pad_total: int, d: int, ceil_mode: bool = False) -> int:
+    """``floor((n + p_total − d(k−1) − 1) / s) + 1`` (ceil in ceil mode)."""
+    span = n + pad_total - d * (k - 1) - 1
+    return (math.ceil(span / s) if ceil_mode else span // s) + 1
+
+
+def conv_arith(n: int, k: int, s: int, pad_total: int, d: int, ceil_mode: bool = False) -> str:
+    """The course's output-size arithmetic, written out: ``floor((4 + 0 − 7)/1) + 1 = −2``."""
+    rnd = "ceil" if ceil_mode else "floor"
+    keff = str(k) if d == 1 else f"({d}·({k} − 1) + 1)"
+    out = conv_out(n, k, s, pad_total, d, ceil_mode)
+    return f"{rnd}(({n} + {pad_total} − {keff})/{s}) + 1 = {out}".replace("= -", "= −")
+
+
+class Composite(Op):
+    """A spec-level layer that expands into primitive ops at build time (``dense``, ``lstm``, …).
+
+    Its shape rule is its expansion's; it needs no kernel, gradient or lowering of its own.
+    """
+
+    composite = True
+
+    def infer(self, xs):
+        from ..graph import scratch_infer
+
+        return scratch_infer(self, xs)
+
+    def window(self, xs):
+        return None
+
+    def expand(self, builder, name: str, inputs: list[str]) -> str:
+        raise NotImplementedError

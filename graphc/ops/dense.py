@@ -1,0 +1,63 @@
+"""The affine layer ``dense``, a composite of matmul and add (DESIGN.md §2: W is (in, out))."""
+
+from __future__ import annotations
+
+from ..errors import ShapeError
+from ..tensor import TensorType, static
+from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, sample
+from .elementwise import Add
+from .shape_ops import MatMul
+
+
+def expansion_macs(op: Composite, xs: list[TensorType]) -> int:
+    """MACs of a composite: the sum over the primitive nodes of its expansion into a scratch graph."""
+    from ..graph import Builder, LayerContext
+
+    b = Builder()
+    names = [b.input(f"x{i}", x.shape, x.dtype) for i, x in enumerate(xs)]
+    b.context = LayerContext("layer")
+    op.expand(b, "layer", names)
+    nodes = b.graph.nodes
+    return sum(nodes[n]["op"].macs([nodes[i]["type"] for i in nodes[n]["inputs"]], nodes[n]["type"])
+               for n in nodes if nodes[n]["role"] == "op")
+
+
+class Dense(Composite):
+    """Affine layer ``y = x · W + b`` on ``x (…, D)`` (D static): weight ``W (D, units)`` (Xavier),
+    bias ``b (units,)`` (zeros); output ``(…, units)``.
+
+    Expands to ``<name>/matmul = matmul(x, W)`` and ``<name> = add(<name>/matmul, b)``; without bias
+    the matmul node itself is ``<name>``. Parameters ``D·units + units``; MACs ``D·units`` per row.
+    """
+
+    kind = "dense"
+    units: PositiveInt
+    bias: bool = True
+
+    samples = (
+        sample({"units": 4}, (2, 5)),
+        sample({"units": 3, "bias": False}, (2, 3, 5), note="leading dims"),
+        sample({"units": 2}, ("N", 6), note="symbolic batch"),
+    )
+
+    def expand(self, b, name, inputs):
+        x = inputs[0]
+        xt = b.type_of(x)
+        if xt.rank < 2:
+            raise ShapeError(f"dense input must have rank ≥ 2 (…, D), got shape {xt}")
+        d = static(xt.shape[-1], "dense input features D")
+        w = b.param(name, "weight", Param((d, self.units), XAVIER))
+        if not self.bias:
+            return b.op(name, MatMul(), [x, w])
+        y = b.op(f"{name}/matmul", MatMul(), [x, w])
+        bias = b.param(name, "bias", Param((self.units,), ZEROS))
+        return b.op(name, Add(), [y, bias])
+
+    def macs(self, xs, y):
+        return expansion_macs(self, xs)
+
+    def describe(self):
+        return f"{self.units}" + ("" if self.bias else " no bias")
+
+
+OPS = (Dense,)

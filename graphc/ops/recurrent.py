@@ -1,0 +1,126 @@
+"""Recurrent layers ``rnn`` and ``lstm``: composites unrolled over the (static) time axis into
+matmuls, adds, sigmoids, tanhs and products. Node names: ``<name>/t<step>/<part>``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..tensor import static
+from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, expect_rank, sample
+from .dense import expansion_macs
+from .elementwise import Add, Mul, Sigmoid, Tanh
+from .shape_ops import MatMul, Select, Slice, Stack
+
+
+class _Recurrent(Composite):
+    hidden: PositiveInt
+    return_sequences: bool = False
+
+    #: the pre-activation width is ``gates · H``
+    gates: ClassVar[int] = 1
+
+    def _setup(self, b, name, inputs):
+        """Check ``x (N, T, D)`` and create ``wx (D, gH)``, ``wh (H, gH)``, ``b (gH,)``."""
+        x = inputs[0]
+        xt = b.type_of(x)
+        expect_rank(xt, 3, f"{self.kind} input (N, T, D)")
+        steps = static(xt.shape[1], f"{self.kind} time steps T")
+        d = static(xt.shape[2], f"{self.kind} input features D")
+        width = self.gates * self.hidden
+        wx = b.param(name, "wx", Param((d, width), XAVIER))
+        wh = b.param(name, "wh", Param((self.hidden, width), XAVIER))
+        bias = b.param(name, "b", Param((width,), ZEROS))
+        return x, steps, wx, wh, bias
+
+    def _preactivation(self, b, step, t, x, h, wx, wh, bias):
+        """``a_t = x_t · Wx + h_{t−1} · Wh + b``; the ``Wh`` term is skipped at t = 0 (``h_{−1} = 0``)."""
+        xs = b.op(f"{step}/x", Select(axis=1, index=t), [x])
+        a = b.op(f"{step}/xw", MatMul(), [xs, wx])
+        if h is not None:
+            hw = b.op(f"{step}/hw", MatMul(), [h, wh])
+            a = b.op(f"{step}/xw_hw", Add(), [a, hw])
+        return b.op(f"{step}/a", Add(), [a, bias])
+
+    def _output(self, b, name, hs):
+        return b.op(name, Stack(axis=1), hs) if self.return_sequences else hs[-1]
+
+    def _h_name(self, name, step, t, steps):
+        """The last hidden state is the layer's output node unless the whole sequence is returned."""
+        return name if t == steps - 1 and not self.return_sequences else f"{step}/h"
+
+    def macs(self, xs, y):
+        return expansion_macs(self, xs)
+
+    def describe(self):
+        return f"h{self.hidden}" + (" seq" if self.return_sequences else "")
+
+
+class RNN(_Recurrent):
+    """Elman RNN on ``x (N, T, D)`` (T static), unrolled: ``h_t = tanh(x_t · Wx + h_{t−1} · Wh + b)``,
+    ``h_{−1} = 0``. Parameters ``wx (D, H)``, ``wh (H, H)`` (Xavier), ``b (H,)`` (zeros).
+    Output: the last ``h (N, H)``, or all ``h`` stacked ``(N, T, H)`` when ``return_sequences``.
+    """
+
+    kind = "rnn"
+
+    samples = (
+        sample({"hidden": 3}, (2, 4, 5)),
+        sample({"hidden": 2, "return_sequences": True}, (2, 3, 4)),
+    )
+
+    def expand(self, b, name, inputs):
+        x, steps, wx, wh, bias = self._setup(b, name, inputs)
+        hs = []
+        for t in range(steps):
+            step = f"{name}/t{t}"
+            a = self._preactivation(b, step, t, x, hs[-1] if hs else None, wx, wh, bias)
+            hs.append(b.op(self._h_name(name, step, t, steps), Tanh(), [a]))
+        return self._output(b, name, hs)
+
+
+class LSTM(_Recurrent):
+    """LSTM on ``x (N, T, D)`` (T static), unrolled, gate order ``i, f, o, g``:
+
+    ``a = x_t · Wx + h_{t−1} · Wh + b`` (N, 4H);
+    ``i = σ(a[:, 0:H])``, ``f = σ(a[:, H:2H])``, ``o = σ(a[:, 2H:3H])``, ``g = tanh(a[:, 3H:4H])``;
+    ``c_t = f ⊙ c_{t−1} + i ⊙ g``, ``h_t = o ⊙ tanh(c_t)``, with ``h_{−1} = c_{−1} = 0`` (so ``c_0 = i ⊙ g``).
+    Parameters ``wx (D, 4H)``, ``wh (H, 4H)`` (Xavier), ``b (4H,)`` (zeros): ``4H(D + H) + 4H``.
+    Output: the last ``h (N, H)``, or all ``h`` stacked ``(N, T, H)`` when ``return_sequences``.
+    """
+
+    kind = "lstm"
+    gates: ClassVar[int] = 4
+
+    samples = (
+        sample({"hidden": 3}, (2, 3, 4)),
+        sample({"hidden": 2, "return_sequences": True}, (2, 2, 3)),
+    )
+
+    def expand(self, b, name, inputs):
+        x, steps, wx, wh, bias = self._setup(b, name, inputs)
+        hid = self.hidden
+        hs, c = [], None
+        for t in range(steps):
+            step = f"{name}/t{t}"
+            a = self._preactivation(b, step, t, x, hs[-1] if hs else None, wx, wh, bias)
+
+            def gate(part, k, act):
+                pre = b.op(f"{step}/{part}_pre", Slice(axis=-1, start=k * hid, end=(k + 1) * hid), [a])
+                return b.op(f"{step}/{part}", act, [pre])
+
+            i = gate("i", 0, Sigmoid())
+            o = gate("o", 2, Sigmoid())
+            g = gate("g", 3, Tanh())
+            ig = b.op(f"{step}/i_g", Mul(), [i, g])
+            if c is None:
+                c = ig
+            else:
+                f = gate("f", 1, Sigmoid())
+                fc = b.op(f"{step}/f_c", Mul(), [f, c])
+                c = b.op(f"{step}/c", Add(), [fc, ig])
+            tc = b.op(f"{step}/tanh_c", Tanh(), [c])
+            hs.append(b.op(self._h_name(name, step, t, steps), Mul(), [o, tc]))
+        return self._output(b, name, hs)
+
+
+OPS = (RNN, LSTM)

@@ -1,0 +1,203 @@
+"""``graphc compile``: the per-layer report (Keras summary + Darknet layer table) as text and JSON.
+
+The JSON object is a stable interface (documented in the README):
+
+- ``name``, ``file``, ``graphc_version``, ``conventions`` (how MACs, FLOPs and memory are counted)
+- ``inputs``: ``[{name, shape, dtype}]``; ``outputs``: ``[{name, layer, shape, dtype}]``
+- ``layers``: one object per spec entry (a block instance or repeated layer appears once, its
+  expanded layers under ``parts``), each with ``name``, ``op``, ``inputs``, ``shape``, ``dtype``,
+  ``params``, ``params_trainable``, ``macs``, ``flops``, ``activation_bytes``, ``receptive_field``
+  (``{size, stride, padding}``, one number per spatial dim, or null for non-spatial outputs) and
+  ``loc``; with ``--expand`` every expanded layer is a row of its own.
+- ``loss``: the loss node (op, inputs, l2) or null
+- totals: ``params_total``, ``params_trainable``, ``params_non_trainable``, ``macs_total``,
+  ``flops_total``, ``activation_bytes_total``
+- ``warnings``: ``[{message, loc}]``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import __version__
+from .analysis import NodeCost, costs, field_json, receptive_fields, warnings
+
+CONVENTIONS = {
+    "macs": "multiply-accumulates of matmul and convolution products for one example (symbolic dims count as 1); "
+            "activations, pooling, normalisation and elementwise ops count 0",
+    "flops": "2 × MACs",
+    "activation_bytes": "bytes of every node's output for one example",
+    "receptive_field": "per spatial dim (H, W): size r, effective stride j, effective padding P; "
+                       "output unit u sees input pixels [u·j − P, u·j − P + r − 1]",
+}
+
+
+@dataclass
+class Row:
+    name: str
+    op: str
+    inputs: list[str]
+    output: str
+    nodes: list[str]
+    loc: str | None
+    describe: str = ""
+    parts: list["Row"] = field(default_factory=list)
+
+
+def _shape_json(t):
+    return [d if isinstance(d, int) else str(d) for d in t.shape]
+
+
+def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
+    layers = graph.graph["layers"]
+    instances = graph.graph["instances"]
+    by_layer: dict[str, list[str]] = {}
+    for n, a in graph.nodes(data=True):
+        if a["role"] in ("op", "param"):
+            by_layer.setdefault(a["layer"], []).append(n)
+
+    def layer_row(name: str) -> Row:
+        layer = layers[name]
+        op = graph.nodes[name]["op"] if name in graph else None
+        nodes = by_layer.get(name, [])
+        parts = []
+        if op is not None and len([n for n in nodes if graph.nodes[n]["role"] == "op"]) > 1:
+            parts = [Row(n, graph.nodes[n]["op"].kind, list(graph.nodes[n]["inputs"]), n, [n], None)
+                     for n in nodes if graph.nodes[n]["role"] == "op"]
+        return Row(name, layer.kind, list(layer.inputs), name, nodes, str(layer.loc) if layer.loc else None,
+                   layers_describe(graph, name, layer.attrs), parts)
+
+    def instance_row(name: str) -> Row:
+        inst = instances[name]
+        children = []
+        for child in _children(name):
+            children.append(instance_row(child) if child in instances else layer_row(child))
+        nodes = [n for c in children for n in c.nodes]
+        return Row(name, inst.block, list(inst.inputs), inst.output, nodes, str(inst.loc) if inst.loc else None, "", children)
+
+    def _children(name: str) -> list[str]:
+        out, seen = [], set()
+        for lname, layer in layers.items():
+            scope = layer.scope
+            if name in scope:
+                i = scope.index(name)
+                child = scope[i + 1] if i + 1 < len(scope) else lname
+                if child not in seen:
+                    seen.add(child)
+                    out.append(child)
+        return out
+
+    rows = []
+    for entry in graph.graph["entries"]:
+        row = instance_row(entry) if entry in instances else layer_row(entry)
+        rows.extend(_flatten(row) if expand else [row])
+    return rows
+
+
+def layers_describe(graph, name, attrs) -> str:
+    op = graph.nodes[name]["op"] if name in graph else None
+    return op.describe() if op is not None else ""
+
+
+def _flatten(row: Row) -> list[Row]:
+    if row.parts and row.name in row.nodes:  # a composite layer: keep it whole
+        return [row]
+    if not row.parts:
+        return [row]
+    return [r for p in row.parts for r in _flatten(p)]
+
+
+def compile_report(graph: nx.DiGraph, expand: bool = False) -> dict:
+    """The report object that ``graphc compile --json`` prints."""
+    cost = costs(graph)
+    fields = receptive_fields(graph)
+
+    def row_json(row: Row) -> dict:
+        total = NodeCost(*(sum(getattr(cost[n], f) for n in row.nodes) for f in NodeCost.__dataclass_fields__))
+        out_type = graph.nodes[row.output]["type"]
+        obj = {
+            "name": row.name, "op": row.op, "inputs": row.inputs, "shape": _shape_json(out_type), "dtype": out_type.dtype,
+            "params": total.params, "params_trainable": total.params_trainable, "macs": total.macs, "flops": 2 * total.macs,
+            "activation_bytes": total.activation_bytes, "receptive_field": field_json(fields.get(row.output)), "loc": row.loc,
+        }
+        if row.describe:
+            obj["attributes"] = row.describe
+        if row.parts:
+            obj["parts"] = [row_json(p) for p in row.parts]
+        return obj
+
+    rows = [row_json(r) for r in _rows(graph, expand)]
+    totals = NodeCost(*(sum(getattr(c, f) for c in cost.values()) for f in NodeCost.__dataclass_fields__))
+    loss = graph.graph.get("loss")
+    loss_data = f"{loss}/data" if f"{loss}/data" in graph else loss
+    report = {
+        "name": graph.graph.get("name"),
+        "file": graph.graph.get("file"),
+        "graphc_version": __version__,
+        "conventions": CONVENTIONS,
+        "inputs": [{"name": n, "shape": _shape_json(a["type"]), "dtype": a["type"].dtype}
+                   for n, a in graph.nodes(data=True) if a["role"] == "input"],
+        "outputs": [{"name": k, "layer": v, "shape": _shape_json(graph.nodes[v]["type"]), "dtype": graph.nodes[v]["type"].dtype}
+                    for k, v in graph.graph["outputs"].items()],
+        "layers": rows,
+        "loss": None if loss is None else {
+            "op": graph.nodes[loss_data]["op"].kind,
+            "inputs": list(graph.nodes[loss_data]["inputs"]),
+            "l2": graph.nodes[f"{loss}/l2"]["op"].strength if f"{loss}/l2" in graph else 0.0,
+        },
+        "params_total": totals.params,
+        "params_trainable": totals.params_trainable,
+        "params_non_trainable": totals.params - totals.params_trainable,
+        "macs_total": totals.macs,
+        "flops_total": 2 * totals.macs,
+        "activation_bytes_total": totals.activation_bytes,
+        "warnings": [{"message": d.message, "loc": str(d.loc) if d.loc else None} for d in warnings(graph)],
+    }
+    return report
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def _fmt_rf(rf) -> str:
+    if rf is None:
+        return "-"
+    parts = []
+    for key in ("size", "stride", "padding"):
+        v = rf[key]
+        parts.append(str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")
+    return " / ".join(parts)
+
+
+def format_table(report: dict) -> str:
+    """The human-readable table: one row per layer, then totals."""
+    header = ("layer", "op", "output shape", "params", "MACs", "RF size / stride / pad", "connected to")
+    body = []
+    for row in report["layers"]:
+        op = row["op"] + (f" {row['attributes']}" if row.get("attributes") else "")
+        body.append((row["name"], op, "(" + ", ".join(map(str, row["shape"])) + ")", _fmt_int(row["params"]),
+                     _fmt_int(row["macs"]), _fmt_rf(row["receptive_field"]), ", ".join(row["inputs"])))
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    right = {3, 4}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [f"{report['name']} ({report['file']})", line(header), line(["─" * w for w in widths])]
+    out += [line(r) for r in body]
+    out.append(line(["─" * w for w in widths]))
+    ins = ", ".join(f"{i['name']} ({', '.join(map(str, i['shape']))}) {i['dtype']}" for i in report["inputs"])
+    outs = ", ".join(f"{o['name']} ({', '.join(map(str, o['shape']))})" for o in report["outputs"])
+    out.append(f"inputs:  {ins}")
+    out.append(f"outputs: {outs}")
+    if report["loss"]:
+        loss = report["loss"]
+        out.append(f"loss:    {loss['op']}({', '.join(loss['inputs'])})" + (f" + l2 {loss['l2']:g}" if loss["l2"] else ""))
+    out.append(f"params:  {_fmt_int(report['params_total'])} total, {_fmt_int(report['params_trainable'])} trainable, "
+               f"{_fmt_int(report['params_non_trainable'])} non-trainable")
+    out.append(f"MACs:    {_fmt_int(report['macs_total'])} per example (FLOPs = 2 × MACs = {_fmt_int(report['flops_total'])})")
+    out.append(f"memory:  {report['activation_bytes_total'] / 2**20:.2f} MiB of activations per example")
+    return "\n".join(out)
