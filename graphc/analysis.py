@@ -4,8 +4,10 @@
 - :func:`receptive_fields`: per node and spatial dim, size ``r``, effective stride ``j`` and effective
   padding ``P``: an output unit ``u`` sees input pixels ``[u·j − P, u·j − P + r − 1]``. Composed from
   each op's window ``(step s, offset a, extent e)`` by ``j' = j·s``, ``P' = P − a·j``,
-  ``r' = r + (e − 1)·j`` (Araujo et al., Distill 2019). At a merge the field is the union of the
-  inputs' fields; inputs whose strides differ are misaligned and rejected.
+  ``r' = r + (e − 1)·j`` (Araujo et al., Distill 2019). Fractional strides (upsampling, transposed
+  convolution) give the widest field over output phases, with the padding of output unit 0. At a
+  merge the field is the union of the inputs' fields; inputs whose strides differ are misaligned
+  and rejected.
 - :func:`costs`: parameters (trainable and not), MACs (multiply-accumulates of matmul and
   convolution products, for one example: symbolic dims count as 1; FLOPs = 2 × MACs), bytes of each
   activation.

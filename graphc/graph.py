@@ -69,12 +69,12 @@ class Builder:
             self.graph.add_edge(src, name)
 
 
-def scratch_infer(op: Op, xs: list[TensorType]) -> TensorType:
-    """Shape rule of a composite: expand it into a scratch graph and read its output type."""
+def scratch_expand(op: Op, xs: list[TensorType]) -> tuple[nx.DiGraph, str]:
+    """A composite expanded into a scratch graph over inputs of types ``xs``: (graph, output node)."""
     b = Builder()
     names = [b.input(f"x{i}", x.shape, x.dtype) for i, x in enumerate(xs)]
     b.context = LayerContext("layer")
-    return b.type_of(op.expand(b, "layer", names))
+    return b.graph, op.expand(b, "layer", names)
 
 
 def topo_order(graph: nx.DiGraph) -> list[str]:

@@ -72,7 +72,15 @@ def locate(data, path) -> Loc | None:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose float resolver also accepts ``1e-3`` and ``1E+5`` (YAML 1.2 floats)."""
+    """SafeLoader that refuses explicit tags and whose float resolver also accepts ``1e-3`` (YAML 1.2)."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!") and not isinstance(event, yaml.AliasEvent):
+            raise yaml.MarkedYAMLError(problem=f"YAML tag {tag!r} is not allowed (a spec is plain data: remove the tag)",
+                                       problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _FLOAT = re.compile(
@@ -111,7 +119,9 @@ def load_yaml_text(text: str, file: str = "<string>"):
             loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        raise GraphcError(f"invalid YAML: {e.problem or e.context}", _loc(file, mark) if mark else Loc(file, 1, 1)) from None
+        problem = e.problem or e.context
+        text = problem if "is not allowed" in problem else f"invalid YAML: {problem}"
+        raise GraphcError(text, _loc(file, mark) if mark else Loc(file, 1, 1)) from None
     except yaml.YAMLError as e:
         raise GraphcError(f"invalid YAML: {e}", Loc(file, 1, 1)) from None
     if root is None:

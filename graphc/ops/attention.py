@@ -8,7 +8,6 @@ import math
 from ..errors import ShapeError
 from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, expect_rank, sample
-from .dense import expansion_macs
 from .elementwise import Add, Scale, Softmax
 from .shape_ops import CausalMask, MatMul, Reshape, Transpose
 
@@ -80,8 +79,6 @@ class MultiHeadAttention(Composite):
         y = b.op(f"{name}/out_matmul", MatMul(), [context, wo])
         return b.op(name, Add(), [y, b.param(name, "bo", Param((d,), ZEROS))])
 
-    def macs(self, xs, y):
-        return expansion_macs(self, xs)
 
     def describe(self):
         return f"{self.heads} head{'s' if self.heads != 1 else ''}" + (" causal" if self.causal else "") + ("" if self.bias else " no bias")

@@ -71,9 +71,10 @@ KAIMING = Init(kind="kaiming")
 class Window:
     """How one output index reads one spatial input dim.
 
-    Output index ``o`` reads input indices ``step·o + offset … step·o + offset + extent − 1``.
-    A convolution has ``step = s``, ``offset = −p``, ``extent = d(k−1)+1``; upsampling has a
-    fractional step ``1/f``.
+    Output index ``o`` reads input indices ``floor(step·o) + offset … floor(step·o) + offset + extent − 1``.
+    A convolution has ``step = s``, ``offset = −p``, ``extent = d(k−1)+1``. Upsampling and transposed
+    convolution have a fractional step ``1/f``: then ``offset`` is exact for output 0 and ``extent``
+    is the largest over the output phases, so the field is the worst case over output pixels.
     """
 
     step: Fraction
@@ -184,9 +185,18 @@ class Composite(Op):
     composite = True
 
     def infer(self, xs):
-        from ..graph import scratch_infer
+        from ..graph import scratch_expand
 
-        return scratch_infer(self, xs)
+        graph, out = scratch_expand(self, xs)
+        return graph.nodes[out]["type"]
+
+    def macs(self, xs, y):
+        """The sum over the primitive nodes of the expansion."""
+        from ..graph import scratch_expand
+
+        graph, _ = scratch_expand(self, xs)
+        nodes = graph.nodes
+        return sum(a["op"].macs([nodes[i]["type"] for i in a["inputs"]], a["type"]) for _, a in nodes(data=True) if a["role"] == "op")
 
     def window(self, xs):
         return None

@@ -205,15 +205,17 @@ class ConvTranspose2d(_Windowed):
         return TensorType((x.shape[0], self.filters, *out), x.dtype)
 
     def window(self, xs):
-        """Output ``o`` reads inputs ``i = (o + p − t·d)/s`` for the taps ``t`` where that is an integer."""
+        """Output ``o = m·s + φ`` reads inputs ``i = m + (φ + p − t·d)/s`` for the taps ``t`` where that
+        is an integer: the offset of the first phase that has taps, the widest span over phases."""
         wins = []
         for k, s, p, d in zip(self._kernel(), self._stride(), pair(self.padding), self._dilation()):
-            span = 0
-            for phase in range(s):  # taps that land on whole input indices for this output phase
-                taps = [t for t in range(k) if (phase - t * d) % s == 0]
-                if taps:
-                    span = max(span, (max(taps) - min(taps)) * d // s)
-            wins.append(Window(Fraction(1, s), Fraction(p - d * (k - 1), s), span + 1))
+            offset, span = None, 0
+            for phase in range(s):
+                index = [(phase + p - t * d) // s for t in range(k) if (phase + p - t * d) % s == 0]
+                if index:
+                    offset = min(index) if offset is None else offset
+                    span = max(span, max(index) - min(index))
+            wins.append(Window(Fraction(1, s), Fraction(offset or 0), span + 1))
         return tuple(wins)
 
     def warnings(self, xs):

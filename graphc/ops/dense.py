@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 from ..errors import ShapeError
-from ..tensor import TensorType, static
+from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, sample
 from .elementwise import Add
 from .shape_ops import MatMul
 
-
-def expansion_macs(op: Composite, xs: list[TensorType]) -> int:
-    """MACs of a composite: the sum over the primitive nodes of its expansion into a scratch graph."""
-    from ..graph import Builder, LayerContext
-
-    b = Builder()
-    names = [b.input(f"x{i}", x.shape, x.dtype) for i, x in enumerate(xs)]
-    b.context = LayerContext("layer")
-    op.expand(b, "layer", names)
-    nodes = b.graph.nodes
-    return sum(nodes[n]["op"].macs([nodes[i]["type"] for i in nodes[n]["inputs"]], nodes[n]["type"])
-               for n in nodes if nodes[n]["role"] == "op")
 
 
 class Dense(Composite):
@@ -53,8 +41,6 @@ class Dense(Composite):
         bias = b.param(name, "bias", Param((self.units,), ZEROS))
         return b.op(name, Add(), [y, bias])
 
-    def macs(self, xs, y):
-        return expansion_macs(self, xs)
 
     def describe(self):
         return f"{self.units}" + ("" if self.bias else " no bias")

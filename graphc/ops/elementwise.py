@@ -54,19 +54,19 @@ class _Unary(Op):
 
 
 class Relu(_Unary):
-    """``y = max(0, x)``."""
+    """Rectified linear unit ``y = max(0, x)``; its gradient passes ``gy`` where ``x > 0``."""
 
     kind = "relu"
 
 
 class Sigmoid(_Unary):
-    """``y = σ(x) = 1 / (1 + e^−x)``."""
+    """Logistic sigmoid ``y = σ(x) = 1 / (1 + e^−x)``; ``dy/dx = y(1 − y)``."""
 
     kind = "sigmoid"
 
 
 class Tanh(_Unary):
-    """``y = tanh(x)``."""
+    """Hyperbolic tangent ``y = tanh(x) = (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ)``; ``dy/dx = 1 − y²``."""
 
     kind = "tanh"
 

@@ -154,7 +154,8 @@ class Upsample(Op):
             elif f == 1:
                 wins.append(IDENTITY_WINDOW)
             else:
-                wins.append(Window(Fraction(1, f), Fraction(1, 2 * f) - Fraction(1, 2), 2))
+                # output 0 samples input coordinate 0.5/f − 0.5 < 0: it reads indices −1 (clamped) and 0
+                wins.append(Window(Fraction(1, f), Fraction(-1), 2))
         return tuple(wins)
 
     def describe(self):

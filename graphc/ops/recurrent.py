@@ -7,7 +7,6 @@ from typing import ClassVar
 
 from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, expect_rank, sample
-from .dense import expansion_macs
 from .elementwise import Add, Mul, Sigmoid, Tanh
 from .shape_ops import MatMul, Select, Slice, Stack
 
@@ -48,8 +47,6 @@ class _Recurrent(Composite):
         """The last hidden state is the layer's output node unless the whole sequence is returned."""
         return name if t == steps - 1 and not self.return_sequences else f"{step}/h"
 
-    def macs(self, xs, y):
-        return expansion_macs(self, xs)
 
     def describe(self):
         return f"h{self.hidden}" + (" seq" if self.return_sequences else "")
