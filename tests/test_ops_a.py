@@ -127,9 +127,9 @@ def test_upsample_shapes(attrs, out):
 def test_upsample_windows():
     x = [T(1, 1, 4, 4)]
     assert Upsample(scale=2).window(x) == (Window(Fraction(1, 2), Fraction(0), 1),) * 2
-    # output o samples (o + ½)/2 − ½ = o/2 − ¼ and reads its floor and floor + 1
-    assert Upsample(scale=2, mode="bilinear").window(x) == (Window(Fraction(1, 2), Fraction(-1, 4), 2),) * 2
-    assert Upsample(scale=[1, 4], mode="bilinear").window(x) == (IDENTITY_WINDOW, Window(Fraction(1, 4), Fraction(-3, 8), 2))
+    # output o samples (o + ½)/f − ½ and reads its floor and floor + 1; for output 0 that is −1 and 0
+    assert Upsample(scale=2, mode="bilinear").window(x) == (Window(Fraction(1, 2), Fraction(-1), 2),) * 2
+    assert Upsample(scale=[1, 4], mode="bilinear").window(x) == (IDENTITY_WINDOW, Window(Fraction(1, 4), Fraction(-1), 2))
 
 
 # --- activations --------------------------------------------------------------------------------
