@@ -65,11 +65,17 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
     """The forward IR of a spec, with the loss nodes (role ``loss``) when the spec has a loss."""
     data = loaded.data
     ex = expand(data, loaded.blocks)
-    errors = ex.errors
+    errors = list(loaded.errors) + ex.errors
     layer_by_name: dict[str, FlatLayer] = {}
     ops: dict[str, Op] = {}
+
+    def tainted(name: str) -> bool:
+        return any(name == t or name.startswith(t + ".") for t in ex.tainted)
+
     for layer in ex.layers:
         layer_by_name[layer.name] = layer
+        if tainted(layer.name):
+            continue  # its bad block argument is reported already
         op = _make_op(layer.kind, layer.attrs, layer.op_loc or layer.loc, layer.name, errors)
         if op is not None and layer.name not in ex.broken:
             lo, hi = type(op).arity
@@ -83,6 +89,8 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
     outputs = _outputs(loaded, ex, errors)
     loss_decl = data.get("loss")
     loss_op, loss_inputs = None, []
+    if not (isinstance(loss_decl, dict) and isinstance(loss_decl.get("op"), str) and isinstance(loss_decl.get("inputs"), list)):
+        loss_decl = None
     if loss_decl is not None:
         attrs = LDict({k: v for k, v in loss_decl.items() if k not in ("op", "inputs", "l2")})
         attrs.loc, attrs.value_locs, attrs.key_locs = loss_decl.loc, loss_decl.value_locs, loss_decl.key_locs
@@ -94,6 +102,10 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
                                          did_you_mean(ref, top_names, "name")))
             else:
                 loss_inputs.append(ex.resolve(top_names[ref]))
+    name_errors = bool(loaded.errors or ex.errors or outputs is None and data.get("outputs") is not None) or any(
+        "is not defined" in d.message or "unknown output" in d.message for d in errors)
+    if name_errors:  # wiring checks on a graph with missing names would only report follow-on errors
+        raise GraphcError(errors)
     # Wiring: cycles, reachability.
     lg = _layer_graph(ex, input_names)
     cycle_nodes = set()
@@ -178,6 +190,8 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
 def _outputs(loaded: LoadedSpec, ex: Expanded, errors: list[Diagnostic]) -> dict[str, str] | None:
     declared = loaded.data.get("outputs")
     top = ex.env
+    if declared is not None and not isinstance(declared, (list, dict)):
+        return None  # reported by the structural check
     if declared is None:
         if not ex.entries:
             return None

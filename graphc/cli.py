@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import EXIT_SPEC_ERROR, EXIT_USAGE, GraphcError
+from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
 
 EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
 2 invalid command line · 3 a numerical check failed"""
@@ -41,12 +41,15 @@ def cmd_compile(args) -> int:
     from . import compile_spec
     from .report import compile_report, format_table
 
+    from .analysis import warnings
+
     graph = compile_spec(args.spec)
+    found = warnings(graph)
+    if args.strict and found:
+        raise GraphcError([Diagnostic(w.message, w.loc, "--strict turns warnings into errors") for w in found])
     report = compile_report(graph, expand=args.expand)
-    if args.strict and report["warnings"]:
-        raise GraphcError([__import__("graphc.errors").errors.Diagnostic(w["message"], None, None) for w in report["warnings"]])
-    for w in report["warnings"]:
-        print(f"{w['loc']}: warning: {w['message']}" if w["loc"] else f"warning: {w['message']}", file=sys.stderr)
+    for w in found:
+        print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
     _emit(json.dumps(report, indent=2) if args.json else format_table(report), args.output)
     return 0
 

@@ -44,7 +44,36 @@ def expected(annotation) -> str:
         return f"a list of {expected(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
     if origin is dict:
         return "a mapping"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _literals(annotation) -> list[str]:
+    """The string choices a field accepts, for did-you-mean hints."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return [a for a in typing.get_args(annotation) if isinstance(a, str)]
+    return [c for a in typing.get_args(annotation) for c in _literals(a)]
+
+
+_LIMITS = {"greater_than_equal": ("≥", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("≤", "le"), "less_than": ("<", "lt")}
+
+
+def _constraint(err) -> str | None:
+    """Plain words for a value of the right type that breaks a limit, or None for type errors."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _LIMITS:
+        sign, key = _LIMITS[kind]
+        return f"must be {sign} {ctx.get(key)}"
+    if kind == "string_pattern_mismatch":
+        return "must be a name: letters, digits, '_' and '-', starting with a letter or '_'"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} item(s)"
+    if kind in ("value_error", "assertion_error"):
+        return err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return None
 
 
 def _field(model: type[BaseModel], path) -> tuple[str | None, typing.Any]:
@@ -83,13 +112,19 @@ def diagnostics_from(error: ValidationError, model: type[BaseModel], data, what:
                               f"add '{path[-1]}: …' ({expected(annotation)})" if annotation else None)
         else:
             got = _shown(err.get("input"))
-            if field and len(path) == 1:
-                want = expected(annotation)
-                message = f"{what}: '{dotted}' must be {want}, got {got}"
+            limit = _constraint(err)
+            if limit is not None:
+                message = f"{what}: '{dotted}' {limit}, got {got}"
+            elif field and len(path) == 1:
+                message = f"{what}: '{dotted}' must be {expected(annotation)}, got {got}"
             else:
                 message = f"{what}: '{dotted}' {err['msg'][0].lower() + err['msg'][1:]}, got {got}"
             hint = None
-            if isinstance(err.get("input"), str) and err["input"].lstrip("-").replace(".", "", 1).isdigit():
+            choices = _literals(annotation) if annotation is not None else []
+            if choices and isinstance(err.get("input"), str):
+                hint = did_you_mean(err["input"], choices)
+            numeric = annotation is not None and any(w in expected(annotation) for w in ("integer", "number"))
+            if hint is None and numeric and isinstance(err.get("input"), str) and err["input"].lstrip("-").replace(".", "", 1).isdigit():
                 hint = f"write {err['input']} without quotes"
             elif isinstance(err.get("input"), float) and err["input"].is_integer() and "integer" in message:
                 hint = f"write {int(err['input'])}"

@@ -65,6 +65,10 @@ class ShapeError(Exception):
     """Raised by an op's shape rule; the graph pass adds the node name and location."""
 
 
+class NotDifferentiable(Exception):
+    """Raised by an op's VJP rule when it has no gradient; differentiation names the node."""
+
+
 def did_you_mean(word: str, choices, what: str = "") -> str | None:
     """A hint naming the closest valid choice, or listing a few when none is close."""
     choices = sorted(set(map(str, choices)))

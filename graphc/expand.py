@@ -100,6 +100,7 @@ class _Expander:
         self.out = result
         self.stack: list[str] = []  # block names being expanded, for recursion detection
         self.broken: set[str] = set()  # layers whose inputs could not be resolved (already reported)
+        self.tainted: set[str] = set()  # layers and instances whose attributes hold bad arguments
 
     def scope_body(self, entries: LList, prefix: str, env: dict[str, str], first_input: str | None,
                    args: dict, scope: tuple[str, ...]) -> str | None:
@@ -120,11 +121,14 @@ class _Expander:
             names.append(local)
         previous = first_input
         for raw, local in zip(entries, names):
+            before = len(errors)
             entry, _ = _substitute(raw, args, errors, raw.loc)
             absolute = prefix + local
+            if len(errors) > before:
+                self.tainted.add(absolute)
             if not scope:
                 self.out.entries.append(absolute)
-            inputs = self.references(entry, env, previous, absolute)
+            inputs = self.references(entry, env, previous, absolute, local)
             repeat = entry.get("repeat") or 1
             if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
                 errors.append(Diagnostic(f"'repeat' must be a positive integer, got {repeat!r}", loc_of(entry, "repeat")))
@@ -140,7 +144,7 @@ class _Expander:
             previous = absolute
         return previous
 
-    def references(self, entry: LDict, env: dict[str, str], previous: str | None, absolute: str) -> tuple[str, ...]:
+    def references(self, entry: LDict, env: dict[str, str], previous: str | None, absolute: str, local: str) -> tuple[str, ...]:
         if entry.get("inputs") is None:
             if previous is None:
                 self.out.errors.append(Diagnostic(f"layer '{absolute}' has no input", entry.loc,
@@ -154,7 +158,7 @@ class _Expander:
                 resolved.append(env[ref])
             else:
                 self.out.errors.append(Diagnostic(f"'{absolute}' takes input '{ref}', which is not defined", loc_of(refs, i),
-                                                  did_you_mean(ref, env, "name")))
+                                                  did_you_mean(ref, [n for n in env if n != local], "name")))
                 self.broken.add(absolute)
         return tuple(resolved)
 
@@ -203,6 +207,7 @@ class _Expander:
         declared = block.get("args") or {}
         given = entry.get("args") or LDict()
         args = {}
+        before = len(errors)
         for key, value in given.items():
             if key not in declared:
                 errors.append(Diagnostic(f"block '{bname}' has no argument '{key}'", given.key_locs.get(key), did_you_mean(key, declared, "argument")))
@@ -215,6 +220,8 @@ class _Expander:
                     args[key] = (None, entry.loc)
                 else:
                     args[key] = (default, declared.value_locs.get(key))
+        if len(errors) > before:
+            self.tainted.add(absolute)
         block_inputs = block.get("inputs") or ["x"]
         if not inputs:
             return  # already reported
@@ -268,4 +275,5 @@ def expand(spec: LDict, blocks: dict[str, LDict]) -> Expanded:
     expander.scope_body(spec["layers"], "", env, first, {}, ())
     result.env = env
     result.broken = expander.broken
+    result.tainted = expander.tainted
     return result

@@ -21,8 +21,11 @@ class LoadedSpec:
 
     path: str
     data: LDict
-    spec: Spec
+    spec: Spec | None
     blocks: dict[str, LDict]
+    #: structural errors outside the layers (a bad input dtype, say): the layers are still checked,
+    #: so that one run reports everything, but the spec is not built
+    errors: list[Diagnostic]
 
     @property
     def name(self) -> str:
@@ -31,7 +34,8 @@ class LoadedSpec:
 
 def _validate(data, model, what: str, errors: list[Diagnostic]):
     if not isinstance(data, dict):
-        errors.append(Diagnostic(f"{what} must be a mapping, got {type(data).__name__}", loc_of(data)))
+        got = "a list" if isinstance(data, list) else type(data).__name__
+        errors.append(Diagnostic(f"{what} must be a mapping of keys to values, got {got}", loc_of(data)))
         return None
     try:
         return model.model_validate(data)
@@ -75,10 +79,23 @@ def load_spec(path: str | Path, text: str | None = None) -> LoadedSpec:
     data = load_yaml_file(path) if text is None else load_yaml_text(text, path)
     errors: list[Diagnostic] = []
     spec = _validate(data, Spec, "spec", errors)
-    blocks: dict[str, LDict] = {}
-    if spec is not None:
-        base = Path(path).parent
-        _collect_blocks(data, base, blocks, {}, errors, (str(Path(path).resolve()),))
-    if errors:
+    if spec is None and not _layers_are_sound(data):
         raise GraphcError(errors)
-    return LoadedSpec(path, data, spec, blocks)
+    blocks: dict[str, LDict] = {}
+    _collect_blocks(data, Path(path).parent, blocks, {}, errors, (str(Path(path).resolve()),))
+    if spec is not None and errors:
+        raise GraphcError(errors)
+    return LoadedSpec(path, data, spec, blocks, errors)
+
+
+def _layers_are_sound(data) -> bool:
+    """Whether the layers and blocks are structurally valid, whatever is wrong elsewhere."""
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict) or not data["inputs"]:
+        return False
+    relaxed = {k: v for k, v in data.items() if k in ("layers", "blocks", "include")}
+    relaxed["inputs"] = {str(name): {"shape": []} for name in data["inputs"]}
+    try:
+        Spec.model_validate(relaxed)
+    except ValidationError:
+        return False
+    return True

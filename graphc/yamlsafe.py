@@ -200,7 +200,9 @@ def load_yaml_file(path: str | Path):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise GraphcError(f"spec is not UTF-8 text (byte {e.start})", Loc(shown, 1, 1)) from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise GraphcError(f"spec is not UTF-8 text (byte 0x{raw[e.start]:02x})", Loc(shown, line, col), "save the file as UTF-8") from None
     return load_yaml_text(text, shown)
 
 

@@ -8,6 +8,9 @@ An op *is* its attributes: a frozen, strict pydantic model, equal and hashable b
 - ``macs(xs, y) -> int``                multiply-accumulates for one example
 - ``warnings(xs) -> [str]``             legal but suspicious arithmetic (a window that does not tile)
 - ``expand(builder, name, inputs)``     composites emit primitive nodes here; primitives add themselves
+- ``forward(*arrays) -> array``          the NumPy kernel, vectorised, dtype-preserving
+- ``vjp(g, xs, y, gy) -> (name | None, …)`` emits graph nodes for each input's cotangent through the
+  :class:`~graphc.autodiff.GradBuilder` ``g`` (never NumPy closures); ``None`` where there is none
 
 ``samples`` lists attribute sets and input shapes that the generated tests run every facet on.
 """
@@ -31,6 +34,7 @@ def _list_to_tuple(value):
 
 IntPair = Annotated[int | tuple[int, int], BeforeValidator(_list_to_tuple)]
 IntTuple = Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)]
+ShapeTuple = Annotated[tuple[int | str, ...], BeforeValidator(_list_to_tuple)]  # static and symbolic dims
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
@@ -134,6 +138,17 @@ class Op(BaseModel):
 
     def warnings(self, xs: list[TensorType]) -> list[str]:
         return []
+
+    def forward(self, *xs):
+        """The NumPy kernel: the forward computation on arrays (inputs in the IR's order)."""
+        raise NotImplementedError(f"{self.kind} has no NumPy kernel")
+
+    def vjp(self, g, xs: tuple[str, ...], y: str, gy: str) -> tuple[str | None, ...]:
+        """Cotangents of the inputs ``xs`` given the output ``y`` and its cotangent ``gy``, as nodes
+        emitted through ``g`` (``g.needs(i)`` says whether input ``i`` wants one)."""
+        from ..errors import NotDifferentiable
+
+        raise NotDifferentiable(f"{self.kind} has no gradient")
 
     def expand(self, builder, name: str, inputs: list[str]) -> str:
         """Add this op (and its parameters) to ``builder`` as node ``name``; return the output node."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..tensor import TensorType, broadcast
 from .base import Op, expect_float, sample
@@ -22,27 +24,62 @@ class _Binary(Op):
 
 
 class Add(_Binary):
-    """``y = a + b`` with NumPy broadcasting (residual connections, biases)."""
+    """``y = a + b`` with NumPy broadcasting (residual connections, biases); ``ga = Σ_bcast gy``, ``gb = Σ_bcast gy``."""
 
     kind = "add"
 
+    def forward(self, a, b):
+        return a + b
+
+    def vjp(self, g, xs, y, gy):
+        return tuple(g.sum_to(gy, x, f"d{i}") if g.needs(i) else None for i, x in enumerate(xs))
+
 
 class Sub(_Binary):
-    """``y = a − b`` with NumPy broadcasting."""
+    """``y = a − b`` with NumPy broadcasting; ``ga = gy``, ``gb = −gy`` (summed over broadcast axes)."""
 
     kind = "sub"
 
+    def forward(self, a, b):
+        return a - b
+
+    def vjp(self, g, xs, y, gy):
+        ga = g.sum_to(gy, xs[0], "d0") if g.needs(0) else None
+        gb = g.sum_to(g.op(Scale(factor=-1.0), [gy], "neg"), xs[1], "d1") if g.needs(1) else None
+        return ga, gb
+
 
 class Mul(_Binary):
-    """``y = a ⊙ b`` (Hadamard product) with NumPy broadcasting."""
+    """``y = a ⊙ b`` (Hadamard product) with NumPy broadcasting; ``ga = gy ⊙ b``, ``gb = gy ⊙ a``."""
 
     kind = "mul"
 
+    def forward(self, a, b):
+        return a * b
+
+    def vjp(self, g, xs, y, gy):
+        a, b = xs
+        ga = g.sum_to(g.op(Mul(), [gy, b], "d0_full"), a, "d0") if g.needs(0) else None
+        gb = g.sum_to(g.op(Mul(), [gy, a], "d1_full"), b, "d1") if g.needs(1) else None
+        return ga, gb
+
 
 class Div(_Binary):
-    """``y = a / b`` with NumPy broadcasting."""
+    """``y = a / b`` with NumPy broadcasting; ``ga = gy / b``, ``gb = −gy ⊙ y / b``."""
 
     kind = "div"
+
+    def forward(self, a, b):
+        return a / b
+
+    def vjp(self, g, xs, y, gy):
+        a, b = xs
+        ga = g.sum_to(g.op(Div(), [gy, b], "d0_full"), a, "d0") if g.needs(0) else None
+        gb = None
+        if g.needs(1):
+            gy_y = g.op(Mul(), [gy, y], "gy_y")
+            gb = g.sum_to(g.op(Scale(factor=-1.0), [g.op(Div(), [gy_y, b], "gy_y_b")], "d1_full"), b, "d1")
+        return ga, gb
 
 
 class _Unary(Op):
@@ -58,30 +95,135 @@ class Relu(_Unary):
 
     kind = "relu"
 
+    def forward(self, x):
+        return np.maximum(x, 0, dtype=x.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(ReluGrad(), [y, gy], "dx"),)
+
+
+class ReluGrad(Op):
+    """Gradient of ReLU from its output: ``gx = gy ⊙ [y > 0]``."""
+
+    kind = "relu_grad"
+    arity = (2, 2)
+    user_facing = False
+    samples = (sample({}, (3, 7), (3, 7)),)
+
+    def infer(self, xs):
+        return xs[1]
+
+    def forward(self, y, gy):
+        return np.where(y > 0, gy, np.zeros((), gy.dtype))
+
+    def vjp(self, g, xs, y, gy):
+        return None, g.op(ReluGrad(), [xs[0], gy], "dgy")
+
 
 class Sigmoid(_Unary):
-    """Logistic sigmoid ``y = σ(x) = 1 / (1 + e^−x)``; ``dy/dx = y(1 − y)``."""
+    """Logistic sigmoid ``y = σ(x) = 1 / (1 + e^−x)``; ``gx = gy ⊙ y(1 − y)``."""
 
     kind = "sigmoid"
 
+    def forward(self, x):
+        # σ(x) = ½(1 + tanh(x/2)): one transcendental, no overflow for large |x|
+        return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(SigmoidGrad(), [y, gy], "dx"),)
+
+
+class SigmoidGrad(Op):
+    """Gradient of the sigmoid from its output: ``gx = gy ⊙ y ⊙ (1 − y)``."""
+
+    kind = "sigmoid_grad"
+    arity = (2, 2)
+    user_facing = False
+    samples = (sample({}, (3, 7), (3, 7)),)
+
+    def infer(self, xs):
+        return xs[1]
+
+    def forward(self, y, gy):
+        return gy * y * (1 - y)
+
+    def vjp(self, g, xs, y, gy):
+        yv, gyv = xs
+        # ∂/∂y: gy·gz·(1 − 2y); ∂/∂gy: gz·y(1 − y)
+        one_minus_2y = g.op(AffineScalar(scale=-2.0, shift=1.0), [yv], "one_minus_2y")
+        gyy = g.op(Mul(), [g.op(Mul(), [gy, gyv], "gz_gy"), one_minus_2y], "dy") if g.needs(0) else None
+        ggy = g.op(SigmoidGrad(), [yv, gy], "dgy") if g.needs(1) else None
+        return gyy, ggy
+
 
 class Tanh(_Unary):
-    """Hyperbolic tangent ``y = tanh(x) = (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ)``; ``dy/dx = 1 − y²``."""
+    """Hyperbolic tangent ``y = tanh(x) = (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ)``; ``gx = gy ⊙ (1 − y²)``."""
 
     kind = "tanh"
 
+    def forward(self, x):
+        return np.tanh(x)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(TanhGrad(), [y, gy], "dx"),)
+
+
+class TanhGrad(Op):
+    """Gradient of tanh from its output: ``gx = gy ⊙ (1 − y²)``."""
+
+    kind = "tanh_grad"
+    arity = (2, 2)
+    user_facing = False
+    samples = (sample({}, (3, 7), (3, 7)),)
+
+    def infer(self, xs):
+        return xs[1]
+
+    def forward(self, y, gy):
+        return gy * (1 - y * y)
+
+    def vjp(self, g, xs, y, gy):
+        yv, gyv = xs
+        gyy = None
+        if g.needs(0):  # ∂/∂y of gy(1 − y²) is −2y·gy
+            gyy = g.op(Mul(), [g.op(Mul(), [gy, gyv], "gz_gy"), g.op(Scale(factor=-2.0), [yv], "m2y")], "dy")
+        return gyy, (g.op(TanhGrad(), [yv, gy], "dgy") if g.needs(1) else None)
+
 
 class Scale(_Unary):
-    """``y = factor · x`` for a constant factor (attention's ``1/√d_k``)."""
+    """``y = factor · x`` for a constant factor (attention's ``1/√d_k``); ``gx = factor · gy``."""
 
     kind = "scale"
     factor: float
 
     samples = (sample({"factor": 0.5}, (2, 3)),)
 
+    def forward(self, x):
+        return x * np.asarray(self.factor, x.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(Scale(factor=self.factor), [gy], "dx"),)
+
+
+class AffineScalar(_Unary):
+    """``y = scale · x + shift`` for constants (``1 − 2y`` in second derivatives, say)."""
+
+    kind = "affine_scalar"
+    user_facing = False
+    scale: float
+    shift: float
+
+    samples = (sample({"scale": -2.0, "shift": 1.0}, (2, 3)),)
+
+    def forward(self, x):
+        return x * np.asarray(self.scale, x.dtype) + np.asarray(self.shift, x.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(Scale(factor=self.scale), [gy], "dx"),)
+
 
 class Softmax(_Unary):
-    """``y_i = e^{x_i − max x} / Σ_j e^{x_j − max x}`` along ``axis``."""
+    """``y_i = e^{x_i − max x} / Σ_j e^{x_j − max x}`` along ``axis``; ``gx = y ⊙ (gy − Σ_axis gy ⊙ y)``."""
 
     kind = "softmax"
     axis: int = -1
@@ -94,5 +236,35 @@ class Softmax(_Unary):
             raise ShapeError(f"axis {self.axis} is out of range for rank {x.rank}")
         return x
 
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=self.axis, keepdims=True))
+        e /= e.sum(axis=self.axis, keepdims=True)
+        return e
 
-OPS = (Add, Sub, Mul, Div, Relu, Sigmoid, Tanh, Scale, Softmax)
+    def vjp(self, g, xs, y, gy):
+        return (g.op(SoftmaxGrad(axis=self.axis), [y, gy], "dx"),)
+
+
+class SoftmaxGrad(Op):
+    """Gradient of softmax from its output: ``gx = y ⊙ (gy − Σ_axis gy ⊙ y)``."""
+
+    kind = "softmax_grad"
+    arity = (2, 2)
+    user_facing = False
+    axis: int = -1
+    samples = (sample({}, (4, 6), (4, 6)),)
+
+    def infer(self, xs):
+        return xs[1]
+
+    def forward(self, y, gy):
+        gyy = gy * y
+        return gyy - y * gyy.sum(axis=self.axis, keepdims=True)
+
+    def vjp(self, g, xs, y, gy):
+        from ..errors import NotDifferentiable
+
+        raise NotDifferentiable("second derivatives of softmax are not implemented")
+
+
+OPS = (Add, Sub, Mul, Div, Relu, ReluGrad, Sigmoid, SigmoidGrad, Tanh, TanhGrad, Scale, AffineScalar, Softmax, SoftmaxGrad)

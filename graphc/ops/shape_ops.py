@@ -6,11 +6,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
 
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ShapeError
-from ..tensor import Shape, broadcast, fmt_shape, static
+from ..tensor import Shape, TensorType, broadcast, fmt_shape, static
 from .base import IDENTITY_WINDOW, IntTuple, Op, PositiveInt, Window, expect_float, expect_rank, sample
 
 #: What the causal mask writes above the diagonal: large and negative, so that softmax gives ~0
@@ -68,6 +71,13 @@ class Flatten(Op):
 
     def window(self, xs):
         return None
+
+    def forward(self, x):
+        axis = self.axis + x.ndim if self.axis < 0 else self.axis
+        return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(ReshapeLike(), [gy, xs[0]], "dx"),)
 
     def describe(self):
         return f"axis {self.axis}" if self.axis != 1 else ""
@@ -136,8 +146,49 @@ class Reshape(Op):
     def window(self, xs):
         return None
 
+    def forward(self, x):
+        return x.reshape(tuple(x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)))
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(ReshapeLike(), [gy, xs[0]], "dx"),)
+
     def describe(self):
         return fmt_shape(self.shape)
+
+
+class ReshapeLike(Op):
+    """Reshape ``x`` to the shape of ``like`` (read at run time; ``like`` gives only its shape):
+    ``y = reshape(x, shape(like))``, row-major order unchanged. The gradient of flatten and reshape,
+    exact with symbolic dims. ``like`` gets no gradient.
+    """
+
+    kind = "reshape_like"
+    arity = (2, 2)
+    user_facing = False
+
+    samples = (
+        sample({}, (2, 12), (2, 3, 4)),
+        sample({}, ("N", 6, 2), ("N", 3, 4), note="symbolic batch"),
+    )
+
+    def infer(self, xs):
+        x, like = xs
+        x_sym = Counter(d for d in x.shape if isinstance(d, str))
+        like_sym = Counter(d for d in like.shape if isinstance(d, str))
+        x_size = math.prod(d for d in x.shape if isinstance(d, int))
+        like_size = math.prod(d for d in like.shape if isinstance(d, int))
+        if x_sym != like_sym or x_size != like_size:
+            raise ShapeError(f"cannot reshape {x} ({count_text(x.shape)} elements) like {like} ({count_text(like.shape)} elements)")
+        return TensorType(tuple(like.shape), x.dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, x, like):
+        return x.reshape(like.shape)
+
+    def vjp(self, g, xs, y, gy):
+        return g.op(ReshapeLike(), [gy, xs[0]], "dx"), None
 
 
 class Transpose(Op):
@@ -171,6 +222,13 @@ class Transpose(Op):
         if xs[0].rank == 4 and self.perm[2:] == (2, 3):
             return (IDENTITY_WINDOW, IDENTITY_WINDOW)
         return None
+
+    def forward(self, x):
+        return np.transpose(x, self.perm)
+
+    def vjp(self, g, xs, y, gy):
+        inverse = tuple(int(i) for i in np.argsort(self.perm))
+        return (g.op(Transpose(perm=inverse), [gy], "dx"),)
 
     def describe(self):
         return fmt_shape(self.perm)
@@ -209,6 +267,20 @@ class Concat(Op):
         if xs[0].rank == 4 and norm_axis(self.axis, 4) >= 2:
             return None
         return super().window(xs)
+
+    def forward(self, *xs):
+        return np.concatenate(xs, axis=self.axis)
+
+    def vjp(self, g, xs, y, gy):
+        """Each input's cotangent is its own slice of ``gy`` along the axis."""
+        types = [g.type_of(x) for x in xs]
+        axis = norm_axis(self.axis, types[0].rank, "concat axis")
+        grads, start = [], 0
+        for i, t in enumerate(types):
+            end = start + t.shape[axis]
+            grads.append(g.op(Slice(axis=axis, start=start, end=end), [gy], f"d{i}") if g.needs(i) else None)
+            start = end
+        return tuple(grads)
 
     def describe(self):
         return f"axis {self.axis}" if self.axis != 1 else ""
@@ -252,6 +324,24 @@ class MatMul(Op):
         k = xs[0].shape[-1]
         return y.numel() * (k if isinstance(k, int) else 1)
 
+    def forward(self, a, b):
+        return np.matmul(a, b)
+
+    def vjp(self, g, xs, y, gy):
+        """``ga = Σ_bcast gy · bᵀ``, ``gb = Σ_bcast aᵀ · gy`` (ᵀ swaps the last two axes)."""
+        a, b = xs
+
+        def swap_last(name, hint):
+            rank = g.type_of(name).rank
+            return g.op(Transpose(perm=tuple(range(rank - 2)) + (rank - 1, rank - 2)), [name], hint)
+
+        ga = gb = None
+        if g.needs(0):
+            ga = g.sum_to(g.op(MatMul(), [gy, swap_last(b, "b_t")], "d0_full"), a, "d0")
+        if g.needs(1):
+            gb = g.sum_to(g.op(MatMul(), [swap_last(a, "a_t"), gy], "d1_full"), b, "d1")
+        return ga, gb
+
 
 class Select(Op):
     """Pick one index along ``axis`` and drop that axis: ``y = x[:, index]`` for ``axis = 1``
@@ -279,8 +369,56 @@ class Select(Op):
     def window(self, xs):
         return None
 
+    def forward(self, x):
+        return x[(slice(None),) * (self.axis % x.ndim) + (self.index,)]
+
+    def vjp(self, g, xs, y, gy):
+        x = g.type_of(xs[0])
+        axis = norm_axis(self.axis, x.rank, "select axis")
+        size = x.shape[axis]
+        return (g.op(SelectGrad(axis=axis, index=self.index % size, size=size), [gy], "dx"),)
+
     def describe(self):
         return f"axis {self.axis} [{self.index}]"
+
+
+class SelectGrad(Op):
+    """Gradient of ``select``: a new axis of ``size`` at ``axis`` holding ``gy`` at ``index`` and
+    zeros elsewhere: ``gx[:, index] = gy``, ``gx[:, j] = 0`` for ``j ≠ index`` (``axis = 1``).
+    """
+
+    kind = "select_grad"
+    user_facing = False
+    axis: int
+    index: int
+    size: PositiveInt
+
+    samples = (
+        sample({"axis": 1, "index": 2, "size": 4}, (2, 3)),
+        sample({"axis": -1, "index": -1, "size": 5}, (3,)),
+    )
+
+    def infer(self, xs):
+        x = xs[0]
+        axis = norm_axis(self.axis, x.rank + 1, "select_grad axis")
+        if not -self.size <= self.index < self.size:
+            raise ShapeError(f"select_grad index {self.index} is out of range for size {self.size}")
+        return x.with_shape(x.shape[:axis] + (self.size,) + x.shape[axis:])
+
+    def window(self, xs):
+        return None
+
+    def forward(self, gy):
+        axis = self.axis % (gy.ndim + 1)
+        out = np.zeros(gy.shape[:axis] + (self.size,) + gy.shape[axis:], gy.dtype)
+        out[(slice(None),) * axis + (self.index,)] = gy
+        return out
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(Select(axis=self.axis, index=self.index), [gy], "dgy"),)
+
+    def describe(self):
+        return f"axis {self.axis} [{self.index}] of {self.size}"
 
 
 class Stack(Op):
@@ -308,6 +446,13 @@ class Stack(Op):
 
     def window(self, xs):
         return None
+
+    def forward(self, *xs):
+        return np.stack(xs, axis=self.axis)
+
+    def vjp(self, g, xs, y, gy):
+        axis = norm_axis(self.axis, g.type_of(xs[0]).rank + 1, "stack axis")
+        return tuple(g.op(Select(axis=axis, index=k), [gy], f"d{k}") if g.needs(k) else None for k in range(len(xs)))
 
     def describe(self):
         return f"axis {self.axis}" if self.axis != 1 else ""
@@ -349,18 +494,79 @@ class Slice(Op):
         # output index o reads input index o + start along the sliced spatial axis
         return tuple(Window(Fraction(1), Fraction(self.start if axis == dim else 0), 1) for dim in (2, 3))
 
+    def forward(self, x):
+        return x[(slice(None),) * (self.axis % x.ndim) + (slice(self.start, self.end),)]
+
+    def vjp(self, g, xs, y, gy):
+        x = g.type_of(xs[0])
+        axis = norm_axis(self.axis, x.rank, "slice axis")
+        return (g.op(SliceGrad(axis=axis, start=self.start, end=self.end, size=x.shape[axis]), [gy], "dx"),)
+
     def describe(self):
         return f"axis {self.axis} [{self.start}:{self.end}]"
 
 
+class SliceGrad(Op):
+    """Gradient of ``slice``: ``gy`` zero-padded back to ``size`` along ``axis``:
+    ``gx[…, start:end, …] = gy``, zeros outside ``[start, end)``.
+    """
+
+    kind = "slice_grad"
+    user_facing = False
+    axis: int
+    start: int = Field(ge=0)
+    end: PositiveInt
+    size: PositiveInt
+
+    samples = (
+        sample({"axis": -1, "start": 1, "end": 3, "size": 5}, (2, 2)),
+        sample({"axis": 2, "start": 1, "end": 4, "size": 5}, (2, 3, 3, 5)),
+    )
+
+    @model_validator(mode="after")
+    def _check_range(self):
+        if not self.start < self.end <= self.size:
+            raise ValueError(f"slice_grad needs start < end ≤ size, got {self.start}:{self.end} of {self.size}")
+        return self
+
+    def infer(self, xs):
+        x = xs[0]
+        axis = norm_axis(self.axis, x.rank, "slice_grad axis")
+        if not same_dims(x.shape[axis], self.end - self.start):
+            raise ShapeError(f"slice_grad input {x} has {x.shape[axis]} entries on axis {axis}, expected {self.end - self.start}")
+        return x.with_shape(x.shape[:axis] + (self.size,) + x.shape[axis + 1:])
+
+    def window(self, xs):
+        if xs[0].rank != 4:
+            return None
+        axis = norm_axis(self.axis, 4)
+        # output index o reads input index o − start (nothing outside [start, end))
+        return tuple(Window(Fraction(1), Fraction(-self.start if axis == dim else 0), 1) for dim in (2, 3))
+
+    def forward(self, gy):
+        axis = self.axis % gy.ndim
+        out = np.zeros(gy.shape[:axis] + (self.size,) + gy.shape[axis + 1:], gy.dtype)
+        out[(slice(None),) * axis + (slice(self.start, self.end),)] = gy
+        return out
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(Slice(axis=self.axis, start=self.start, end=self.end), [gy], "dgy"),)
+
+    def describe(self):
+        return f"axis {self.axis} [{self.start}:{self.end}] of {self.size}"
+
+
 class CausalMask(Op):
     """Causal (look-ahead) mask of attention scores ``x (…, T, T)`` (query ``i``, key ``j``):
-    ``y[…, i, j] = x[…, i, j]`` where ``j ≤ i`` and ``MASK_FILL = −1e9`` where ``j > i``,
-    so that the following softmax gives future positions weight ~0. Output has the input's shape.
+    ``y[…, i, j] = x[…, i, j]`` where ``j ≤ i`` and ``fill`` where ``j > i``, so that the following
+    softmax gives future positions weight ~0. Output has the input's shape. ``fill`` is
+    ``MASK_FILL = −1e9`` in the forward pass; the gradient is the same op with ``fill = 0``:
+    ``gx = gy`` where ``j ≤ i``, ``0`` above the diagonal.
     """
 
     kind = "causal_mask"
     user_facing = False
+    fill: float = MASK_FILL
 
     samples = (
         sample({}, (2, 4, 4)),
@@ -378,6 +584,36 @@ class CausalMask(Op):
 
     def window(self, xs):
         return None
+
+    def forward(self, x):
+        return np.where(_future(x.shape[-1]), np.asarray(self.fill, x.dtype), x)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(CausalMask(fill=0.0), [gy], "dx"),)
+
+    def describe(self):
+        return "" if self.fill == MASK_FILL else f"fill {self.fill:g}"
+
+
+@lru_cache(maxsize=64)
+def _future(t: int) -> np.ndarray:
+    """``[j > i]`` for a ``(T, T)`` score matrix (read-only, cached: the mask is the same every step)."""
+    mask = np.triu(np.ones((t, t), dtype=bool), k=1)
+    mask.setflags(write=False)
+    return mask
+
+
+@lru_cache(maxsize=64)
+def positional_table(t: int, d: int, dtype: str) -> np.ndarray:
+    """``PE (T, D)``: ``PE[t, 2i] = sin(t / 10000^{2i/D})``, ``PE[t, 2i+1] = cos(t / 10000^{2i/D})`` (read-only, cached)."""
+    pos = np.arange(t, dtype=np.float64)[:, None]
+    angle = pos / np.power(10000.0, np.arange(0, d, 2, dtype=np.float64) / d)[None, :]
+    table = np.empty((t, d), dtype=np.float64)
+    table[:, 0::2] = np.sin(angle)
+    table[:, 1::2] = np.cos(angle)
+    table = table.astype(dtype)
+    table.setflags(write=False)
+    return table
 
 
 class PositionalEncoding(Op):
@@ -406,5 +642,12 @@ class PositionalEncoding(Op):
     def window(self, xs):
         return None
 
+    def forward(self, x):
+        return x + positional_table(x.shape[1], x.shape[2], x.dtype.name)
 
-OPS = (Flatten, Reshape, Transpose, Concat, MatMul, Select, Stack, Slice, CausalMask, PositionalEncoding)
+    def vjp(self, g, xs, y, gy):
+        return (gy,)
+
+
+OPS = (Flatten, Reshape, ReshapeLike, Transpose, Concat, MatMul, Select, SelectGrad, Stack, Slice, SliceGrad, CausalMask,
+       PositionalEncoding)

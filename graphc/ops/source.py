@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..tensor import TensorType
-from .base import Init, IntTuple, Op
-
-DimTuple = tuple[int | str, ...]
+from .base import Init, IntTuple, Op, ShapeTuple
 
 
 class Input(Op):
@@ -16,7 +14,7 @@ class Input(Op):
     kind = "input"
     arity = (0, 0)
     user_facing = False
-    shape: tuple[int | str, ...]
+    shape: ShapeTuple
     dtype: Literal["float32", "float64", "int64"] = "float32"
 
     def infer(self, xs):
@@ -43,4 +41,50 @@ class ParamOp(Op):
         return None
 
 
-OPS = (Input, ParamOp)
+
+class Const(Op):
+    """A constant tensor filled with ``value`` (the seed ``1`` of the loss cotangent, say)."""
+
+    kind = "const"
+    arity = (0, 0)
+    user_facing = False
+    value: float
+    shape: IntTuple = ()
+    dtype: Literal["float32", "float64", "int64"] = "float32"
+
+    def infer(self, xs):
+        return TensorType(tuple(self.shape), self.dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self):
+        import numpy as np
+
+        return np.full(self.shape, self.value, dtype=self.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        return ()
+
+
+class RandomMask(Op):
+    """Inverted-dropout mask input of a training graph: ``m = Bernoulli(1 − p) / (1 − p)``.
+
+    Its values are drawn by the runner from the run's seed (not by the graph), so that every
+    backend applies the same mask.
+    """
+
+    kind = "random_mask"
+    arity = (0, 0)
+    user_facing = False
+    shape: ShapeTuple
+    p: float
+
+    def infer(self, xs):
+        return TensorType(tuple(self.shape), "float32")
+
+    def window(self, xs):
+        return None
+
+
+OPS = (Input, ParamOp, Const, RandomMask)

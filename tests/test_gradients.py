@@ -1,0 +1,85 @@
+"""Generated from the registry (DESIGN.md §7): kernels against shape rules, VJPs against float64
+central differences, and receptive-field rules against the support of an input gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graphc.autodiff import differentiate
+from graphc.gradcheck import check_gradients
+from graphc.interpreter import Program
+from graphc.ops import REGISTRY
+from graphc.ops.base import Op
+from op_harness import concrete, one_op_graph, sample_values
+
+RUNNABLE = [(cls, i, s) for cls in REGISTRY for i, s in enumerate(cls.samples)]
+IDS = [f"{c.kind}-{i}" for c, i, _ in RUNNABLE]
+
+
+def has_vjp(cls) -> bool:
+    return cls.composite or cls.vjp is not Op.vjp
+
+
+@pytest.mark.parametrize("cls,index,s", RUNNABLE, ids=IDS)
+def test_kernel_output_matches_shape_rule(cls, index, s):
+    graph, out = one_op_graph(cls, s)
+    values = sample_values(graph, dtype=np.float32)
+    for dtype in (np.float32, np.float64):
+        vals = {k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in values.items()}
+        y = Program(graph, [out]).run(vals)[out]
+        want = graph.nodes[out]["type"]
+        assert y.shape == concrete(want.shape)
+        expected_dtype = np.dtype(dtype) if want.dtype.startswith("float") else np.dtype(want.dtype)
+        assert y.dtype == expected_dtype, f"{cls.kind} computed {y.dtype} from {dtype.__name__} inputs"
+        assert np.all(np.isfinite(y))
+
+
+GRAD = [(c, i, s) for c, i, s in RUNNABLE if has_vjp(c)]
+
+
+@pytest.mark.parametrize("cls,index,s", GRAD, ids=[f"{c.kind}-{i}" for c, i, _ in GRAD])
+def test_vjp_matches_central_differences(cls, index, s):
+    graph, out = one_op_graph(cls, s)
+    values = sample_values(graph, seed=index + 1)
+    wrt = [n for n, a in graph.nodes(data=True) if n != "r" and a["type"].dtype.startswith("float")
+           and (a["role"] == "input" or (a["role"] == "param" and a["op"].trainable))]
+    results = check_gradients(graph, "loss", values, wrt)
+    assert results, "nothing was differentiated"
+    for r in results:
+        assert r.max_rel_error < 1e-6 or r.max_abs_error < 1e-9, f"{r.name}: rel {r.max_rel_error:.2e} abs {r.max_abs_error:.2e}"
+
+
+SPATIAL = []
+for c, i, s in GRAD:
+    if s.inputs and s.inputs[0].rank == 4 and not c.composite and not c.is_loss:
+        SPATIAL.append((c, i, s))
+
+
+@pytest.mark.parametrize("cls,index,s", SPATIAL, ids=[f"{c.kind}-{i}" for c, i, _ in SPATIAL])
+def test_receptive_field_rule_is_the_gradient_support(cls, index, s):
+    """The window rule predicts which input rows/cols one output unit depends on."""
+    graph, out = one_op_graph(cls, s)
+    y_type = graph.nodes[out]["type"]
+    xs = [graph.nodes[i]["type"] for i in graph.nodes[out]["inputs"]]
+    windows = cls.model_validate(s.attrs).window(xs)
+    if windows is None or y_type.rank != 4:
+        pytest.skip("not a spatial op")  # reported, not silently passed
+    values = sample_values(graph, seed=3)
+    training, grads = differentiate(graph, "loss", ["in0"])
+    program = Program(training, [grads["in0"]])
+    _, _, H, W = concrete(graph.nodes["in0"]["type"].shape)
+    _, _, Ho, Wo = concrete(y_type.shape)
+    for oi, oj in {(0, 0), (Ho // 2, Wo // 2), (Ho - 1, Wo - 1)}:
+        r = np.zeros(concrete(y_type.shape))
+        r[0, 0, oi, oj] = 1.0
+        gx = program.run({**values, "r": r})[grads["in0"]]
+        rows = np.nonzero(np.abs(gx).sum(axis=(0, 1, 3)))[0]
+        cols = np.nonzero(np.abs(gx).sum(axis=(0, 1, 2)))[0]
+        for got, o, w, n in ((rows, oi, windows[0], H), (cols, oj, windows[1], W)):
+            start = int(np.floor(o * w.step)) + int(w.offset)
+            predicted = set(range(max(start, 0), min(start + w.extent, n)))
+            if w.step.denominator == 1:
+                assert set(got) == predicted, f"output {o}: support {list(got)} != window {sorted(predicted)}"
+            else:  # fractional steps: the window is the widest over output phases
+                assert len(got) <= w.extent
