@@ -184,6 +184,7 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
         inst.output = ex.resolve(inst.output)
     g.graph["instances"] = ex.instances
     g.graph["layers"] = {l.name: l for l in ex.layers}
+    g.graph["layer_ops"] = ops  # the spec-level op of each layer (a composite's, not its last part's)
     return g
 
 

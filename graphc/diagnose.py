@@ -66,7 +66,7 @@ def _constraint(err) -> str | None:
         sign, key = _LIMITS[kind]
         return f"must be {sign} {ctx.get(key)}"
     if kind == "string_pattern_mismatch":
-        return "must be a name: letters, digits, '_' and '-', starting with a letter or '_'"
+        return "must be a name made of letters, digits, '_' and '-'" if "A-Za-z0-9_]" in str((err.get("ctx") or {}).get("pattern", "")) else "must be a name: letters, digits, '_' and '-', starting with a letter or '_'"
     if kind == "too_short":
         return f"must have at least {ctx.get('min_length')} item(s)"
     if kind == "too_long":

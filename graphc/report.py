@@ -60,14 +60,13 @@ def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
 
     def layer_row(name: str) -> Row:
         layer = layers[name]
-        op = graph.nodes[name]["op"] if name in graph else None
         nodes = by_layer.get(name, [])
         parts = []
-        if op is not None and len([n for n in nodes if graph.nodes[n]["role"] == "op"]) > 1:
+        if len([n for n in nodes if graph.nodes[n]["role"] == "op"]) > 1:
             parts = [Row(n, graph.nodes[n]["op"].kind, list(graph.nodes[n]["inputs"]), n, [n], None)
                      for n in nodes if graph.nodes[n]["role"] == "op"]
         return Row(name, layer.kind, list(layer.inputs), name, nodes, str(layer.loc) if layer.loc else None,
-                   layers_describe(graph, name, layer.attrs), parts)
+                   graph.graph["layer_ops"][name].describe(), parts)
 
     def instance_row(name: str) -> Row:
         inst = instances[name]
@@ -94,11 +93,6 @@ def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
         row = instance_row(entry) if entry in instances else layer_row(entry)
         rows.extend(_flatten(row) if expand else [row])
     return rows
-
-
-def layers_describe(graph, name, attrs) -> str:
-    op = graph.nodes[name]["op"] if name in graph else None
-    return op.describe() if op is not None else ""
 
 
 def _flatten(row: Row) -> list[Row]:

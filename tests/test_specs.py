@@ -171,12 +171,12 @@ def test_resnet18_shapes_and_names():
     assert row("resnet18", "avgpool")["shape"] == ["N", 512]
     assert output_shape("resnet18") == ["N", 1000]
     names = params_named("resnet18")
-    for name in ("conv1.weight", "layer1.0.conv1.weight", "layer1.1.conv2.weight", "layer4.b0.downsample_conv.weight",
-                 "layer4.b1.conv2.weight", "fc.weight", "fc.bias"):
+    for name in ("conv1.weight", "layer1.0.conv1.weight", "layer1.1.conv2.weight", "layer4.0.downsample_conv.weight",
+                 "layer4.1.conv2.weight", "fc.weight", "fc.bias"):
         assert name in names, name
     assert "conv1.bias" not in names
     assert "layer1.0.downsample_conv.weight" not in names  # identity shortcut in layer1
-    shortcut = row("resnet18", "layer2.b0.downsample_conv", expand=True)
+    shortcut = row("resnet18", "layer2.0.downsample_conv", expand=True)
     assert shortcut["shape"] == ["N", 128, 28, 28]
     assert shortcut["params"] == 64 * 128
     assert shortcut["inputs"] == ["layer1"]

@@ -3,16 +3,139 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from pydantic import BeforeValidator, Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, static
-from .base import (KAIMING, ZEROS, IntPair, Op, Param, PositiveInt, Window, conv_arith, conv_out, expect_float,
+from .base import (KAIMING, ZEROS, IntPair, Op, Param, PositiveInt, Window, _list_to_tuple, conv_arith, conv_out, expect_float,
                    expect_rank, pair, sample)
+from .reduce import ReduceSum
 
 Padding = IntPair | Literal["same", "valid"]
+
+
+def _nested_tuple(value):
+    return tuple(_nested_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+#: resolved padding ((top, bottom), (left, right)) of a forward conv or pool, as its gradient ops store it
+Pads = Annotated[tuple[tuple[int, int], tuple[int, int]], BeforeValidator(_nested_tuple)]
+Size2 = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
+
+
+# --- kernels ---------------------------------------------------------------------------------------
+# Layout of the columns: (C·kh·kw, N·Ho·Wq), C outermost so that a group's rows are contiguous and the
+# GEMM  W (O, C·kh·kw) @ cols  is one call (a stacked matmul over the group axis when groups > 1).
+# With unit stride along W the columns are "wide rows": output column j runs over the whole padded
+# width Wq = Wb (the last (Wb − Wo) columns are garbage and dropped), which makes every tap's source
+# one contiguous run of Ho·Wb elements per image, so the im2col copy streams instead of copying rows
+# of Wo elements one by one.
+
+
+def padded(x: np.ndarray, pads, need_hw, fill=0.0, extra_rows: int = 0) -> np.ndarray:
+    """``x`` padded by ``pads`` with ``fill``, grown at the bottom/right to at least ``need_hw`` (ceil
+    mode, or windows fixed by a given output size) plus ``extra_rows``; always a fresh array."""
+    n, c, h, w = x.shape
+    (pt, pb), (pl, pr) = pads
+    hb = max(pt + h + pb, need_hw[0]) + extra_rows
+    wb = max(pl + w + pr, need_hw[1])
+    xp = np.full((n, c, hb, wb), fill, dtype=x.dtype)
+    xp[:, :, pt:pt + h, pl:pl + w] = x
+    return xp
+
+
+def _span(out: int, k: int, s: int, d: int) -> int:
+    """Input extent read by ``out`` windows: ``(out − 1)·s + d·(k − 1) + 1``."""
+    return (out - 1) * s + d * (k - 1) + 1
+
+
+def im2col(x, kernel, stride, dilation, pads, out_hw) -> tuple[np.ndarray, int]:
+    """Columns ``cols[(c, u, v), (n, i, j)] = xpad[n, c, s·i + d·u, s·j + d·v]`` of shape
+    (C·kh·kw, N·Ho·Wq) and the row pitch ``Wq`` (``Wq > Wo`` for wide rows: see above)."""
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    n, c = x.shape[:2]
+    wide = sw == 1 and kw > 1
+    # wide rows of the last image read up to d·(kw − 1) elements past its padded end: one spare row
+    xp = padded(x, pads, (_span(ho, kh, sh, dh), _span(wo, kw, sw, dw)), extra_rows=1 if wide else 0)
+    wb = xp.shape[3]
+    wq = wb if wide else wo
+    e = xp.itemsize
+    s_n, s_c, s_h = xp.strides[:3]
+    view = as_strided(xp, (c, kh, kw, n, ho, wq), (s_c, dh * s_h, dw * e, s_n, sh * s_h, (1 if wide else sw) * e),
+                      writeable=False)
+    return np.ascontiguousarray(view).reshape(c * kh * kw, n * ho * wq), wq
+
+
+def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
+    """(R, K) → (groups, R/groups, K): group g owns the g-th block of rows."""
+    return a.reshape(groups, a.shape[0] // groups, a.shape[1])
+
+
+def conv2d_forward(x, w, b, stride, dilation, groups, pads) -> np.ndarray:
+    """NCHW conv2d: im2col columns and ONE GEMM ``W (O, C/g·kh·kw) @ cols`` (stacked over groups)."""
+    n = x.shape[0]
+    o, cg, kh, kw = w.shape
+    hp = x.shape[2] + pads[0][0] + pads[0][1]
+    wp = x.shape[3] + pads[1][0] + pads[1][1]
+    ho = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols, wq = im2col(x, (kh, kw), stride, dilation, pads, (ho, wo))
+    w2 = w.astype(x.dtype, copy=False).reshape(o, cg * kh * kw)
+    if groups == 1:
+        y = w2 @ cols
+    else:
+        y = np.matmul(_grouped(w2, groups), _grouped(cols, groups))
+    y = y.reshape(o, n, ho, wq)[:, :, :, :wo].transpose(1, 0, 2, 3)
+    out = np.empty((n, o, ho, wo), dtype=x.dtype)
+    if b is None:
+        np.copyto(out, y)
+    else:
+        np.add(y, b.astype(x.dtype, copy=False).reshape(1, o, 1, 1), out=out)
+    return out
+
+
+def conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw) -> np.ndarray:
+    """``gx = col2im(Wᵀ @ gy)``: the transposed convolution of ``gy`` (N, O, Ho, Wo) with the conv weight
+    ``w`` (O, C/g, kh, kw) onto an input of size ``in_hw`` whose padding began at ``pads[·][0]``.
+
+    One GEMM gives every tap's contribution; col2im adds them into the padded input, one strided
+    slice per kernel tap (the scatter-add has overlapping targets, so it cannot be one fancy index)."""
+    n, o, ho, wo = gy.shape
+    _, cg, kh, kw = w.shape
+    c = cg * groups
+    (sh, sw), (dh, dw) = stride, dilation
+    (h, wd), pt, pl = in_hw, pads[0][0], pads[1][0]
+    g2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, n * ho * wo)
+    w2 = w.astype(gy.dtype, copy=False).reshape(o, cg * kh * kw)
+    if groups == 1:
+        cols = w2.T @ g2
+    else:
+        cols = np.matmul(_grouped(w2, groups).transpose(0, 2, 1), _grouped(g2, groups))
+    cols = cols.reshape(c, kh, kw, n, ho, wo)
+    gxp = np.zeros((c, n, max(pt + h, _span(ho, kh, sh, dh)), max(pl + wd, _span(wo, kw, sw, dw))), dtype=gy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            gxp[:, :, u * dh:u * dh + (ho - 1) * sh + 1:sh, v * dw:v * dw + (wo - 1) * sw + 1:sw] += cols[:, u, v]
+    return np.ascontiguousarray(gxp[:, :, pt:pt + h, pl:pl + wd].transpose(1, 0, 2, 3))
+
+
+def conv2d_weight_grad(x, gy, kernel, stride, dilation, groups, pads) -> np.ndarray:
+    """``gw = gy (O, N·Ho·Wo) @ colsᵀ (N·Ho·Wo, C/g·kh·kw)``: one GEMM (stacked over groups)."""
+    n, o, ho, wo = gy.shape
+    kh, kw = kernel
+    cols, wq = im2col(x, kernel, stride, dilation, pads, (ho, wo))
+    g2 = np.zeros((o, n, ho, wq), dtype=x.dtype)  # the garbage columns of wide rows get zero weight
+    g2[:, :, :, :wo] = gy.transpose(1, 0, 2, 3)
+    g2 = g2.reshape(o, n * ho * wq)
+    if groups == 1:
+        gw = g2 @ cols.T
+    else:
+        gw = np.matmul(_grouped(g2, groups), _grouped(cols, groups).transpose(0, 2, 1))
+    return gw.reshape(o, cols.shape[0] // (kh * kw) // groups, kh, kw)
 
 
 def resolve_pads(padding, n: int, k: int, s: int, d: int) -> tuple[int, int]:

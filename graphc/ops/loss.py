@@ -6,11 +6,55 @@ Batch means divide by N (or by the element count for elementwise losses).
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, fmt_shape
 from .base import Op, expect_float, expect_rank, sample
+from .elementwise import Mul, Scale
+
+
+def _scalar(value, dtype) -> np.ndarray:
+    """A loss value as a 0-d array of the scores' float dtype."""
+    return np.asarray(value, dtype=dtype)
+
+
+def _softmax(s: np.ndarray) -> np.ndarray:
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _hinge_margins(s: np.ndarray, labels: np.ndarray, margin: float) -> np.ndarray:
+    """``max(0, s_ij − s_{i,y_i} + Δ)`` with the label column set to 0."""
+    rows = np.arange(s.shape[0])
+    m = np.maximum(s - s[rows, labels][:, None] + np.asarray(margin, s.dtype), np.zeros((), s.dtype))
+    m[rows, labels] = 0
+    return m
+
+
+class _LossGrad(Op):
+    """Gradient-only op of a loss: inputs (scores or predictions, targets, gy) with gy the loss's
+    scalar cotangent; output the shape of the first input."""
+
+    arity = (3, 3)
+    user_facing = False
+
+    def infer(self, xs):
+        x, _, gy = xs
+        if gy.rank != 0:
+            raise ShapeError(f"{self.kind}: gy must be the loss's scalar cotangent, got shape {fmt_shape(gy.shape)}")
+        return TensorType(tuple(x.shape), gy.dtype)
+
+    def window(self, xs):
+        return None
+
+
+_CLASS_GRAD_SAMPLES = (
+    sample({}, (4, 5), (4,), (), dtypes=["float32", "int64", "float32"]),
+    sample({}, (3, 2), (3,), (), dtypes=["float32", "int64", "float32"]),
+)
+_PAIR_GRAD_SAMPLES = (sample({}, (4, 3), (4, 3), ()), sample({}, (2, 3, 2, 2), (2, 3, 2, 2), ()))
 
 
 class _Loss(Op):
@@ -67,6 +111,27 @@ class SoftmaxCrossEntropy(_ClassLoss):
 
     kind = "softmax_cross_entropy"
 
+    def forward(self, s, labels):
+        shifted = s - s.max(axis=1, keepdims=True)
+        log_z = np.log(np.exp(shifted).sum(axis=1))
+        return _scalar(np.mean(log_z - shifted[np.arange(s.shape[0]), labels]), s.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(SoftmaxCrossEntropyGrad(), [xs[0], xs[1], gy], "dscores") if g.needs(0) else None), None
+
+
+class SoftmaxCrossEntropyGrad(_LossGrad):
+    """Score gradient of softmax cross-entropy: ``gs = (softmax(s) − onehot(y))/N · gy``.
+    Inputs (scores (N, C), labels (N,) int64, gy scalar)."""
+
+    kind = "softmax_cross_entropy_grad"
+    samples = _CLASS_GRAD_SAMPLES
+
+    def forward(self, s, labels, gy):
+        p = _softmax(s)
+        p[np.arange(s.shape[0]), labels] -= 1
+        return p * (gy / np.asarray(s.shape[0], gy.dtype))
+
 
 class Hinge(_ClassLoss):
     """Multiclass SVM (hinge) loss of scores (N, C) against int64 labels (N,), margin Δ:
@@ -80,6 +145,28 @@ class Hinge(_ClassLoss):
     def describe(self):
         return f"Δ{self.margin:g}"
 
+    def forward(self, s, labels):
+        return _scalar(_hinge_margins(s, labels, self.margin).sum() / s.shape[0], s.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(HingeGrad(margin=self.margin), [xs[0], xs[1], gy], "dscores") if g.needs(0) else None), None
+
+
+class HingeGrad(_LossGrad):
+    """Score gradient of the multiclass hinge loss: ``gs_ij = [m_ij > 0]/N · gy`` for ``j ≠ y_i`` and
+    ``gs_{i,y_i} = −(Σ_{j≠y_i} [m_ij > 0])/N · gy``, with ``m_ij = s_ij − s_{i,y_i} + Δ``.
+    Inputs (scores (N, C), labels (N,) int64, gy scalar)."""
+
+    kind = "hinge_grad"
+    margin: float = Field(1.0, ge=0)
+    samples = _CLASS_GRAD_SAMPLES
+
+    def forward(self, s, labels, gy):
+        active = (_hinge_margins(s, labels, self.margin) > 0).astype(gy.dtype)
+        rows = np.arange(s.shape[0])
+        active[rows, labels] = -active.sum(axis=1)
+        return active * (gy / np.asarray(s.shape[0], gy.dtype))
+
 
 class SigmoidCrossEntropy(_PairLoss):
     """Binary cross-entropy with logits ``x`` and float targets ``t`` in [0, 1], same shape:
@@ -89,17 +176,84 @@ class SigmoidCrossEntropy(_PairLoss):
 
     kind = "sigmoid_cross_entropy"
 
+    def forward(self, x, t):
+        loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        return _scalar(loss.mean(), x.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        gx = g.op(SigmoidCrossEntropyGrad(), [xs[0], xs[1], gy], "dlogits") if g.needs(0) else None
+        gt = g.op(SigmoidCrossEntropyGradTarget(), [xs[0], xs[1], gy], "dtargets") if g.needs(1) else None
+        return gx, gt
+
+
+class SigmoidCrossEntropyGrad(_LossGrad):
+    """Logit gradient of sigmoid cross-entropy: ``gx = (σ(x) − t)/numel · gy``. Inputs (x, t, gy scalar)."""
+
+    kind = "sigmoid_cross_entropy_grad"
+    samples = _PAIR_GRAD_SAMPLES
+
+    def forward(self, x, t, gy):
+        sigma = 0.5 * (1 + np.tanh(0.5 * x))  # no overflow for large |x|
+        return (sigma - t) * (gy / np.asarray(x.size, gy.dtype))
+
+
+class SigmoidCrossEntropyGradTarget(_LossGrad):
+    """Target gradient of sigmoid cross-entropy: ``gt = −x/numel · gy``. Inputs (x, t, gy scalar)."""
+
+    kind = "sigmoid_cross_entropy_grad_target"
+    samples = _PAIR_GRAD_SAMPLES
+
+    def forward(self, x, t, gy):
+        return x * (-gy / np.asarray(x.size, gy.dtype))
+
 
 class MSE(_PairLoss):
     """Mean squared error over all elements: ``L = mean((p − t)²)``."""
 
     kind = "mse"
 
+    def forward(self, p, t):
+        d = p - t
+        return _scalar(np.mean(d * d), p.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        gp = g.op(MSEGrad(), [xs[0], xs[1], gy], "dpred") if g.needs(0) or g.needs(1) else None
+        return (gp if g.needs(0) else None), (g.op(Scale(factor=-1.0), [gp], "dtargets") if g.needs(1) else None)
+
+
+class MSEGrad(_LossGrad):
+    """Prediction gradient of the mean squared error: ``gp = 2(p − t)/numel · gy`` (and ``gt = −gp``).
+    Inputs (p, t, gy scalar)."""
+
+    kind = "mse_grad"
+    samples = _PAIR_GRAD_SAMPLES
+
+    def forward(self, p, t, gy):
+        return (p - t) * (2 * gy / np.asarray(p.size, gy.dtype))
+
 
 class L1(_PairLoss):
     """Mean absolute error over all elements: ``L = mean(|p − t|)``."""
 
     kind = "l1"
+
+    def forward(self, p, t):
+        return _scalar(np.mean(np.abs(p - t)), p.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        gp = g.op(L1Grad(), [xs[0], xs[1], gy], "dpred") if g.needs(0) or g.needs(1) else None
+        return (gp if g.needs(0) else None), (g.op(Scale(factor=-1.0), [gp], "dtargets") if g.needs(1) else None)
+
+
+class L1Grad(_LossGrad):
+    """Prediction gradient of the mean absolute error: ``gp = sign(p − t)/numel · gy`` (and ``gt = −gp``).
+    Inputs (p, t, gy scalar)."""
+
+    kind = "l1_grad"
+    samples = _PAIR_GRAD_SAMPLES
+
+    def forward(self, p, t, gy):
+        return np.sign(p - t) * (gy / np.asarray(p.size, gy.dtype))
 
 
 class L2Penalty(_Loss):
@@ -129,5 +283,16 @@ class L2Penalty(_Loss):
     def describe(self):
         return f"λ{self.strength:g}"
 
+    def forward(self, *ws):
+        dtype = np.result_type(*ws)
+        total = sum(np.sum(w.astype(dtype, copy=False) ** 2, dtype=dtype) for w in ws)
+        return _scalar(np.asarray(self.strength / 2, dtype) * total, dtype)
 
-OPS = (SoftmaxCrossEntropy, SigmoidCrossEntropy, MSE, L1, Hinge, L2Penalty)
+    def vjp(self, g, xs, y, gy):
+        # gy is 0-d, so Mul broadcasts it over λ·W
+        return tuple(g.op(Mul(), [g.op(Scale(factor=self.strength), [w], f"lambda_w{i}"), gy], f"d{i}") if g.needs(i) else None
+                     for i, w in enumerate(xs))
+
+
+OPS = (SoftmaxCrossEntropy, SoftmaxCrossEntropyGrad, SigmoidCrossEntropy, SigmoidCrossEntropyGrad, SigmoidCrossEntropyGradTarget,
+       MSE, MSEGrad, L1, L1Grad, Hinge, HingeGrad, L2Penalty)
