@@ -122,3 +122,70 @@ def differentiate(graph: nx.DiGraph, loss: str, wrt: list[str]) -> tuple[nx.DiGr
             b.node = w
             grads[w] = b.op(Const(value=0.0, shape=tuple(g.nodes[w]["type"].shape), dtype=g.nodes[w]["type"].dtype), [], "zero")
     return g, grads
+
+
+def to_training_mode(graph: nx.DiGraph) -> nx.DiGraph:
+    """Rewrite inference-form ops into their training forms (pure: returns a new graph).
+
+    ``dropout(x)`` becomes ``mul(x, <layer>.mask)`` with a :class:`RandomMask` input; ``batchnorm``
+    becomes ``batchnorm_train(x, γ, β)`` (batch statistics) and its running statistics get update
+    nodes ``<param>/update`` listed in ``graph.graph["updates"]``.
+    """
+    from .ops import BY_KIND
+    from .ops.elementwise import Mul
+    from .ops.source import RandomMask
+
+    g = graph.copy()
+    for n in g.nodes:
+        g.nodes[n].update(dict(graph.nodes[n]))
+    updates = dict(graph.graph.get("updates", {}))
+    masks = dict(graph.graph.get("masks", {}))
+    for name in topo_order(graph):
+        attrs = g.nodes[name]
+        op = attrs["op"]
+        common = {k: attrs.get(k) for k in ("layer", "scope", "loc")}
+        if op.kind == "dropout":
+            mask = f"{attrs['layer']}.mask"
+            shape = attrs["type"].shape
+            g.add_node(mask, op=RandomMask(shape=shape, p=op.p), inputs=(), type=TensorType(tuple(shape), attrs["type"].dtype),
+                       role="input", **common)
+            _rewire(g, name, Mul(), (attrs["inputs"][0], mask))
+            masks[mask] = name
+        elif op.kind == "batchnorm":
+            x, gamma, beta, mean, var = attrs["inputs"]
+            train = BY_KIND["batchnorm_train"](momentum=op.momentum, eps=op.eps)
+            _rewire(g, name, train, (x, gamma, beta))
+            update = BY_KIND["batchnorm_running_update"]
+            for stat, which in ((mean, "mean"), (var, "var")):
+                node = f"{stat}/update"
+                u = update(momentum=op.momentum, eps=op.eps, which=which)
+                g.add_node(node, op=u, inputs=(x, stat), type=g.nodes[stat]["type"], role="op", **common)
+                g.add_edge(x, node)
+                g.add_edge(stat, node)
+                updates[stat] = node
+    g.graph["updates"] = updates
+    g.graph["masks"] = masks
+    return g
+
+
+def _rewire(g: nx.DiGraph, name: str, op: Op, inputs: tuple[str, ...]) -> None:
+    for src in list(g.predecessors(name)):
+        g.remove_edge(src, name)
+    g.nodes[name]["op"] = op
+    g.nodes[name]["inputs"] = inputs
+    for src in inputs:
+        g.add_edge(src, name)
+
+
+def training_graph(graph: nx.DiGraph, wrt_inputs: tuple[str, ...] = ()) -> nx.DiGraph:
+    """Forward + loss + backward in one graph: ``graph.graph["grads"]`` maps every trainable parameter
+    (and each of ``wrt_inputs``) to its gradient node; ``["updates"]`` lists running-statistic updates."""
+    loss = graph.graph.get("loss")
+    if loss is None:
+        raise GraphcError("the spec has no loss, so there is nothing to differentiate",
+                          hint="add a 'loss:' section, e.g. {op: softmax_cross_entropy, inputs: [logits, label]}")
+    g = to_training_mode(graph)
+    params = [n for n, a in g.nodes(data=True) if a["role"] == "param" and a["op"].trainable]
+    trained, grads = differentiate(g, loss, params + list(wrt_inputs))
+    trained.graph["grads"] = grads
+    return trained

@@ -11,23 +11,10 @@ from pathlib import Path
 
 from . import __version__
 from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
+from .files import write_atomic
 
 EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
 2 invalid command line · 3 a numerical check failed"""
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place: never half-written."""
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -39,11 +26,24 @@ def _emit(text: str, out: str | None) -> None:
 
 def cmd_compile(args) -> int:
     from . import compile_spec
+    from .analysis import warnings
     from .report import compile_report, format_table
 
-    from .analysis import warnings
-
     graph = compile_spec(args.spec)
+    if args.backward:
+        from .autodiff import training_graph
+        from .passes import optimize
+        from .report import backward_report, format_backward
+
+        training, log = optimize(training_graph(graph))
+        if args.passes:
+            for name, changes in log.items():
+                print(f"{name}: {len(changes)} change(s)", file=sys.stderr)
+                for change in changes:
+                    print(f"  {change}", file=sys.stderr)
+        report = backward_report(training, compile_report(graph, expand=args.expand))
+        _emit(json.dumps(report, indent=2) if args.json else format_backward(report), args.output)
+        return 0
     found = warnings(graph)
     if args.strict and found:
         raise GraphcError([Diagnostic(w.message, w.loc, "--strict turns warnings into errors") for w in found])
@@ -52,6 +52,75 @@ def cmd_compile(args) -> int:
         print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
     _emit(json.dumps(report, indent=2) if args.json else format_table(report), args.output)
     return 0
+
+
+def _params(graph, args) -> dict:
+    from .files import load_arrays
+    from .params import initial_params
+
+    given = load_arrays(args.params, "--params") if args.params else {}
+    return initial_params(graph, args.seed, given)
+
+
+def cmd_run(args) -> int:
+    from . import compile_spec
+    from .files import load_arrays, save_arrays
+    from .run import run_forward
+
+    graph = compile_spec(args.spec)
+    inputs = load_arrays(args.inputs, "--inputs")
+    params = _params(graph, args)
+    outputs = run_forward(graph, inputs, params, np_dtype(args))
+    if args.save_params:
+        save_arrays(args.save_params, params)
+    save_arrays(args.out, outputs)
+    for name, value in outputs.items():
+        print(f"{name}: {value.dtype} {tuple(value.shape)}", file=sys.stderr)
+    return 0
+
+
+def cmd_grad(args) -> int:
+    from . import compile_spec
+    from .autodiff import training_graph
+    from .files import load_arrays, save_arrays
+    from .passes import optimize
+    from .run import run_training_step
+
+    graph = compile_spec(args.spec)
+    training, _ = optimize(training_graph(graph))
+    inputs = load_arrays(args.inputs, "--inputs")
+    params = _params(graph, args)
+    loss, grads, _ = run_training_step(training, inputs, params, args.seed, np_dtype(args))
+    save_arrays(args.out, {"loss": loss, **{f"grad/{p}": g for p, g in grads.items()}})
+    print(f"loss: {float(loss):.6g}", file=sys.stderr)
+    return 0
+
+
+def cmd_check_grad(args) -> int:
+    from . import compile_spec
+    from .errors import EXIT_CHECK_FAILED
+    from .gradcheck import check_spec
+
+    graph = compile_spec(args.spec)
+    results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions)
+    worst = max((r.max_rel_error for r in results), default=0.0)
+    ok = worst <= args.tolerance
+    if args.json:
+        print(json.dumps({"max_rel_error": worst, "tolerance": args.tolerance, "ok": ok,
+                          "params": {r.name: {"max_rel_error": r.max_rel_error, "max_abs_error": r.max_abs_error, "checked": r.checked}
+                                     for r in results}}, indent=2))
+    else:
+        width = max((len(r.name) for r in results), default=10)
+        for r in results:
+            print(f"{r.name:<{width}}  {r.max_rel_error:.2e}{'' if r.max_rel_error <= args.tolerance else '  > tolerance'}")
+        print(f"max relative error {worst:.2e} ({'ok' if ok else 'FAILED'}: tolerance {args.tolerance:g})")
+    return 0 if ok else EXIT_CHECK_FAILED
+
+
+def np_dtype(args):
+    import numpy as np
+
+    return np.float64 if getattr(args, "float64", False) else np.float32
 
 
 def cmd_schema(args) -> int:
@@ -91,8 +160,41 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the report as one JSON object (see README: 'compile --json')")
     c.add_argument("--expand", action="store_true", help="one row per layer inside block instances and repeats")
     c.add_argument("--strict", action="store_true", help="treat warnings (such as windows that do not tile) as errors")
+    c.add_argument("--backward", action="store_true", help="show the training graph: forward, loss and backward nodes")
+    c.add_argument("--passes", action="store_true", help="with --backward: print what constant folding, CSE and dead-code elimination changed")
     c.add_argument("-o", "--output", help="write the report to this file instead of standard output")
     c.set_defaults(run=cmd_compile)
+
+    def run_options(p, out_help):
+        p.add_argument("spec", help="the spec file (YAML)")
+        p.add_argument("--inputs", required=True, metavar="IN.npz", help="one array per spec input, by input name (.npz; pickles are refused)")
+        p.add_argument("--params", metavar="P.npz", help="parameter values by name (<layer>.<param>); missing ones come from the spec's initialisers")
+        p.add_argument("--seed", type=int, default=0, help="seed of the initialisers and dropout masks (default 0)")
+        p.add_argument("--float64", action="store_true", help="compute in float64 instead of float32")
+        p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
+
+    r = sub.add_parser("run", help="run the forward graph on the NumPy interpreter", epilog=EPILOG,
+                       description="Run the spec's forward graph (inference mode: dropout off, batchnorm on running statistics).")
+    run_options(r, "where to write the outputs: one array per spec output, by output name")
+    r.add_argument("--save-params", metavar="P.npz", help="also write the parameters used (initialised ones included)")
+    r.set_defaults(run=cmd_run)
+
+    gr = sub.add_parser("grad", help="run the training graph: the loss and every parameter's gradient", epilog=EPILOG,
+                        description="Run forward + loss + backward on one batch (training mode: dropout masks from --seed, "
+                                    "batchnorm on batch statistics).")
+    run_options(gr, "where to write 'loss' and one array 'grad/<param>' per trainable parameter")
+    gr.set_defaults(run=cmd_grad)
+
+    k = sub.add_parser("check-grad", help="compare symbolic gradients with float64 central differences", epilog=EPILOG,
+                       description="Check every trainable parameter's symbolic gradient against float64 central differences "
+                                   "along random directions, on a random batch. Exits 3 above the tolerance.")
+    k.add_argument("spec", help="the spec file (YAML)")
+    k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
+    k.add_argument("--batch", type=int, default=2, help="size of the random batch (default 2)")
+    k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")
+    k.set_defaults(run=cmd_check_grad)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")
     s.add_argument("-o", "--output", help="write the schema to this file")

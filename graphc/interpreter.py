@@ -38,19 +38,30 @@ def keep_freed_memory() -> None:
         pass
 
 
-class Program:
-    """A compiled schedule of ``graph`` computing ``outputs`` from the fed nodes."""
+FED_KINDS = ("input", "param", "random_mask")
 
-    def __init__(self, graph: nx.DiGraph, outputs: list[str]):
+
+class Program:
+    """A compiled schedule of ``graph`` computing ``outputs`` from the fed nodes.
+
+    ``given`` names further nodes whose values the caller supplies (their ancestors are not run):
+    re-running only what depends on one changed parameter, for instance.
+    """
+
+    def __init__(self, graph: nx.DiGraph, outputs: list[str], given: set[str] = frozenset()):
         keep_freed_memory()
-        needed = set(outputs)
-        for o in outputs:
-            needed |= nx.ancestors(graph, o)
+        needed, stack = set(), list(outputs)
+        while stack:
+            n = stack.pop()
+            if n not in needed:
+                needed.add(n)
+                if n not in given:
+                    stack.extend(graph.nodes[n]["inputs"])
         order = [n for n in topo_order(graph) if n in needed]
         self.graph = graph
         self.outputs = list(outputs)
         self.slot = {n: i for i, n in enumerate(order)}
-        self.feeds = [n for n in order if graph.nodes[n]["op"].kind in ("input", "param", "random_mask")]
+        self.feeds = [n for n in order if n in given or graph.nodes[n]["op"].kind in FED_KINDS]
         last_use: dict[str, int] = {}
         for step, n in enumerate(order):
             for i in graph.nodes[n]["inputs"]:

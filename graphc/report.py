@@ -23,6 +23,7 @@ import networkx as nx
 
 from . import __version__
 from .analysis import NodeCost, costs, field_json, receptive_fields, warnings
+from .graph import topo_order
 
 CONVENTIONS = {
     "macs": "multiply-accumulates of matmul and convolution products for one example (symbolic dims count as 1); "
@@ -194,4 +195,58 @@ def format_table(report: dict) -> str:
                f"{_fmt_int(report['params_non_trainable'])} non-trainable")
     out.append(f"MACs:    {_fmt_int(report['macs_total'])} per example (FLOPs = 2 × MACs = {_fmt_int(report['flops_total'])})")
     out.append(f"memory:  {report['activation_bytes_total'] / 2**20:.2f} MiB of activations per example")
+    return "\n".join(out)
+
+
+def backward_report(training: nx.DiGraph, forward: dict) -> dict:
+    """``compile --backward --json``: the forward report plus the training graph's backward nodes.
+
+    Adds ``backward`` (one object per backward node: ``name, op, inputs, shape, dtype, macs, of, layer``
+    where ``of`` is the forward node whose gradient rule emitted it), ``grads`` (parameter → gradient
+    node), ``updates`` (running statistic → update node), ``masks`` (dropout masks fed at run time),
+    ``backward_macs_total`` and ``training_macs_total`` (forward + backward, per example).
+    """
+    cost = costs(training)
+    backward = []
+    for name in topo_order(training):
+        a = training.nodes[name]
+        if a["role"] != "grad":
+            continue
+        backward.append({"name": name, "op": a["op"].kind, "inputs": list(a["inputs"]), "shape": _shape_json(a["type"]),
+                         "dtype": a["type"].dtype, "macs": cost[name].macs, "of": a.get("of"), "layer": a.get("layer")})
+    forward_training = sum(cost[n].macs for n, a in training.nodes(data=True) if a["role"] != "grad")
+    report = dict(forward)
+    report["backward"] = backward
+    report["grads"] = dict(training.graph.get("grads", {}))
+    report["updates"] = dict(training.graph.get("updates", {}))
+    report["masks"] = sorted(training.graph.get("masks", {}))
+    report["backward_macs_total"] = sum(b["macs"] for b in backward)
+    report["training_macs_total"] = forward_training + report["backward_macs_total"]
+    return report
+
+
+def format_backward(report: dict) -> str:
+    """The forward table, then the backward nodes grouped by the layer they differentiate."""
+    groups: dict[str, list[dict]] = {}
+    for b in report["backward"]:
+        groups.setdefault(b["layer"] or b["of"], []).append(b)
+    header = ("gradient of", "nodes", "ops", "MACs", "cotangent shapes")
+    body = []
+    for layer, nodes in groups.items():
+        kinds = ", ".join(dict.fromkeys(n["op"] for n in nodes))
+        shapes = ", ".join(dict.fromkeys("(" + ", ".join(map(str, n["shape"])) + ")" for n in nodes if n["op"] != "const"))
+        body.append((layer, str(len(nodes)), kinds, _fmt_int(sum(n["macs"] for n in nodes)), shapes))
+    widths = [min(max(len(r[i]) for r in [header] + body), 60) for i in range(len(header))]
+
+    def line(cells):
+        return "  ".join((c if len(c) <= w else c[: w - 1] + "…").rjust(w) if i == 3 else (c if len(c) <= w else c[: w - 1] + "…").ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [format_table(report), "", "backward (training graph, after constant folding, CSE and dead-code elimination)",
+           line(header), line(["─" * w for w in widths])]
+    out += [line(r) for r in body]
+    out.append(line(["─" * w for w in widths]))
+    out.append(f"gradients: {len(report['grads'])} parameters" + (f", {len(report['updates'])} running statistics updated" if report["updates"] else "")
+               + (f", {len(report['masks'])} dropout masks fed" if report["masks"] else ""))
+    out.append(f"MACs:    {_fmt_int(report['backward_macs_total'])} backward, {_fmt_int(report['training_macs_total'])} per training example in all")
     return "\n".join(out)

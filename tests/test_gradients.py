@@ -46,10 +46,14 @@ def test_vjp_matches_central_differences(cls, index, s):
            and (a["role"] == "input" or (a["role"] == "param" and a["op"].trainable))]
     results = check_gradients(graph, "loss", values, wrt)
     assert results, "nothing was differentiated"
+    loss = abs(float(Program(graph, ["loss"]).run(values)["loss"]))
+    # central differences resolve about eps·|L|/h ≈ 2e-10·|L|: entries with tiny gradients are judged absolutely
+    floor = 1e-8 * max(1.0, loss)
     for r in results:
-        assert r.max_rel_error < 1e-6 or r.max_abs_error < 1e-9, f"{r.name}: rel {r.max_rel_error:.2e} abs {r.max_abs_error:.2e}"
+        assert r.max_rel_error < 1e-6 or r.max_abs_error < floor, f"{r.name}: rel {r.max_rel_error:.2e} abs {r.max_abs_error:.2e}"
 
 
+DENSE_WINDOWS = {"conv2d", "avgpool2d"}
 SPATIAL = []
 for c, i, s in GRAD:
     if s.inputs and s.inputs[0].rank == 4 and not c.composite and not c.is_loss:
@@ -80,6 +84,10 @@ def test_receptive_field_rule_is_the_gradient_support(cls, index, s):
             start = int(np.floor(o * w.step)) + int(w.offset)
             predicted = set(range(max(start, 0), min(start + w.extent, n)))
             if w.step.denominator == 1:
-                assert set(got) == predicted, f"output {o}: support {list(got)} != window {sorted(predicted)}"
+                assert set(got) <= predicted, f"output {o}: support {list(got)} outside window {sorted(predicted)}"
+                if cls.kind in DENSE_WINDOWS:  # every tap has a nonzero weight: the window's ends are read
+                    dilated = s.attrs.get("dilation", 1) not in (1, [1, 1], (1, 1))
+                    want = {min(predicted), max(predicted)} if dilated else predicted
+                    assert want <= set(got), f"output {o}: support {list(got)} misses {sorted(want - set(got))}"
             else:  # fractional steps: the window is the widest over output phases
                 assert len(got) <= w.extent

@@ -24,7 +24,7 @@ def _nested_tuple(value):
 
 #: resolved padding ((top, bottom), (left, right)) of a forward conv or pool, as its gradient ops store it
 Pads = Annotated[tuple[tuple[int, int], tuple[int, int]], BeforeValidator(_nested_tuple)]
-Size2 = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
+Size2 = Annotated[tuple[PositiveInt, PositiveInt], BeforeValidator(lambda v: (v, v) if isinstance(v, int) else _list_to_tuple(v))]
 
 
 # --- kernels ---------------------------------------------------------------------------------------
@@ -277,6 +277,20 @@ class Conv2d(_Windowed):
     def describe(self):
         return f"{self.filters} " + super().describe() + (f" g{self.groups}" if self.groups != 1 else "")
 
+    def forward(self, x, w, b=None):
+        return conv2d_forward(x, w, b, self._stride(), self._dilation(), self.groups, self.pads(x.shape[2:]))
+
+    def vjp(self, g, xs, y, gy):
+        """``gx = conv2d_grad_input(gy, w)``, ``gw = conv2d_grad_weight(x, gy)``, ``gb = Σ_{n,h,w} gy``."""
+        h, w = g.type_of(xs[0]).shape[2:]
+        geometry = dict(kernel=self._kernel(), stride=self._stride(), dilation=self._dilation(), groups=self.groups,
+                        pads=self.pads((h, w)))
+        gx = g.op(Conv2dGradInput(**geometry, input_size=(h, w)), [gy, xs[1]], "dx") if g.needs(0) else None
+        gw = g.op(Conv2dGradWeight(**geometry), [xs[0], gy], "dw") if g.needs(1) else None
+        if not self.bias:
+            return gx, gw
+        return gx, gw, (g.op(ReduceSum(axes=(0, 2, 3)), [gy], "db") if g.needs(2) else None)
+
 
 class ConvTranspose2d(_Windowed):
     """Transposed 2-D convolution (the gradient of conv2d w.r.t. its input), NCHW, weight (C, O/g, kh, kw).
@@ -350,4 +364,132 @@ class ConvTranspose2d(_Windowed):
 
     def describe(self):
         return f"{self.filters} " + super().describe()
-OPS = (Conv2d, ConvTranspose2d)
+
+    def _conv_pads(self):
+        """The padding of the conv2d whose input gradient this is: ``p`` on both sides (the
+        ``output_padding`` rows/cols lie past the conv's last window)."""
+        return tuple((p, p) for p in pair(self.padding))
+
+    def _out_size(self, h: int, w: int) -> tuple[int, int]:
+        return tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, op, d in
+                     zip((h, w), self._kernel(), self._stride(), pair(self.padding), pair(self.output_padding), self._dilation()))
+
+    def forward(self, x, w, b=None):
+        y = conv2d_input_grad(x, w, self._stride(), self._dilation(), self.groups, self._conv_pads(), self._out_size(*x.shape[2:]))
+        if b is not None:
+            y += b.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
+        return y
+
+    def vjp(self, g, xs, y, gy):
+        """As the input gradient of a conv2d ``x = conv2d(y; w)``: ``gx = conv2d(gy; w)`` (same weight,
+        stride, padding, dilation, groups), ``gw = conv2d_grad_weight(gy, x)`` (roles swapped), ``gb = Σ gy``."""
+        from ..errors import NotDifferentiable
+
+        if any(op >= s for op, s in zip(pair(self.output_padding), self._stride())):
+            raise NotDifferentiable("output_padding ≥ stride (allowed by a larger dilation) has no conv2d adjoint here")
+        c = g.type_of(xs[0]).shape[1]
+        gx = None
+        if g.needs(0):
+            conv = Conv2d(filters=c, kernel=self._kernel(), stride=self._stride(), padding=pair(self.padding),
+                          dilation=self._dilation(), groups=self.groups, bias=False)
+            gx = g.op(conv, [gy, xs[1]], "dx")
+        gw = None
+        if g.needs(1):
+            gw = g.op(Conv2dGradWeight(kernel=self._kernel(), stride=self._stride(), dilation=self._dilation(), groups=self.groups,
+                                       pads=self._conv_pads()), [gy, xs[0]], "dw")
+        if not self.bias:
+            return gx, gw
+        return gx, gw, (g.op(ReduceSum(axes=(0, 2, 3)), [gy], "db") if g.needs(2) else None)
+
+
+class _ConvGeometry(Op):
+    """The static geometry of a forward conv2d that its gradient ops carry."""
+
+    user_facing = False
+    arity = (2, 2)
+    kernel: Size2
+    stride: Size2 = (1, 1)
+    dilation: Size2 = (1, 1)
+    groups: PositiveInt = 1
+    pads: Pads = ((0, 0), (0, 0))
+
+    def _out(self, h: int, w: int) -> tuple[int, int]:
+        return tuple(conv_out(n, k, s, p[0] + p[1], d) for n, k, s, p, d in zip((h, w), self.kernel, self.stride, self.pads, self.dilation))
+
+    def window(self, xs):
+        return None
+
+
+class Conv2dGradInput(_ConvGeometry):
+    """Gradient of conv2d w.r.t. its input: the transposed convolution (col2im) of ``gy`` with ``w``.
+
+    ``gx[n, c, h, w] = Σ_{o ∈ group(c), u, v, i, j : s·i + d·u = h + p_top, s·j + d·v = w + p_left} w[o, c mod C/g, u, v] · gy[n, o, i, j]``
+
+    Inputs ``gy`` (N, O, Ho, Wo) and the OIHW weight (O, C/g, kh, kw); output (N, C, H, W) with
+    ``(H, W) = input_size`` (stride makes it ambiguous from ``gy``). Also the kernel of conv_transpose2d.
+    """
+
+    kind = "conv2d_grad_input"
+    input_size: Size2
+
+    samples = (
+        sample({"kernel": 3, "stride": 2, "pads": [[1, 1], [1, 1]], "input_size": [5, 6]}, (2, 4, 3, 3), (4, 3, 3, 3)),
+        sample({"kernel": [2, 3], "dilation": 2, "groups": 2, "pads": [[0, 1], [1, 0]], "input_size": [6, 7]}, (1, 4, 5, 4), (4, 1, 2, 3),
+               note="grouped, dilated, asymmetric padding"),
+    )
+
+    def infer(self, xs):
+        gy, w = xs
+        expect_rank(gy, 4, "conv2d_grad_input gy (N, O, Ho, Wo)")
+        expect_rank(w, 4, "conv2d_grad_input weight (O, C/g, kh, kw)")
+        o = static(gy.shape[1], "gy channels")
+        if w.shape[0] != o or o % self.groups or tuple(w.shape[2:]) != self.kernel:
+            raise ShapeError(f"weight {w.shape} does not fit gy {gy.shape} with kernel {self.kernel} and groups {self.groups}")
+        if self._out(*self.input_size) != tuple(gy.shape[2:]):
+            raise ShapeError(f"gy spatial size {tuple(gy.shape[2:])} is not the conv output {self._out(*self.input_size)} "
+                             f"of input size {self.input_size}")
+        return TensorType((gy.shape[0], w.shape[1] * self.groups, *self.input_size), gy.dtype)
+
+    def macs(self, xs, y):
+        return xs[0].numel() * xs[1].shape[1] * self.kernel[0] * self.kernel[1]
+
+    def forward(self, gy, w):
+        return conv2d_input_grad(gy, w, self.stride, self.dilation, self.groups, self.pads, self.input_size)
+
+
+class Conv2dGradWeight(_ConvGeometry):
+    """Gradient of conv2d w.r.t. its OIHW weight: one GEMM of ``gy`` with the im2col columns of ``x``.
+
+    ``gw[o, c, u, v] = Σ_{n, i, j} gy[n, o, i, j] · xpad[n, g(o)·C/g + c, s·i + d·u, s·j + d·v]``
+
+    Inputs ``x`` (N, C, H, W) and ``gy`` (N, O, Ho, Wo); output (O, C/g, kh, kw).
+    """
+
+    kind = "conv2d_grad_weight"
+
+    samples = (
+        sample({"kernel": 3, "stride": 2, "pads": [[1, 1], [1, 1]]}, (2, 3, 5, 6), (2, 4, 3, 3)),
+        sample({"kernel": [2, 3], "dilation": 2, "groups": 2, "pads": [[0, 1], [1, 0]]}, (1, 2, 6, 7), (1, 4, 5, 4),
+               note="grouped, dilated, asymmetric padding"),
+    )
+
+    def infer(self, xs):
+        x, gy = xs
+        expect_rank(x, 4, "conv2d_grad_weight x (N, C, H, W)")
+        expect_rank(gy, 4, "conv2d_grad_weight gy (N, O, Ho, Wo)")
+        c, o = static(x.shape[1], "input channels"), static(gy.shape[1], "gy channels")
+        if c % self.groups or o % self.groups:
+            raise ShapeError(f"groups={self.groups} must divide input channels {c} and output channels {o}")
+        h, w = static(x.shape[2], "input height"), static(x.shape[3], "input width")
+        if self._out(h, w) != tuple(gy.shape[2:]):
+            raise ShapeError(f"gy spatial size {tuple(gy.shape[2:])} is not the conv output {self._out(h, w)} of input {(h, w)}")
+        return TensorType((o, c // self.groups, *self.kernel), x.dtype)
+
+    def macs(self, xs, y):
+        return xs[1].numel() * y.shape[1] * self.kernel[0] * self.kernel[1]
+
+    def forward(self, x, gy):
+        return conv2d_weight_grad(x, gy, self.kernel, self.stride, self.dilation, self.groups, self.pads)
+
+
+OPS = (Conv2d, ConvTranspose2d, Conv2dGradInput, Conv2dGradWeight)

@@ -261,10 +261,5 @@ class SoftmaxGrad(Op):
         gyy = gy * y
         return gyy - y * gyy.sum(axis=self.axis, keepdims=True)
 
-    def vjp(self, g, xs, y, gy):
-        from ..errors import NotDifferentiable
-
-        raise NotDifferentiable("second derivatives of softmax are not implemented")
-
 
 OPS = (Add, Sub, Mul, Div, Relu, ReluGrad, Sigmoid, SigmoidGrad, Tanh, TanhGrad, Scale, AffineScalar, Softmax, SoftmaxGrad)

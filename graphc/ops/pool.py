@@ -5,18 +5,53 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Annotated, Literal
 
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from pydantic import BeforeValidator, Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, static
 from .base import (IDENTITY_WINDOW, Op, PositiveInt, Window, _list_to_tuple, conv_arith, conv_out, expect_float,
                    expect_rank, pair, sample)
-from .conv import _Windowed
+from .conv import Size2, _span, _Windowed, padded
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositivePair = Annotated[PositiveInt | tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
 NonNegativePair = Annotated[NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt], BeforeValidator(_list_to_tuple)]
 PoolPadding = NonNegativePair | Literal["same", "valid"]
+
+
+def windows(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """Read-only view (kh, kw, N, C, Ho, Wo) of the pooling windows of a padded NCHW array: reducing
+    over the two leading axes is elementwise over whole output planes (no short inner loops)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, c = xp.shape[:2]
+    s_n, s_c, s_h, s_w = xp.strides
+    return as_strided(xp, (kh, kw, n, c, *out_hw), (dh * s_h, dw * s_w, s_n, s_c, sh * s_h, sw * s_w), writeable=False)
+
+
+def window_counts(n: int, k: int, s: int, pads: tuple[int, int], out: int, include_pad: bool) -> np.ndarray:
+    """Divisor of each average-pooling window along one axis, as PyTorch: the window clipped to the
+    padded input ``[−p_begin, n + p_end)`` (``count_include_pad``) or to the real input ``[0, n)``."""
+    start = np.arange(out) * s - pads[0]
+    end = np.minimum(start + k, n + pads[1])
+    if not include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, n)
+    return end - start
+
+
+def window_matrix(n: int, k: int, s: int, pads: tuple[int, int], out: int) -> np.ndarray:
+    """``A[i, h] = 1`` where real input ``h`` lies in window ``i``: (out, n); the window sum is ``A · x``."""
+    start = np.arange(out)[:, None] * s - pads[0]
+    h = np.arange(n)[None, :]
+    return ((h >= start) & (h < start + k)).astype(np.float64)
+
+
+def separable(x: np.ndarray, a_h: np.ndarray, a_w: np.ndarray) -> np.ndarray:
+    """``A_h · x[n, c] · A_wᵀ`` for every image: one GEMM along W, one stacked matmul along H."""
+    n, c, h, w = x.shape
+    t = (x.reshape(n * c * h, w) @ a_w.T.astype(x.dtype)).reshape(n, c, h, a_w.shape[0])
+    return np.matmul(a_h.astype(x.dtype), t)
 
 
 class _Pool2d(_Windowed):
@@ -77,6 +112,70 @@ class MaxPool2d(_Pool2d):
         sample({"kernel": [2, 3], "stride": 1, "dilation": 2}, (1, 2, 6, 7), note="dilated"),
     )
 
+    def _padded_windows(self, x):
+        """−∞-padded ``x`` (grown for ceil mode's last window) and its window view."""
+        out = self.out_spatial(TensorType(x.shape, str(x.dtype)))
+        k, s, d = self._kernel(), self._stride(), self._dilation()
+        xp = padded(x, self.pads(x.shape[2:]), tuple(_span(o, *a) for o, a in zip(out, zip(k, s, d))), fill=-np.inf)
+        return xp, windows(xp, k, s, d, out)
+
+    def forward(self, x):
+        return self._padded_windows(x)[1].max(axis=(0, 1))
+
+    def vjp(self, g, xs, y, gy):
+        """``gx = maxpool2d_grad(x, gy)``: each ``gy`` goes to its window's (first) maximum."""
+        return (g.op(MaxPool2dGrad(**self.model_dump()), [xs[0], gy], "dx"),)
+
+
+class MaxPool2dGrad(_Pool2d):
+    """Gradient of maxpool2d: ``gx[n, c, h, w] = Σ_{i, j : argmax W_ij = (h, w)} gy[n, c, i, j]``.
+
+    The argmax is recomputed from ``x`` (inputs ``x`` (N, C, H, W), ``gy`` (N, C, Ho, Wo)); on ties the
+    first maximum in row-major window order wins (as PyTorch); −∞ padding never wins. Same attributes
+    as the forward maxpool2d.
+    """
+
+    kind = "maxpool2d_grad"
+    arity = (2, 2)
+    user_facing = False
+    kernel: PositivePair
+    stride: PositivePair | None = None
+    padding: PoolPadding = 0
+    dilation: PositivePair = 1
+    ceil_mode: bool = False
+
+    samples = (
+        sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4), (2, 3, 2, 2)),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 2, 6, 5), (1, 2, 4, 3), note="overlapping, ceil"),
+    )
+
+    def infer(self, xs):
+        x, gy = xs
+        y = super().infer([x])
+        if tuple(gy.shape) != tuple(y.shape):
+            raise ShapeError(f"gy {gy.shape} is not the maxpool2d output {y.shape}")
+        return x
+
+    def window(self, xs):
+        return None
+
+    def warnings(self, xs):
+        return []
+
+    def forward(self, x, gy):
+        xp, win = MaxPool2d._padded_windows(self, x)
+        kh, kw = self._kernel()
+        n, c, ho, wo = gy.shape
+        tap = win.reshape(kh * kw, n, c, ho, wo).argmax(axis=0)  # first maximum on ties
+        (dh, dw), (sh, sw) = self._dilation(), self._stride()
+        hb, wb = xp.shape[2:]
+        # flat index into xp of the winning input of every output, then one scatter-add (bincount)
+        base = (np.arange(n * c).reshape(n, c, 1, 1) * hb + np.arange(ho).reshape(ho, 1) * sh) * wb + np.arange(wo) * sw
+        index = base + (tap // kw) * dh * wb + (tap % kw) * dw
+        gxp = np.bincount(index.ravel(), weights=gy.ravel(), minlength=xp.size).reshape(xp.shape)
+        (pt, _), (pl, _) = self.pads(x.shape[2:])
+        return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]].astype(gy.dtype)
+
 
 class AvgPool2d(_Pool2d):
     """2-D average pooling, NCHW, each channel separately.
@@ -102,6 +201,71 @@ class AvgPool2d(_Pool2d):
         sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 2, 6, 5), note="ceil, padding not counted"),
     )
 
+    def _divisors(self, in_hw, out_hw):
+        pads = self.pads(in_hw)
+        return [window_counts(n, k, s, p, o, self.count_include_pad)
+                for n, k, s, p, o in zip(in_hw, self._kernel(), self._stride(), pads, out_hw)]
+
+    def forward(self, x):
+        out = self.out_spatial(TensorType(x.shape, str(x.dtype)))
+        k, s = self._kernel(), self._stride()
+        xp = padded(x, self.pads(x.shape[2:]), tuple(_span(o, kk, ss, 1) for o, kk, ss in zip(out, k, s)))
+        total = windows(xp, k, s, (1, 1), out).sum(axis=(0, 1), dtype=x.dtype)
+        ch, cw = self._divisors(x.shape[2:], out)
+        total /= np.outer(ch, cw).astype(x.dtype)
+        return total
+
+    def vjp(self, g, xs, y, gy):
+        """``gx = avgpool2d_grad(gy)``: each ``gy`` spread evenly over its window's divisor."""
+        h, w = g.type_of(xs[0]).shape[2:]
+        return (g.op(AvgPool2dGrad(**self.model_dump(), input_size=(h, w)), [gy], "dx"),)
+
+
+class AvgPool2dGrad(_Pool2d):
+    """Gradient of avgpool2d: ``gx[n, c, h, w] = Σ_{i, j : (h, w) ∈ W_ij} gy[n, c, i, j] / |W_ij|``.
+
+    Separable: ``gx = A_hᵀ · (gy / (|W_h| ⊗ |W_w|)) · A_w`` with ``A[i, h] = 1`` when real input ``h`` is
+    in window ``i``; the divisors follow the forward's ``count_include_pad`` and ceil-mode clipping.
+    Input ``gy`` (N, C, Ho, Wo); output (N, C, H, W), ``(H, W) = input_size``.
+    """
+
+    kind = "avgpool2d_grad"
+    user_facing = False
+    kernel: PositivePair
+    stride: PositivePair | None = None
+    padding: PoolPadding = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = False
+    input_size: Size2
+
+    samples = (
+        sample({"kernel": 2, "input_size": [4, 4]}, (2, 3, 2, 2)),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "input_size": [6, 5]}, (1, 2, 4, 3), note="ceil"),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": True, "input_size": [5, 6]}, (1, 2, 3, 3)),
+    )
+
+    def infer(self, xs):
+        gy = xs[0]
+        expect_rank(gy, 4, "avgpool2d_grad gy (N, C, Ho, Wo)")
+        x = TensorType((gy.shape[0], gy.shape[1], *self.input_size), gy.dtype)
+        y = super().infer([x])
+        if tuple(gy.shape) != tuple(y.shape):
+            raise ShapeError(f"gy {gy.shape} is not the avgpool2d output {y.shape} of input size {self.input_size}")
+        return x
+
+    def window(self, xs):
+        return None
+
+    def warnings(self, xs):
+        return []
+
+    def forward(self, gy):
+        out = gy.shape[2:]
+        ch, cw = AvgPool2d._divisors(self, self.input_size, out)
+        pads = self.pads(self.input_size)
+        a_h, a_w = (window_matrix(n, k, s, p, o) for n, k, s, p, o in zip(self.input_size, self._kernel(), self._stride(), pads, out))
+        return separable(gy / np.outer(ch, cw).astype(gy.dtype), a_h.T, a_w.T)
+
 
 class GlobalAvgPool(Op):
     """Global average pooling: ``y[n, c] = (1/(H·W)) Σ_{h, w} x[n, c, h, w]``, (N, C, H, W) → (N, C)."""
@@ -118,6 +282,52 @@ class GlobalAvgPool(Op):
 
     def window(self, xs):
         return None
+
+    def forward(self, x):
+        return x.mean(axis=(2, 3), dtype=x.dtype)
+
+    def vjp(self, g, xs, y, gy):
+        """``gx = global_avgpool_grad(gy)``: ``gy / (H·W)`` broadcast over the plane."""
+        h, w = g.type_of(xs[0]).shape[2:]
+        return (g.op(GlobalAvgPoolGrad(size=(h, w)), [gy], "dx"),)
+
+
+class GlobalAvgPoolGrad(Op):
+    """Gradient of global_avgpool: ``gx[n, c, h, w] = gy[n, c] / (H·W)``, (N, C) → (N, C, H, W), ``(H, W) = size``."""
+
+    kind = "global_avgpool_grad"
+    user_facing = False
+    size: Size2
+
+    samples = (sample({"size": [4, 5]}, (2, 3)),)
+
+    def infer(self, xs):
+        expect_rank(xs[0], 2, "global_avgpool_grad gy (N, C)")
+        return TensorType((*xs[0].shape, *self.size), xs[0].dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, gy):
+        h, w = self.size
+        gx = np.empty((*gy.shape, h, w), dtype=gy.dtype)
+        gx[...] = (gy * np.asarray(1.0 / (h * w), gy.dtype))[:, :, None, None]
+        return gx
+
+
+def bilinear_matrix(n: int, f: int) -> np.ndarray:
+    """(n·f, n) half-pixel linear interpolation: output ``o`` samples ``max((o + ½)/f − ½, 0)`` between its
+    floor ``i0`` and ``min(i0 + 1, n − 1)`` (edge-clamped, as PyTorch align_corners=False and ONNX
+    Resize linear half_pixel)."""
+    src = np.maximum((np.arange(n * f) + 0.5) / f - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    i1 = np.minimum(i0 + 1, n - 1)
+    lam = src - i0
+    a = np.zeros((n * f, n))
+    rows = np.arange(n * f)
+    np.add.at(a, (rows, i0), 1.0 - lam)
+    np.add.at(a, (rows, i1), lam)
+    return a
 
 
 class Upsample(Op):
@@ -162,5 +372,57 @@ class Upsample(Op):
         sh, sw = pair(self.scale)
         return (f"×{sh}" if sh == sw else f"×{sh}x{sw}") + f" {self.mode}"
 
+    def forward(self, x):
+        n, c, h, w = x.shape
+        sh, sw = pair(self.scale)
+        if self.mode == "nearest":
+            y = np.empty((n, c, h, sh, w, sw), dtype=x.dtype)
+            y[...] = x[:, :, :, None, :, None]
+            return y.reshape(n, c, h * sh, w * sw)
+        return separable(x, bilinear_matrix(h, sh), bilinear_matrix(w, sw))
 
-OPS = (MaxPool2d, AvgPool2d, GlobalAvgPool, Upsample)
+    def vjp(self, g, xs, y, gy):
+        """``gx = upsample_grad(gy)``: the transposed resampling."""
+        return (g.op(UpsampleGrad(scale=self.scale, mode=self.mode), [gy], "dx"),)
+
+
+class UpsampleGrad(Op):
+    """Gradient of upsample, (N, C, H·sh, W·sw) → (N, C, H, W).
+
+    ``nearest``: ``gx[n, c, h, w] = Σ_{a<sh, b<sw} gy[n, c, sh·h + a, sw·w + b]`` (a sum over each block).
+    ``bilinear``: ``gx = A_hᵀ · gy · A_w`` with ``A`` the (n·f, n) interpolation matrices of the forward
+    ``y = A_h · x · A_wᵀ``.
+    """
+
+    kind = "upsample_grad"
+    user_facing = False
+    scale: PositivePair = 2
+    mode: Literal["nearest", "bilinear"] = "nearest"
+
+    samples = (
+        sample({}, (2, 3, 6, 8)),
+        sample({"scale": [2, 3], "mode": "bilinear"}, (1, 2, 6, 12)),
+    )
+
+    def infer(self, xs):
+        gy = xs[0]
+        expect_rank(gy, 4, "upsample_grad gy (N, C, H·sh, W·sw)")
+        sh, sw = pair(self.scale)
+        ho, wo = static(gy.shape[2], "gy height"), static(gy.shape[3], "gy width")
+        if ho % sh or wo % sw:
+            raise ShapeError(f"gy spatial size {(ho, wo)} is not a multiple of the scale {(sh, sw)}")
+        return TensorType((gy.shape[0], gy.shape[1], ho // sh, wo // sw), gy.dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, gy):
+        n, c, ho, wo = gy.shape
+        sh, sw = pair(self.scale)
+        h, w = ho // sh, wo // sw
+        if self.mode == "nearest":
+            return gy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5), dtype=gy.dtype)
+        return separable(gy, bilinear_matrix(h, sh).T, bilinear_matrix(w, sw).T)
+
+
+OPS = (MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, Upsample, UpsampleGrad)

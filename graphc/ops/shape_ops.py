@@ -203,6 +203,7 @@ class Transpose(Op):
         sample({"perm": (0, 2, 1, 3)}, (2, 3, 4, 5)),
         sample({"perm": (1, 0)}, (3, 4)),
         sample({"perm": (0, 2, 1)}, ("N", 3, 4), note="symbolic batch"),
+        sample({"perm": (1, 2, 0)}, (2, 3, 4), note="not its own inverse"),
     )
 
     @field_validator("perm")

@@ -1,0 +1,74 @@
+"""Files: atomic writes, and ``.npy``/``.npz`` arrays read safely (pickles refused, sizes checked
+against the headers before anything is allocated)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GraphcError
+
+MAX_ARRAY_BYTES = 8 * 1024**3
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place: never half-written."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_arrays(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Arrays of a ``.npz`` (or one ``.npy``, named by the file stem). Pickles are refused and sizes
+    are checked against the file's headers before anything is allocated."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphcError(f"{what}: no such file: {path}")
+    try:
+        if path.suffix == ".npy":
+            with open(path, "rb") as f:
+                _check_header(f, path.name, what, path.stat().st_size)
+            return {path.stem: np.load(path, allow_pickle=False)}
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise GraphcError(f"{what}: {path} holds '{info.filename}', which is not a .npy array")
+                with z.open(info) as f:
+                    _check_header(f, info.filename, what, info.file_size)
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except GraphcError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise GraphcError(f"{what}: cannot read {path} as .npz/.npy arrays: {e}",
+                          hint="write it with numpy.savez (pickled objects are refused)") from None
+
+
+def _check_header(f, name: str, what: str, stored_bytes: int) -> None:
+    version = np.lib.format.read_magic(f)
+    shape, _, dtype = np.lib.format._read_array_header(f, version)
+    if dtype.hasobject:
+        raise GraphcError(f"{what}: array '{name}' holds Python objects (a pickle); only numeric arrays are accepted")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES or nbytes > stored_bytes:
+        raise GraphcError(f"{what}: array '{name}' claims {nbytes} bytes ({shape} {dtype}) but the file stores {stored_bytes}")
+
+
+def save_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a ``.npz`` atomically (temporary file, then rename)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())

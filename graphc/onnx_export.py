@@ -1,0 +1,120 @@
+"""ONNX export (DESIGN.md §6): every op lowers itself to default-domain ONNX nodes.
+
+The facet ``op.onnx(ctx, xs, y)`` adds nodes computing the node ``y`` from the value names ``xs``
+through :class:`OnnxContext`. The model is pinned to opset :data:`OPSET` and IR version
+:data:`IR_VERSION`, which onnxruntime ≥ 1.18 reads; names follow the spec's layers and parameters;
+every value carries its shape in ``value_info`` (symbolic dims as named dims); each node's
+doc string names the spec file and line it came from.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from . import __version__
+from .graph import topo_order
+from .tensor import TensorType
+
+OPSET = 21
+IR_VERSION = 10
+ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64}
+
+
+class OnnxContext:
+    """What a lowering sees: value types, and ways to add nodes and constants."""
+
+    def __init__(self, graph: nx.DiGraph, float_dtype: str = "float32"):
+        self.graph = graph
+        self.float_dtype = float_dtype
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.current = ""
+        self._doc = ""
+        self._names: set[str] = set(graph.nodes)
+        self._consts: dict[tuple, str] = {}
+
+    def type_of(self, name: str) -> TensorType:
+        return self.graph.nodes[name]["type"]
+
+    def fresh(self, hint: str) -> str:
+        base = f"{self.current}/{hint}"
+        name, k = base, 1
+        while name in self._names:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    def node(self, op_type: str, inputs, output: str | None = None, hint: str | None = None, **attrs) -> str:
+        """Add one ONNX node; returns its (single) output name (``output`` or a fresh one)."""
+        out = output or self.fresh(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out if output else out, doc_string=self._doc,
+                                           **{k: v for k, v in attrs.items() if v is not None}))
+        return out
+
+    def const(self, value, dtype: str | None = None, hint: str = "const") -> str:
+        """An initializer holding ``value`` (shared between equal constants)."""
+        array = np.asarray(value, dtype=dtype or self.float_dtype)
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._consts:
+            name = self.fresh(hint)
+            self.initializers.append(numpy_helper.from_array(array, name))
+            self._consts[key] = name
+        return self._consts[key]
+
+    def ints(self, values, hint: str = "shape") -> str:
+        return self.const(np.asarray(values, dtype=np.int64), "int64", hint)
+
+
+def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
+    dims = [d if isinstance(d, int) else str(d) for d in t.shape]
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], dims)
+
+
+def export_model(graph: nx.DiGraph, outputs: list[str], *, inputs: list[str] | None = None,
+                 initial: dict[str, np.ndarray] | None = None, output_names: dict[str, str] | None = None,
+                 name: str | None = None, doc: str = "") -> onnx.ModelProto:
+    """An ONNX model computing ``outputs`` (node names) of ``graph``.
+
+    ``inputs`` (default: every fed node the outputs need) become graph inputs; values in ``initial``
+    are embedded as initializers instead (a parameter keeps its name either way). ``output_names``
+    renames outputs (spec output names, ``grad/<param>``…) through Identity nodes.
+    """
+    initial = initial or {}
+    output_names = output_names or {}
+    needed = set(outputs)
+    for o in outputs:
+        needed |= nx.ancestors(graph, o)
+    order = [n for n in topo_order(graph) if n in needed]
+    ctx = OnnxContext(graph)
+    fed = [n for n in order if graph.nodes[n]["op"].kind in ("input", "param", "random_mask")]
+    graph_inputs = [n for n in (inputs if inputs is not None else fed) if n not in initial]
+    for n in fed:
+        if n in initial:
+            ctx.initializers.append(numpy_helper.from_array(np.asarray(initial[n], dtype=graph.nodes[n]["type"].dtype), n))
+    for n in order:
+        a = graph.nodes[n]
+        if n in fed:
+            continue
+        ctx.current = n
+        loc = a.get("loc")
+        ctx._doc = f"{loc} ({a.get('layer', n)})" if loc else str(a.get("layer", n))
+        a["op"].onnx(ctx, list(a["inputs"]), n)
+    final_outputs = []
+    for o in outputs:
+        shown = output_names.get(o, o)
+        if shown != o:
+            ctx.current = o
+            ctx.node("Identity", [o], output=shown)
+        final_outputs.append(value_info(shown, graph.nodes[o]["type"]))
+    infos = [value_info(n, graph.nodes[n]["type"]) for n in order if n not in fed and n not in outputs]
+    g = helper.make_graph(ctx.nodes, name or graph.graph.get("name") or "graphc", [value_info(n, graph.nodes[n]["type"]) for n in graph_inputs],
+                          final_outputs, initializer=ctx.initializers, value_info=infos, doc_string=doc)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graphc", producer_version=__version__,
+                              ir_version=IR_VERSION, doc_string=doc)
+    helper.set_model_props(model, {"graphc_version": __version__, "spec": str(graph.graph.get("name")),
+                                   "spec_file": str(graph.graph.get("file"))})
+    return model

@@ -1,0 +1,96 @@
+"""Running graphs on the NumPy interpreter: input checking, parameters, dropout masks, one step.
+
+Inputs are checked against the spec's declared names, shapes (symbolic dims bind consistently:
+every ``N`` is the same size) and dtypes (float inputs take any float array, integer inputs any
+integer array), then cast to the run's dtype (float32 by default, float64 on request).
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .errors import Diagnostic, GraphcError, did_you_mean
+from .interpreter import Program
+
+
+def data_inputs(graph: nx.DiGraph) -> dict[str, dict]:
+    return {n: a for n, a in graph.nodes(data=True) if a["role"] == "input" and a["op"].kind == "input"}
+
+
+def check_inputs(graph: nx.DiGraph, arrays: dict[str, np.ndarray], source: str, dtype=np.float32,
+                 needed: set[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """The arrays cast for the run, and the sizes bound to symbolic dims. ``needed``: inputs that must be given."""
+    declared = data_inputs(graph)
+    needed = set(declared) if needed is None else needed
+    errors, out, sizes = [], {}, {}
+    for name in arrays:
+        if name not in declared:
+            errors.append(Diagnostic(f"{source} has '{name}', which is not an input of the spec", hint=did_you_mean(name, declared, "input")))
+    for name in sorted(needed - set(arrays)):
+        shape = declared[name]["type"].shape
+        errors.append(Diagnostic(f"{source} lacks input '{name}' ({', '.join(map(str, shape))})",
+                                 hint=f"add an array '{name}' to the file"))
+    for name, a in declared.items():
+        if name not in arrays:
+            continue
+        value, want = arrays[name], a["type"]
+        shape_ok = value.ndim == want.rank
+        if shape_ok:
+            for got, dim in zip(value.shape, want.shape):
+                if isinstance(dim, int):
+                    shape_ok &= got == dim
+                elif sizes.setdefault(dim, got) != got:
+                    errors.append(Diagnostic(f"{source}: '{name}' has {dim} = {got}, but another input has {dim} = {sizes[dim]}"))
+        if not shape_ok:
+            errors.append(Diagnostic(f"{source}: '{name}' has shape {value.shape}, the spec declares ({', '.join(map(str, want.shape))})"))
+            continue
+        if want.dtype == "int64":
+            if value.dtype.kind not in "iu":
+                errors.append(Diagnostic(f"{source}: '{name}' has dtype {value.dtype}, the spec declares int64 (class indices)"))
+                continue
+            out[name] = value.astype(np.int64, copy=False)
+        else:
+            if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
+                errors.append(Diagnostic(f"{source}: '{name}' has dtype {value.dtype}, the spec declares {want.dtype}"))
+                continue
+            out[name] = value.astype(dtype, copy=False)
+    if errors:
+        raise GraphcError(errors)
+    return out, sizes
+
+
+def draw_masks(graph: nx.DiGraph, sizes: dict[str, int], seed: int, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Inverted-dropout masks ``Bernoulli(1 − p)/(1 − p)`` for every RandomMask of a training graph."""
+    rng = np.random.default_rng([seed, 0x6d61736b])
+    out = {}
+    for n, a in sorted(graph.nodes(data=True)):
+        if a["op"].kind == "random_mask":
+            shape = tuple(d if isinstance(d, int) else sizes[d] for d in a["op"].shape)
+            keep = 1.0 - a["op"].p
+            out[n] = ((rng.random(shape) < keep) / keep).astype(dtype)
+    return out
+
+
+def run_forward(graph: nx.DiGraph, inputs: dict, params: dict, dtype=np.float32) -> dict[str, np.ndarray]:
+    """The spec's outputs, by output name."""
+    outputs = graph.graph["outputs"]
+    needed = set()
+    for node in outputs.values():
+        needed |= {n for n in nx.ancestors(graph, node) | {node} if graph.nodes[n]["role"] == "input"}
+    feeds, _ = check_inputs(graph, inputs, "--inputs", dtype, needed)
+    values = {**feeds, **{k: v.astype(dtype, copy=False) for k, v in params.items()}}
+    result = Program(graph, list(outputs.values())).run(values)
+    return {name: result[node] for name, node in outputs.items()}
+
+
+def run_training_step(training: nx.DiGraph, inputs: dict, params: dict, seed: int = 0, dtype=np.float32):
+    """(loss, {param: gradient}, {running stat: updated value}) for one batch."""
+    loss = training.graph["loss"]
+    grads = training.graph["grads"]
+    updates = training.graph.get("updates", {})
+    feeds, sizes = check_inputs(training, inputs, "--inputs", dtype)
+    values = {**feeds, **{k: v.astype(dtype, copy=False) for k, v in params.items()}, **draw_masks(training, sizes, seed, dtype)}
+    targets = [loss] + list(grads.values()) + list(updates.values())
+    result = Program(training, targets).run(values)
+    return result[loss], {p: result[g] for p, g in grads.items()}, {p: result[u] for p, u in updates.items()}
