@@ -190,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
                                    "along random directions, on a random batch. Exits 3 above the tolerance.")
     k.add_argument("spec", help="the spec file (YAML)")
     k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
-    k.add_argument("--batch", type=int, default=2, help="size of the random batch (default 2)")
+    k.add_argument("--batch", type=int, default=1, help="size of the random batch (default 1)")
     k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")

@@ -63,8 +63,9 @@ class Program:
         self.slot = {n: i for i, n in enumerate(order)}
         self.feeds = [n for n in order if n in given or graph.nodes[n]["op"].kind in FED_KINDS]
         last_use: dict[str, int] = {}
+        fed = set(self.feeds)
         for step, n in enumerate(order):
-            for i in graph.nodes[n]["inputs"]:
+            for i in () if n in fed else graph.nodes[n]["inputs"]:
                 last_use[i] = step
         keep = set(outputs)
         frees: dict[int, list[int]] = {}

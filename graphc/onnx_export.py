@@ -15,7 +15,6 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
-from .graph import topo_order
 from .tensor import TensorType
 
 OPSET = 21
@@ -83,6 +82,8 @@ def export_model(graph: nx.DiGraph, outputs: list[str], *, inputs: list[str] | N
     are embedded as initializers instead (a parameter keeps its name either way). ``output_names``
     renames outputs (spec output names, ``grad/<param>``…) through Identity nodes.
     """
+    from .graph import topo_order  # graph imports the ops, whose lowerings import this module
+
     initial = initial or {}
     output_names = output_names or {}
     needed = set(outputs)

@@ -26,6 +26,36 @@ def _channel_view(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+# --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
+def _onnx_as(ctx, name: str, dtype: str) -> str:
+    """``name`` cast to ``dtype`` (itself when it already has that dtype)."""
+    from ..onnx_export import ONNX_DTYPES
+
+    return name if ctx.type_of(name).dtype == dtype else ctx.node("Cast", [name], hint="cast", to=ONNX_DTYPES[dtype])
+
+
+def _onnx_channel_view(ctx, v: str, ndim: int, dtype: str) -> str:
+    """A per-channel vector (C,) reshaped to (1, C, 1, …) (and cast to ``dtype``) to broadcast along axis 1."""
+    v = _onnx_as(ctx, v, dtype)
+    return ctx.node("Reshape", [v, ctx.ints([1, -1] + [1] * (ndim - 2))], hint="channel_view")
+
+
+def _onnx_positive(ctx, x: str) -> str:
+    """The boolean mask ``x > 0``."""
+    return ctx.node("Greater", [x, ctx.const(0.0, ctx.type_of(x).dtype)], hint="positive")
+
+
+def _onnx_group_shape(ctx, x: str, pieces: int) -> str:
+    """Maxout's grouped shape (N, C, k, …) of x (N, C·k, …), with N (and any other symbolic dim) at run time."""
+    shape = ctx.type_of(x).shape
+    groups = [shape[1] // pieces, pieces]
+    if all(isinstance(d, int) for d in shape[2:]):
+        return ctx.ints([0] + groups + list(shape[2:]))  # 0: copy N from the input
+    parts = [ctx.node("Shape", [x], hint="batch", start=0, end=1), ctx.ints(groups)]
+    parts.append(ctx.node("Shape", [x], hint="rest", start=2))
+    return ctx.node("Concat", parts, hint="group_shape", axis=0)
+
+
 class LeakyRelu(Op):
     """``y = x if x > 0 else α·x`` (elementwise, any layout)."""
 
@@ -43,6 +73,11 @@ class LeakyRelu(Op):
 
     def forward(self, x):
         return np.where(x > 0, x, x * np.asarray(self.alpha, x.dtype))
+
+    def onnx(self, ctx, xs, y):
+        x = xs[0]
+        alpha = ctx.const(self.alpha, ctx.type_of(x).dtype)
+        ctx.node("Where", [_onnx_positive(ctx, x), x, ctx.node("Mul", [x, alpha])], y)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(LeakyReluGrad(alpha=self.alpha), [xs[0], gy], "dx"),)
@@ -62,6 +97,11 @@ class LeakyReluGrad(Op):
 
     def forward(self, x, gy):
         return np.where(x > 0, gy, gy * np.asarray(self.alpha, gy.dtype))
+
+    def onnx(self, ctx, xs, y):
+        x, gy = xs
+        alpha = ctx.const(self.alpha, ctx.type_of(gy).dtype)
+        ctx.node("Where", [_onnx_positive(ctx, x), gy, ctx.node("Mul", [gy, alpha])], y)
 
     def vjp(self, g, xs, y, gy):
         # linear in gy, piecewise constant in x
@@ -101,6 +141,12 @@ class PRelu(Op):
     def forward(self, x, slope):
         return np.where(x > 0, x, x * _channel_view(slope.astype(x.dtype, copy=False), x.ndim))
 
+    def onnx(self, ctx, xs, y):
+        x, slope = xs
+        t = ctx.type_of(x)
+        a = _onnx_channel_view(ctx, slope, t.rank, t.dtype)
+        ctx.node("Where", [_onnx_positive(ctx, x), x, ctx.node("Mul", [x, a])], y)
+
     def vjp(self, g, xs, y, gy):
         x, slope = xs
         gx = g.op(PReluGrad(), [x, slope, gy], "dx") if g.needs(0) else None
@@ -129,6 +175,12 @@ class PReluGrad(Op):
     def forward(self, x, slope, gy):
         return np.where(x > 0, gy, gy * _channel_view(slope.astype(gy.dtype, copy=False), gy.ndim))
 
+    def onnx(self, ctx, xs, y):
+        x, slope, gy = xs
+        t = ctx.type_of(gy)
+        a = _onnx_channel_view(ctx, slope, t.rank, t.dtype)
+        ctx.node("Where", [_onnx_positive(ctx, x), gy, ctx.node("Mul", [gy, a])], y)
+
 
 class Elu(Op):
     """``y = x if x > 0 else α·(eˣ − 1)`` (elementwise, any layout)."""
@@ -149,6 +201,14 @@ class Elu(Op):
         # expm1 of the clipped input: no overflow warning from the branch np.where discards
         return np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * np.asarray(self.alpha, x.dtype))
 
+    def onnx(self, ctx, xs, y):
+        # plain ops rather than ONNX Elu, whose onnxruntime CPU kernel is float32 only
+        x = xs[0]
+        dtype = ctx.type_of(x).dtype
+        e = ctx.node("Exp", [ctx.node("Min", [x, ctx.const(0.0, dtype)])])
+        neg = ctx.node("Mul", [ctx.node("Sub", [e, ctx.const(1.0, dtype)]), ctx.const(self.alpha, dtype)])
+        ctx.node("Where", [_onnx_positive(ctx, x), x, neg], y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(EluGrad(alpha=self.alpha), [xs[0], gy], "dx"),)
 
@@ -167,6 +227,13 @@ class EluGrad(Op):
 
     def forward(self, x, gy):
         return np.where(x > 0, gy, gy * np.exp(np.minimum(x, 0)) * np.asarray(self.alpha, gy.dtype))
+
+    def onnx(self, ctx, xs, y):
+        x, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        e = ctx.node("Exp", [ctx.node("Min", [_onnx_as(ctx, x, dtype), ctx.const(0.0, dtype)])])
+        neg = ctx.node("Mul", [ctx.node("Mul", [gy, e]), ctx.const(self.alpha, dtype)])
+        ctx.node("Where", [_onnx_positive(ctx, x), gy, neg], y)
 
 
 class Maxout(Op):
@@ -197,6 +264,10 @@ class Maxout(Op):
     def forward(self, x):
         return x.reshape(x.shape[0], -1, self.pieces, *x.shape[2:]).max(axis=2)
 
+    def onnx(self, ctx, xs, y):
+        groups = ctx.node("Reshape", [xs[0], _onnx_group_shape(ctx, xs[0], self.pieces)], hint="groups")
+        ctx.node("ReduceMax", [groups, ctx.ints([2])], y, keepdims=0)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(MaxoutGrad(pieces=self.pieces), [xs[0], gy], "dx"),)
 
@@ -225,6 +296,16 @@ class MaxoutGrad(Op):
         gx = np.where(pieces == np.expand_dims(winner, 2), np.expand_dims(gy, 2), np.zeros((), gy.dtype))
         return gx.reshape(x.shape)
 
+    def onnx(self, ctx, xs, y):
+        x, gy = xs
+        ndim = ctx.type_of(x).rank
+        groups = ctx.node("Reshape", [x, _onnx_group_shape(ctx, x, self.pieces)], hint="groups")
+        winner = ctx.node("ArgMax", [groups], hint="winner", axis=2, keepdims=1, select_last_index=0)  # first on ties
+        pieces = ctx.ints(np.arange(self.pieces).reshape((1, 1, -1) + (1,) * (ndim - 2)), hint="pieces")
+        gy_kept = ctx.node("Unsqueeze", [gy, ctx.ints([2])], hint="gy_kept")
+        gx = ctx.node("Where", [ctx.node("Equal", [pieces, winner]), gy_kept, ctx.const(0.0, ctx.type_of(gy).dtype)])
+        ctx.node("Reshape", [gx, ctx.node("Shape", [x])], y)
+
 
 class Dropout(Op):
     """Inverted dropout: in training ``y = m ⊙ x / (1 − p)`` with ``m ~ Bernoulli(1 − p)`` per element;
@@ -245,6 +326,9 @@ class Dropout(Op):
     def forward(self, x):
         # the inference form; training graphs replace dropout by a product with a RandomMask input
         return x
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Identity", xs, y)
 
     def vjp(self, g, xs, y, gy):
         return (gy,)

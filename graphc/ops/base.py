@@ -11,6 +11,8 @@ An op *is* its attributes: a frozen, strict pydantic model, equal and hashable b
 - ``forward(*arrays) -> array``          the NumPy kernel, vectorised, dtype-preserving
 - ``vjp(g, xs, y, gy) -> (name | None, …)`` emits graph nodes for each input's cotangent through the
   :class:`~graphc.autodiff.GradBuilder` ``g`` (never NumPy closures); ``None`` where there is none
+- ``onnx(ctx, xs, y)``                   default-domain ONNX nodes computing ``y`` through
+  :class:`~graphc.onnx_export.OnnxContext` ``ctx``
 
 ``samples`` lists attribute sets and input shapes that the generated tests run every facet on.
 """
@@ -149,6 +151,10 @@ class Op(BaseModel):
         from ..errors import NotDifferentiable
 
         raise NotDifferentiable(f"{self.kind} has no gradient")
+
+    def onnx(self, ctx, xs: list[str], y: str) -> None:
+        """Add default-domain ONNX nodes computing value ``y`` from the values ``xs``."""
+        raise NotImplementedError(f"{self.kind} has no ONNX lowering")
 
     def expand(self, builder, name: str, inputs: list[str]) -> str:
         """Add this op (and its parameters) to ``builder`` as node ``name``; return the output node."""

@@ -31,6 +31,9 @@ class Add(_Binary):
     def forward(self, a, b):
         return a + b
 
+    def onnx(self, ctx, xs, y):
+        ctx.node("Add", xs, y)
+
     def vjp(self, g, xs, y, gy):
         return tuple(g.sum_to(gy, x, f"d{i}") if g.needs(i) else None for i, x in enumerate(xs))
 
@@ -42,6 +45,9 @@ class Sub(_Binary):
 
     def forward(self, a, b):
         return a - b
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Sub", xs, y)
 
     def vjp(self, g, xs, y, gy):
         ga = g.sum_to(gy, xs[0], "d0") if g.needs(0) else None
@@ -57,6 +63,9 @@ class Mul(_Binary):
     def forward(self, a, b):
         return a * b
 
+    def onnx(self, ctx, xs, y):
+        ctx.node("Mul", xs, y)
+
     def vjp(self, g, xs, y, gy):
         a, b = xs
         ga = g.sum_to(g.op(Mul(), [gy, b], "d0_full"), a, "d0") if g.needs(0) else None
@@ -71,6 +80,9 @@ class Div(_Binary):
 
     def forward(self, a, b):
         return a / b
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Div", xs, y)
 
     def vjp(self, g, xs, y, gy):
         a, b = xs
@@ -98,6 +110,9 @@ class Relu(_Unary):
     def forward(self, x):
         return np.maximum(x, 0, dtype=x.dtype)
 
+    def onnx(self, ctx, xs, y):
+        ctx.node("Relu", xs, y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(ReluGrad(), [y, gy], "dx"),)
 
@@ -116,6 +131,10 @@ class ReluGrad(Op):
     def forward(self, y, gy):
         return np.where(y > 0, gy, np.zeros((), gy.dtype))
 
+    def onnx(self, ctx, xs, y):
+        zero = ctx.const(0.0, ctx.type_of(xs[1]).dtype)
+        ctx.node("Where", [ctx.node("Greater", [xs[0], zero]), xs[1], zero], y)
+
     def vjp(self, g, xs, y, gy):
         return None, g.op(ReluGrad(), [xs[0], gy], "dgy")
 
@@ -128,6 +147,9 @@ class Sigmoid(_Unary):
     def forward(self, x):
         # σ(x) = ½(1 + tanh(x/2)): one transcendental, no overflow for large |x|
         return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Sigmoid", xs, y)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(SigmoidGrad(), [y, gy], "dx"),)
@@ -147,6 +169,10 @@ class SigmoidGrad(Op):
     def forward(self, y, gy):
         return gy * y * (1 - y)
 
+    def onnx(self, ctx, xs, y):
+        one = ctx.const(1.0, ctx.type_of(xs[0]).dtype)
+        ctx.node("Mul", [ctx.node("Mul", [xs[1], xs[0]]), ctx.node("Sub", [one, xs[0]])], y)
+
     def vjp(self, g, xs, y, gy):
         yv, gyv = xs
         # ∂/∂y: gy·gz·(1 − 2y); ∂/∂gy: gz·y(1 − y)
@@ -163,6 +189,9 @@ class Tanh(_Unary):
 
     def forward(self, x):
         return np.tanh(x)
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Tanh", xs, y)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(TanhGrad(), [y, gy], "dx"),)
@@ -181,6 +210,10 @@ class TanhGrad(Op):
 
     def forward(self, y, gy):
         return gy * (1 - y * y)
+
+    def onnx(self, ctx, xs, y):
+        one = ctx.const(1.0, ctx.type_of(xs[0]).dtype)
+        ctx.node("Mul", [xs[1], ctx.node("Sub", [one, ctx.node("Mul", [xs[0], xs[0]])])], y)
 
     def vjp(self, g, xs, y, gy):
         yv, gyv = xs
@@ -201,6 +234,9 @@ class Scale(_Unary):
     def forward(self, x):
         return x * np.asarray(self.factor, x.dtype)
 
+    def onnx(self, ctx, xs, y):
+        ctx.node("Mul", [xs[0], ctx.const(self.factor, ctx.type_of(xs[0]).dtype)], y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(Scale(factor=self.factor), [gy], "dx"),)
 
@@ -217,6 +253,10 @@ class AffineScalar(_Unary):
 
     def forward(self, x):
         return x * np.asarray(self.scale, x.dtype) + np.asarray(self.shift, x.dtype)
+
+    def onnx(self, ctx, xs, y):
+        dtype = ctx.type_of(xs[0]).dtype
+        ctx.node("Add", [ctx.node("Mul", [xs[0], ctx.const(self.scale, dtype)]), ctx.const(self.shift, dtype)], y)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(Scale(factor=self.scale), [gy], "dx"),)
@@ -241,6 +281,9 @@ class Softmax(_Unary):
         e /= e.sum(axis=self.axis, keepdims=True)
         return e
 
+    def onnx(self, ctx, xs, y):
+        ctx.node("Softmax", xs, y, axis=self.axis)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(SoftmaxGrad(axis=self.axis), [y, gy], "dx"),)
 
@@ -260,6 +303,11 @@ class SoftmaxGrad(Op):
     def forward(self, y, gy):
         gyy = gy * y
         return gyy - y * gyy.sum(axis=self.axis, keepdims=True)
+
+    def onnx(self, ctx, xs, y):
+        gyy = ctx.node("Mul", [xs[1], xs[0]])
+        total = ctx.node("ReduceSum", [gyy, ctx.ints([self.axis])], keepdims=1)
+        ctx.node("Sub", [gyy, ctx.node("Mul", [xs[0], total])], y)
 
 
 OPS = (Add, Sub, Mul, Div, Relu, ReluGrad, Sigmoid, SigmoidGrad, Tanh, TanhGrad, Scale, AffineScalar, Softmax, SoftmaxGrad)

@@ -33,6 +33,42 @@ def _hinge_margins(s: np.ndarray, labels: np.ndarray, margin: float) -> np.ndarr
     return m
 
 
+# --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
+def _onnx_dtype(dtype: str) -> int:
+    from ..onnx_export import ONNX_DTYPES  # not at import time: onnx_export imports the ops
+
+    return ONNX_DTYPES[dtype]
+
+
+def _as(ctx, name: str, dtype: str) -> str:
+    """Graph value ``name`` cast to ``dtype`` (itself when it already has that dtype)."""
+    return name if ctx.type_of(name).dtype == dtype else ctx.node("Cast", [name], hint="cast", to=_onnx_dtype(dtype))
+
+
+def _onnx_count(ctx, x: str, dtype: str) -> str:
+    """The element count of ``x`` (N for labels (N,), numel for predictions) as a 0-d ``dtype`` value, at run
+    time (a symbolic batch is never baked into a constant)."""
+    return ctx.node("Cast", [ctx.node("Size", [x])], hint="count", to=_onnx_dtype(dtype))
+
+
+def _onnx_is_label(ctx, s: str, labels: str) -> str:
+    """The boolean (N, C) mask ``j == y_i`` of the label column of each row of scores (N, C)."""
+    c = ctx.type_of(s).shape[1]
+    classes = ctx.ints(np.arange(c).reshape(1, -1), hint="classes")  # C is static (OneHot-free: any float dtype)
+    return ctx.node("Equal", [ctx.node("Unsqueeze", [labels, ctx.ints([1])], hint="labels_col"), classes], hint="is_label")
+
+
+def _onnx_hinge_margins(ctx, s: str, labels: str, margin: float):
+    """``max(0, s_ij − s_{i,y_i} + Δ)`` with the label column set to 0 (as :func:`_hinge_margins`), and the label mask."""
+    dtype = ctx.type_of(s).dtype
+    correct = ctx.node("GatherElements", [s, ctx.node("Unsqueeze", [labels, ctx.ints([1])], hint="labels_col")],
+                       hint="correct", axis=1)
+    raw = ctx.node("Add", [ctx.node("Sub", [s, correct]), ctx.const(margin, dtype, "margin")])
+    zero = ctx.const(0.0, dtype)
+    is_label = _onnx_is_label(ctx, s, labels)
+    return ctx.node("Where", [is_label, zero, ctx.node("Max", [raw, zero])], hint="margins"), is_label
+
+
 class _LossGrad(Op):
     """Gradient-only op of a loss: inputs (scores or predictions, targets, gy) with gy the loss's
     scalar cotangent; output the shape of the first input."""
@@ -116,6 +152,13 @@ class SoftmaxCrossEntropy(_ClassLoss):
         log_z = np.log(np.exp(shifted).sum(axis=1))
         return _scalar(np.mean(log_z - shifted[np.arange(s.shape[0]), labels]), s.dtype)
 
+    def onnx(self, ctx, xs, y):
+        s, labels = xs
+        logp = ctx.node("LogSoftmax", [s], hint="log_softmax", axis=1)
+        picked = ctx.node("GatherElements", [logp, ctx.node("Unsqueeze", [labels, ctx.ints([1])], hint="labels_col")],
+                          hint="log_p_label", axis=1)
+        ctx.node("Neg", [ctx.node("ReduceMean", [picked], hint="mean_log_p", keepdims=0)], y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(SoftmaxCrossEntropyGrad(), [xs[0], xs[1], gy], "dscores") if g.needs(0) else None), None
 
@@ -132,6 +175,13 @@ class SoftmaxCrossEntropyGrad(_LossGrad):
         p[np.arange(s.shape[0]), labels] -= 1
         return p * (gy / np.asarray(s.shape[0], gy.dtype))
 
+    def onnx(self, ctx, xs, y):
+        s, labels, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        p = ctx.node("Softmax", [_as(ctx, s, dtype)], hint="softmax", axis=1)
+        onehot = ctx.node("Cast", [_onnx_is_label(ctx, s, labels)], hint="onehot", to=_onnx_dtype(dtype))
+        ctx.node("Mul", [ctx.node("Sub", [p, onehot]), ctx.node("Div", [gy, _onnx_count(ctx, labels, dtype)])], y)
+
 
 class Hinge(_ClassLoss):
     """Multiclass SVM (hinge) loss of scores (N, C) against int64 labels (N,), margin Δ:
@@ -147,6 +197,12 @@ class Hinge(_ClassLoss):
 
     def forward(self, s, labels):
         return _scalar(_hinge_margins(s, labels, self.margin).sum() / s.shape[0], s.dtype)
+
+    def onnx(self, ctx, xs, y):
+        s, labels = xs
+        margins, _ = _onnx_hinge_margins(ctx, s, labels, self.margin)
+        per_row = ctx.node("ReduceSum", [margins, ctx.ints([1])], hint="per_row", keepdims=0)
+        ctx.node("ReduceMean", [per_row], y, keepdims=0)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(HingeGrad(margin=self.margin), [xs[0], xs[1], gy], "dscores") if g.needs(0) else None), None
@@ -167,6 +223,15 @@ class HingeGrad(_LossGrad):
         active[rows, labels] = -active.sum(axis=1)
         return active * (gy / np.asarray(s.shape[0], gy.dtype))
 
+    def onnx(self, ctx, xs, y):
+        s, labels, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        margins, is_label = _onnx_hinge_margins(ctx, s, labels, self.margin)
+        active = ctx.node("Cast", [ctx.node("Greater", [margins, ctx.const(0.0, ctx.type_of(s).dtype)])], hint="active",
+                          to=_onnx_dtype(dtype))
+        count = ctx.node("Neg", [ctx.node("ReduceSum", [active, ctx.ints([1])], hint="n_active", keepdims=1)])
+        ctx.node("Mul", [ctx.node("Where", [is_label, count, active]), ctx.node("Div", [gy, _onnx_count(ctx, labels, dtype)])], y)
+
 
 class SigmoidCrossEntropy(_PairLoss):
     """Binary cross-entropy with logits ``x`` and float targets ``t`` in [0, 1], same shape:
@@ -179,6 +244,15 @@ class SigmoidCrossEntropy(_PairLoss):
     def forward(self, x, t):
         loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
         return _scalar(loss.mean(), x.dtype)
+
+    def onnx(self, ctx, xs, y):
+        x, t = xs
+        dtype = ctx.type_of(x).dtype
+        e = ctx.node("Exp", [ctx.node("Neg", [ctx.node("Abs", [x])])])
+        softplus = ctx.node("Log", [ctx.node("Add", [ctx.const(1.0, dtype), e])], hint="log1p_exp")
+        linear = ctx.node("Sub", [ctx.node("Max", [x, ctx.const(0.0, dtype)]), ctx.node("Mul", [x, t])])
+        loss = ctx.node("Add", [linear, softplus], hint="elementwise")
+        ctx.node("ReduceMean", [loss], y, keepdims=0)
 
     def vjp(self, g, xs, y, gy):
         gx = g.op(SigmoidCrossEntropyGrad(), [xs[0], xs[1], gy], "dlogits") if g.needs(0) else None
@@ -196,6 +270,12 @@ class SigmoidCrossEntropyGrad(_LossGrad):
         sigma = 0.5 * (1 + np.tanh(0.5 * x))  # no overflow for large |x|
         return (sigma - t) * (gy / np.asarray(x.size, gy.dtype))
 
+    def onnx(self, ctx, xs, y):
+        x, t, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        diff = ctx.node("Sub", [ctx.node("Sigmoid", [_as(ctx, x, dtype)]), _as(ctx, t, dtype)])
+        ctx.node("Mul", [diff, ctx.node("Div", [gy, _onnx_count(ctx, x, dtype)])], y)
+
 
 class SigmoidCrossEntropyGradTarget(_LossGrad):
     """Target gradient of sigmoid cross-entropy: ``gt = −x/numel · gy``. Inputs (x, t, gy scalar)."""
@@ -206,6 +286,11 @@ class SigmoidCrossEntropyGradTarget(_LossGrad):
     def forward(self, x, t, gy):
         return x * (-gy / np.asarray(x.size, gy.dtype))
 
+    def onnx(self, ctx, xs, y):
+        x, _, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        ctx.node("Mul", [_as(ctx, x, dtype), ctx.node("Div", [ctx.node("Neg", [gy]), _onnx_count(ctx, x, dtype)])], y)
+
 
 class MSE(_PairLoss):
     """Mean squared error over all elements: ``L = mean((p − t)²)``."""
@@ -215,6 +300,10 @@ class MSE(_PairLoss):
     def forward(self, p, t):
         d = p - t
         return _scalar(np.mean(d * d), p.dtype)
+
+    def onnx(self, ctx, xs, y):
+        d = ctx.node("Sub", xs, hint="diff")
+        ctx.node("ReduceMean", [ctx.node("Mul", [d, d])], y, keepdims=0)
 
     def vjp(self, g, xs, y, gy):
         gp = g.op(MSEGrad(), [xs[0], xs[1], gy], "dpred") if g.needs(0) or g.needs(1) else None
@@ -231,6 +320,13 @@ class MSEGrad(_LossGrad):
     def forward(self, p, t, gy):
         return (p - t) * (2 * gy / np.asarray(p.size, gy.dtype))
 
+    def onnx(self, ctx, xs, y):
+        p, t, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        g2 = ctx.node("Mul", [gy, ctx.const(2.0, dtype)])
+        d = ctx.node("Sub", [_as(ctx, p, dtype), _as(ctx, t, dtype)], hint="diff")
+        ctx.node("Mul", [d, ctx.node("Div", [g2, _onnx_count(ctx, p, dtype)])], y)
+
 
 class L1(_PairLoss):
     """Mean absolute error over all elements: ``L = mean(|p − t|)``."""
@@ -239,6 +335,9 @@ class L1(_PairLoss):
 
     def forward(self, p, t):
         return _scalar(np.mean(np.abs(p - t)), p.dtype)
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("ReduceMean", [ctx.node("Abs", [ctx.node("Sub", xs, hint="diff")])], y, keepdims=0)
 
     def vjp(self, g, xs, y, gy):
         gp = g.op(L1Grad(), [xs[0], xs[1], gy], "dpred") if g.needs(0) or g.needs(1) else None
@@ -254,6 +353,12 @@ class L1Grad(_LossGrad):
 
     def forward(self, p, t, gy):
         return np.sign(p - t) * (gy / np.asarray(p.size, gy.dtype))
+
+    def onnx(self, ctx, xs, y):
+        p, t, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        sign = ctx.node("Sign", [ctx.node("Sub", [_as(ctx, p, dtype), _as(ctx, t, dtype)], hint="diff")])
+        ctx.node("Mul", [sign, ctx.node("Div", [gy, _onnx_count(ctx, p, dtype)])], y)
 
 
 class L2Penalty(_Loss):
@@ -285,8 +390,18 @@ class L2Penalty(_Loss):
 
     def forward(self, *ws):
         dtype = np.result_type(*ws)
-        total = sum(np.sum(w.astype(dtype, copy=False) ** 2, dtype=dtype) for w in ws)
+        # ‖W‖² as a BLAS dot product: no squared temporary, several times faster than Σ w**2
+        total = sum(np.dot(f, f) for f in (w.astype(dtype, copy=False).reshape(-1) for w in ws))
         return _scalar(np.asarray(self.strength / 2, dtype) * total, dtype)
+
+    def onnx(self, ctx, xs, y):
+        dtype = ctx.type_of(y).dtype
+        total = None
+        for w in xs:
+            w = _as(ctx, w, dtype)
+            sq = ctx.node("ReduceSum", [ctx.node("Mul", [w, w])], hint="sum_sq", keepdims=0)  # no axes: all of them
+            total = sq if total is None else ctx.node("Add", [total, sq], hint="total")
+        ctx.node("Mul", [ctx.const(self.strength / 2, dtype, "half_strength"), total], y)
 
     def vjp(self, g, xs, y, gy):
         # gy is 0-d, so Mul broadcasts it over λ·W

@@ -12,6 +12,7 @@ from ..tensor import TensorType, fmt_shape, static
 from .base import ONES, ZEROS, Op, Param, expect_float, expect_rank, sample
 from .elementwise import Mul
 from .reduce import ReduceSum
+from .activations import _onnx_as, _onnx_channel_view
 from .source import Const
 
 
@@ -47,6 +48,28 @@ def _row_stats(x: np.ndarray, eps: float):
     xc = x - x.mean(axis=-1, keepdims=True)
     sigma = np.sqrt(np.mean(xc * xc, axis=-1, keepdims=True) + np.asarray(eps, x.dtype))
     return sigma, xc / sigma
+
+
+# --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
+def _onnx_stats(ctx, x: str, axes, eps: float, hint: str, dtype: str | None = None):
+    """Mean-centred ``x − μ``, ``σ = √(var + ε)`` (biased variance) and ``x̂ = (x − μ)/σ`` over ``axes`` (keepdims),
+    as in :func:`_batch_stats` and :func:`_row_stats`, computed in ``dtype`` (default: x's)."""
+    dtype = dtype or ctx.type_of(x).dtype
+    x = _onnx_as(ctx, x, dtype)
+    axes = ctx.ints(list(axes))
+    xc = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, axes], hint=f"{hint}_mean", keepdims=1)], hint=f"{hint}_centred")
+    var = ctx.node("ReduceMean", [ctx.node("Mul", [xc, xc]), axes], hint=f"{hint}_var", keepdims=1)
+    sigma = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.const(eps, dtype)])], hint=f"{hint}_sigma")
+    return xc, sigma, ctx.node("Div", [xc, sigma], hint=f"{hint}_xhat")
+
+
+def _onnx_per_channel_count(ctx, x: str, dtype: str) -> str:
+    """The number of elements per channel (axis 1) of ``x`` — N or N·H·W — as a 0-d ``dtype`` value, at run time."""
+    from ..onnx_export import ONNX_DTYPES
+
+    c = static(ctx.type_of(x).shape[1], "batchnorm channels (axis 1)")
+    n = ctx.node("Div", [ctx.node("Size", [x]), ctx.const(c, "int64", "channels")], hint="per_channel")
+    return ctx.node("Cast", [n], hint="n", to=ONNX_DTYPES[dtype])
 
 
 def _check_channels(kind: str, x: TensorType, vectors: list[TensorType], names: tuple[str, ...]) -> int:
@@ -110,6 +133,12 @@ class BatchNorm(Op):
         shift = beta.astype(dt, copy=False) - running_mean.astype(dt, copy=False) * scale
         return x * _channel_view(scale, nd) + _channel_view(shift, nd)
 
+    def onnx(self, ctx, xs, y):
+        # ONNX BatchNormalization in inference mode: y = γ·(x − mean)/√(var + ε) + β over axis 1
+        dtype = ctx.type_of(xs[0]).dtype
+        params = [_onnx_as(ctx, p, dtype) for p in xs[1:]]
+        ctx.node("BatchNormalization", [xs[0], *params], y, epsilon=self.eps, training_mode=0)
+
     def vjp(self, g, xs, y, gy):
         """The inference form is affine per channel, so its gradients reuse it: with a = γ/√(σ²_r + ε),
         ``gx = gy·a = batchnorm(gy; γ, 0, 0, σ²_r)`` and ``x̂ = batchnorm(x; 1, 0, μ_r, σ²_r)``,
@@ -172,6 +201,14 @@ class BatchNormTrain(Op):
         _, _, _, xhat = _batch_stats(x, self.eps)
         return xhat * _channel_view(gamma.astype(x.dtype, copy=False), x.ndim) + _channel_view(beta.astype(x.dtype, copy=False), x.ndim)
 
+    def onnx(self, ctx, xs, y):
+        # batch statistics by reductions (not training_mode=1: its extra outputs and momentum differ)
+        x, gamma, beta = xs
+        t = ctx.type_of(x)
+        _, _, xhat = _onnx_stats(ctx, x, _bn_axes(t.rank), self.eps, "batch")
+        scaled = ctx.node("Mul", [xhat, _onnx_channel_view(ctx, gamma, t.rank, t.dtype)])
+        ctx.node("Add", [scaled, _onnx_channel_view(ctx, beta, t.rank, t.dtype)], y)
+
     def vjp(self, g, xs, y, gy):
         x, gamma, beta = xs
         gx = g.op(BatchNormTrainGradInput(eps=self.eps), [x, gamma, gy], "dx") if g.needs(0) else None
@@ -210,6 +247,18 @@ class BatchNormTrainGradInput(Op):
         sum_gy_xhat = np.sum(gy * xhat, axis=axes, keepdims=True, dtype=gy.dtype)
         return _channel_view(gamma.astype(gy.dtype, copy=False), x.ndim) / (n * sigma) * (n * gy - sum_gy - xhat * sum_gy_xhat)
 
+    def onnx(self, ctx, xs, y):
+        x, gamma, gy = xs
+        t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
+        axes = _bn_axes(t.rank)
+        _, sigma, xhat = _onnx_stats(ctx, x, axes, self.eps, "batch", dtype)
+        n = _onnx_per_channel_count(ctx, x, dtype)
+        sum_gy = ctx.node("ReduceSum", [gy, ctx.ints(axes)], hint="sum_gy", keepdims=1)
+        sum_gy_xhat = ctx.node("ReduceSum", [ctx.node("Mul", [gy, xhat]), ctx.ints(axes)], hint="sum_gy_xhat", keepdims=1)
+        inner = ctx.node("Sub", [ctx.node("Sub", [ctx.node("Mul", [n, gy]), sum_gy]), ctx.node("Mul", [xhat, sum_gy_xhat])])
+        factor = ctx.node("Div", [_onnx_channel_view(ctx, gamma, t.rank, dtype), ctx.node("Mul", [n, sigma])])
+        ctx.node("Mul", [factor, inner], y)
+
 
 class BatchNormGradGamma(Op):
     """γ gradient of training-form batchnorm: ``gγ_c = Σ_{n,h,w} gy·x̂`` with ``x̂`` from the batch
@@ -233,6 +282,12 @@ class BatchNormGradGamma(Op):
     def forward(self, x, gy):
         _, _, _, xhat = _batch_stats(x, self.eps)
         return np.sum(gy * xhat, axis=_bn_axes(x.ndim), dtype=gy.dtype)
+
+    def onnx(self, ctx, xs, y):
+        x, gy = xs
+        axes = _bn_axes(ctx.type_of(x).rank)
+        _, _, xhat = _onnx_stats(ctx, x, axes, self.eps, "batch", ctx.type_of(gy).dtype)
+        ctx.node("ReduceSum", [ctx.node("Mul", [gy, xhat]), ctx.ints(axes)], y, keepdims=0)
 
 
 class BatchNormRunningUpdate(Op):
@@ -271,6 +326,25 @@ class BatchNormRunningUpdate(Op):
         dt = running.dtype
         m = np.asarray(self.momentum, dt)
         return m * running + (1 - m) * stat.astype(dt, copy=False)
+
+    def onnx(self, ctx, xs, y):
+        x, running = xs
+        axes = _bn_axes(ctx.type_of(x).rank)
+        xdt, dt = ctx.type_of(x).dtype, ctx.type_of(running).dtype
+        if self.which == "mean":
+            stat = ctx.node("ReduceMean", [x, ctx.ints(axes)], hint="batch_mean", keepdims=0)
+        else:  # unbiased: Σ(x − μ)² / (n − 1), n the per-channel count at run time
+            xc = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, ctx.ints(axes)], hint="batch_mean", keepdims=1)])
+            ss = ctx.node("ReduceSum", [ctx.node("Mul", [xc, xc]), ctx.ints(axes)], hint="sum_sq", keepdims=0)
+            n1 = ctx.node("Sub", [_onnx_per_channel_count(ctx, x, xdt), ctx.const(1.0, xdt)], hint="n_minus_1")
+            stat = ctx.node("Div", [ss, n1], hint="batch_var")
+        if xdt != dt:
+            from ..onnx_export import ONNX_DTYPES
+
+            stat = ctx.node("Cast", [stat], hint="stat", to=ONNX_DTYPES[dt])
+        m = np.asarray(self.momentum, dt)
+        kept = ctx.node("Mul", [running, ctx.const(m, dt, "momentum")])
+        ctx.node("Add", [kept, ctx.node("Mul", [stat, ctx.const(1 - m, dt, "one_minus_momentum")])], y)
 
 
 class LayerNorm(Op):
@@ -311,6 +385,12 @@ class LayerNorm(Op):
         _, xhat = _row_stats(x, self.eps)
         return xhat * gamma.astype(x.dtype, copy=False) + beta.astype(x.dtype, copy=False)
 
+    def onnx(self, ctx, xs, y):
+        x, gamma, beta = xs
+        dtype = ctx.type_of(x).dtype
+        _, _, xhat = _onnx_stats(ctx, x, [-1], self.eps, "row")
+        ctx.node("Add", [ctx.node("Mul", [xhat, _onnx_as(ctx, gamma, dtype)]), _onnx_as(ctx, beta, dtype)], y)
+
     def vjp(self, g, xs, y, gy):
         x, gamma, beta = xs
         gx = g.op(LayerNormGradInput(eps=self.eps), [x, gamma, gy], "dx") if g.needs(0) else None
@@ -347,6 +427,18 @@ class LayerNormGradInput(Op):
         gxhat = gy * gamma.astype(gy.dtype, copy=False)
         return (d * gxhat - gxhat.sum(axis=-1, keepdims=True) - xhat * np.sum(gxhat * xhat, axis=-1, keepdims=True)) / (d * sigma)
 
+    def onnx(self, ctx, xs, y):
+        x, gamma, gy = xs
+        dtype = ctx.type_of(gy).dtype
+        _, sigma, xhat = _onnx_stats(ctx, x, [-1], self.eps, "row", dtype)
+        d = ctx.const(static(ctx.type_of(x).shape[-1], "layernorm features"), dtype, "features")
+        last = ctx.ints([-1])
+        gxhat = ctx.node("Mul", [gy, _onnx_as(ctx, gamma, dtype)], hint="gxhat")
+        sum_g = ctx.node("ReduceSum", [gxhat, last], hint="sum_gxhat", keepdims=1)
+        sum_gx = ctx.node("ReduceSum", [ctx.node("Mul", [gxhat, xhat]), last], hint="sum_gxhat_xhat", keepdims=1)
+        inner = ctx.node("Sub", [ctx.node("Sub", [ctx.node("Mul", [d, gxhat]), sum_g]), ctx.node("Mul", [xhat, sum_gx])])
+        ctx.node("Div", [inner, ctx.node("Mul", [d, sigma])], y)
+
 
 class LayerNormGradGamma(Op):
     """γ gradient of layernorm: ``gγ_d = Σ_{all rows} gy·x̂`` (sum over every axis but the last).
@@ -369,6 +461,16 @@ class LayerNormGradGamma(Op):
     def forward(self, x, gy):
         _, xhat = _row_stats(x, self.eps)
         return np.sum(gy * xhat, axis=tuple(range(x.ndim - 1)), dtype=gy.dtype)
+
+    def onnx(self, ctx, xs, y):
+        x, gy = xs
+        _, _, xhat = _onnx_stats(ctx, x, [-1], self.eps, "row", ctx.type_of(gy).dtype)
+        prod = ctx.node("Mul", [gy, xhat])
+        axes = list(range(ctx.type_of(x).rank - 1))
+        if axes:
+            ctx.node("ReduceSum", [prod, ctx.ints(axes)], y, keepdims=0)
+        else:  # a single row: nothing to sum (an empty axes input would reduce everything)
+            ctx.node("Identity", [prod], y)
 
 
 OPS = (BatchNorm, BatchNormTrain, BatchNormTrainGradInput, BatchNormGradGamma,

@@ -88,6 +88,19 @@ class _Pool2d(_Windowed):
     def describe(self):
         return super().describe() + (" ceil" if self.ceil_mode else "")
 
+    def _padded_windows(self, x, fill):
+        """``x`` padded with ``fill`` (grown at the end for ceil mode's last window) and its window view."""
+        out = self.out_spatial(TensorType(x.shape, str(x.dtype)))
+        k, s, d = self._kernel(), self._stride(), self._dilation()
+        xp = padded(x, self.pads(x.shape[2:]), tuple(_span(o, *ksd) for o, ksd in zip(out, zip(k, s, d))), fill=fill)
+        return xp, windows(xp, k, s, d, out)
+
+    def _divisors(self, in_hw, out_hw):
+        """Average pooling's per-axis window sizes (its ``count_include_pad`` rule)."""
+        pads = self.pads(in_hw)
+        return [window_counts(n, k, s, p, o, self.count_include_pad)
+                for n, k, s, p, o in zip(in_hw, self._kernel(), self._stride(), pads, out_hw)]
+
 
 class MaxPool2d(_Pool2d):
     """2-D max pooling, NCHW, each channel separately.
@@ -112,15 +125,8 @@ class MaxPool2d(_Pool2d):
         sample({"kernel": [2, 3], "stride": 1, "dilation": 2}, (1, 2, 6, 7), note="dilated"),
     )
 
-    def _padded_windows(self, x):
-        """−∞-padded ``x`` (grown for ceil mode's last window) and its window view."""
-        out = self.out_spatial(TensorType(x.shape, str(x.dtype)))
-        k, s, d = self._kernel(), self._stride(), self._dilation()
-        xp = padded(x, self.pads(x.shape[2:]), tuple(_span(o, *a) for o, a in zip(out, zip(k, s, d))), fill=-np.inf)
-        return xp, windows(xp, k, s, d, out)
-
     def forward(self, x):
-        return self._padded_windows(x)[1].max(axis=(0, 1))
+        return self._padded_windows(x, -np.inf)[1].max(axis=(0, 1))
 
     def vjp(self, g, xs, y, gy):
         """``gx = maxpool2d_grad(x, gy)``: each ``gy`` goes to its window's (first) maximum."""
@@ -163,7 +169,7 @@ class MaxPool2dGrad(_Pool2d):
         return []
 
     def forward(self, x, gy):
-        xp, win = MaxPool2d._padded_windows(self, x)
+        xp, win = self._padded_windows(x, -np.inf)
         kh, kw = self._kernel()
         n, c, ho, wo = gy.shape
         tap = win.reshape(kh * kw, n, c, ho, wo).argmax(axis=0)  # first maximum on ties
@@ -201,17 +207,10 @@ class AvgPool2d(_Pool2d):
         sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 2, 6, 5), note="ceil, padding not counted"),
     )
 
-    def _divisors(self, in_hw, out_hw):
-        pads = self.pads(in_hw)
-        return [window_counts(n, k, s, p, o, self.count_include_pad)
-                for n, k, s, p, o in zip(in_hw, self._kernel(), self._stride(), pads, out_hw)]
-
     def forward(self, x):
-        out = self.out_spatial(TensorType(x.shape, str(x.dtype)))
-        k, s = self._kernel(), self._stride()
-        xp = padded(x, self.pads(x.shape[2:]), tuple(_span(o, kk, ss, 1) for o, kk, ss in zip(out, k, s)))
-        total = windows(xp, k, s, (1, 1), out).sum(axis=(0, 1), dtype=x.dtype)
-        ch, cw = self._divisors(x.shape[2:], out)
+        _, win = self._padded_windows(x, 0.0)
+        total = win.sum(axis=(0, 1), dtype=x.dtype)
+        ch, cw = self._divisors(x.shape[2:], total.shape[2:])
         total /= np.outer(ch, cw).astype(x.dtype)
         return total
 
@@ -261,7 +260,7 @@ class AvgPool2dGrad(_Pool2d):
 
     def forward(self, gy):
         out = gy.shape[2:]
-        ch, cw = AvgPool2d._divisors(self, self.input_size, out)
+        ch, cw = self._divisors(self.input_size, out)
         pads = self.pads(self.input_size)
         a_h, a_w = (window_matrix(n, k, s, p, o) for n, k, s, p, o in zip(self.input_size, self._kernel(), self._stride(), pads, out))
         return separable(gy / np.outer(ch, cw).astype(gy.dtype), a_h.T, a_w.T)
@@ -426,3 +425,53 @@ class UpsampleGrad(Op):
 
 
 OPS = (MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, Upsample, UpsampleGrad)
+
+
+class MaxPool2dAt(_Pool2d):
+    """Max pooling of ``x`` at the maxima of a reference ``r``: ``y[n, c, i, j] = x[argmax_{W_ij} r]``.
+
+    Equal to ``maxpool2d(x)`` while ``x`` has the same winners as ``r``; smooth in ``x`` everywhere
+    (gradient checks freeze max pooling's kinks with it). Inputs ``r``, ``x`` (N, C, H, W); same
+    attributes as maxpool2d; ``gx = maxpool2d_grad(r, gy)``.
+    """
+
+    kind = "maxpool2d_at"
+    arity = (2, 2)
+    user_facing = False
+    kernel: PositivePair
+    stride: PositivePair | None = None
+    padding: PoolPadding = 0
+    dilation: PositivePair = 1
+    ceil_mode: bool = False
+
+    samples = (
+        sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4), (2, 3, 4, 4)),
+        sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 2, 6, 5), (1, 2, 6, 5), note="overlapping, ceil"),
+    )
+
+    def infer(self, xs):
+        r, x = xs
+        if tuple(r.shape) != tuple(x.shape):
+            raise ShapeError(f"reference {r} and input {x} differ")
+        return super().infer([x])
+
+    def window(self, xs):
+        return None
+
+    def warnings(self, xs):
+        return []
+
+    def forward(self, r, x):
+        _, win_r = self._padded_windows(r, -np.inf)
+        _, win_x = self._padded_windows(x, -np.inf)
+        kh, kw = self._kernel()
+        taps = win_r.reshape(kh * kw, *win_r.shape[2:])
+        tap = taps.argmax(axis=0)[None]  # first maximum on ties, as maxpool2d_grad
+        return np.take_along_axis(win_x.reshape(kh * kw, *win_x.shape[2:]), tap, axis=0)[0]
+
+    def vjp(self, g, xs, y, gy):
+        attrs = self.model_dump()
+        return None, (g.op(MaxPool2dGrad(**attrs), [xs[0], gy], "dx") if g.needs(1) else None)
+
+
+OPS = OPS + (MaxPool2dAt,)

@@ -38,6 +38,10 @@ class ReduceSum(Op):
     def forward(self, x):
         return np.sum(x, axis=self._axes(x.ndim), keepdims=self.keepdims, dtype=x.dtype)
 
+    def onnx(self, ctx, xs, y):
+        axes = self._axes(ctx.type_of(xs[0]).rank)
+        ctx.node("ReduceSum", [xs[0], ctx.ints(axes)], y, keepdims=int(self.keepdims))
+
     def vjp(self, g, xs, y, gy):
         x = g.type_of(xs[0])
         axes = self._axes(x.rank)
@@ -79,6 +83,17 @@ class SumTo(Op):
         keep = tuple(i for i, b in enumerate(self.shape) if b == 1 and x.shape[i] != 1)
         return x.sum(axis=keep, keepdims=True, dtype=x.dtype) if keep else x
 
+    def onnx(self, ctx, xs, y):
+        lead, keep = self._plan(ctx.type_of(xs[0]).shape)
+        axes = lead + tuple(len(lead) + i for i in keep)
+        if not axes:
+            ctx.node("Identity", xs, y)
+        elif not lead:
+            ctx.node("ReduceSum", [xs[0], ctx.ints(axes)], y, keepdims=1)
+        else:
+            kept = ctx.node("ReduceSum", [xs[0], ctx.ints(axes)], keepdims=1)
+            ctx.node("Squeeze", [kept, ctx.ints(lead)], y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(BroadcastLike(), [gy, xs[0]], "dx"),)
 
@@ -103,6 +118,9 @@ class Unsqueeze(Op):
 
     def forward(self, x):
         return np.expand_dims(x, tuple(sorted(self.axes)))
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Unsqueeze", [xs[0], ctx.ints(sorted(self.axes))], y)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(ReduceSum(axes=tuple(sorted(self.axes)), keepdims=False), [gy], "dx"),)
@@ -130,6 +148,9 @@ class BroadcastLike(Op):
 
     def forward(self, x, like):
         return np.broadcast_to(x, like.shape)
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Expand", [xs[0], ctx.node("Shape", [xs[1]])], y)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(SumTo(shape=tuple(g.type_of(xs[0]).shape)), [gy], "dx"), None)

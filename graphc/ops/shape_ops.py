@@ -76,6 +76,10 @@ class Flatten(Op):
         axis = self.axis + x.ndim if self.axis < 0 else self.axis
         return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Flatten", xs, y, axis=self.axis)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(ReshapeLike(), [gy, xs[0]], "dx"),)
 
@@ -149,6 +153,11 @@ class Reshape(Op):
     def forward(self, x):
         return x.reshape(tuple(x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)))
 
+
+    def onnx(self, ctx, xs, y):
+        # ONNX Reshape (allowzero = 0) has our semantics: 0 copies the input dim, one −1 is inferred
+        ctx.node("Reshape", [xs[0], ctx.ints(self.shape)], y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(ReshapeLike(), [gy, xs[0]], "dx"),)
 
@@ -186,6 +195,10 @@ class ReshapeLike(Op):
 
     def forward(self, x, like):
         return x.reshape(like.shape)
+
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Reshape", [xs[0], ctx.node("Shape", [xs[1]], hint="like_shape")], y)
 
     def vjp(self, g, xs, y, gy):
         return g.op(ReshapeLike(), [gy, xs[0]], "dx"), None
@@ -226,6 +239,10 @@ class Transpose(Op):
 
     def forward(self, x):
         return np.transpose(x, self.perm)
+
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Transpose", xs, y, perm=list(self.perm))
 
     def vjp(self, g, xs, y, gy):
         inverse = tuple(int(i) for i in np.argsort(self.perm))
@@ -271,6 +288,10 @@ class Concat(Op):
 
     def forward(self, *xs):
         return np.concatenate(xs, axis=self.axis)
+
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("Concat", xs, y, axis=norm_axis(self.axis, ctx.type_of(xs[0]).rank, "concat axis"))
 
     def vjp(self, g, xs, y, gy):
         """Each input's cotangent is its own slice of ``gy`` along the axis."""
@@ -328,6 +349,10 @@ class MatMul(Op):
     def forward(self, a, b):
         return np.matmul(a, b)
 
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("MatMul", xs, y)
+
     def vjp(self, g, xs, y, gy):
         """``ga = Σ_bcast gy · bᵀ``, ``gb = Σ_bcast aᵀ · gy`` (ᵀ swaps the last two axes)."""
         a, b = xs
@@ -373,6 +398,13 @@ class Select(Op):
     def forward(self, x):
         return x[(slice(None),) * (self.axis % x.ndim) + (self.index,)]
 
+
+    def onnx(self, ctx, xs, y):
+        x = ctx.type_of(xs[0])
+        axis = norm_axis(self.axis, x.rank, "select axis")
+        # a scalar (rank-0) index drops the axis, like x[:, index]
+        ctx.node("Gather", [xs[0], ctx.ints(self.index % x.shape[axis], "index")], y, axis=axis)
+
     def vjp(self, g, xs, y, gy):
         x = g.type_of(xs[0])
         axis = norm_axis(self.axis, x.rank, "select axis")
@@ -415,6 +447,14 @@ class SelectGrad(Op):
         out[(slice(None),) * axis + (self.index,)] = gy
         return out
 
+
+    def onnx(self, ctx, xs, y):
+        rank = ctx.type_of(xs[0]).rank + 1
+        axis = norm_axis(self.axis, rank, "select_grad axis")
+        index = self.index % self.size
+        kept = ctx.node("Unsqueeze", [xs[0], ctx.ints([axis], "axes")], hint="unsqueezed")
+        ctx.node("Pad", [kept, _pads(rank, axis, index, self.size - 1 - index, ctx)], y, mode="constant")
+
     def vjp(self, g, xs, y, gy):
         return (g.op(Select(axis=self.axis, index=self.index), [gy], "dgy"),)
 
@@ -450,6 +490,15 @@ class Stack(Op):
 
     def forward(self, *xs):
         return np.stack(xs, axis=self.axis)
+
+
+    def onnx(self, ctx, xs, y):
+        axis = norm_axis(self.axis, ctx.type_of(xs[0]).rank + 1, "stack axis")
+        axes = ctx.ints([axis], "axes")
+        if len(xs) == 1:
+            ctx.node("Unsqueeze", [xs[0], axes], y)
+            return
+        ctx.node("Concat", [ctx.node("Unsqueeze", [x, axes], hint=f"unsqueezed{k}") for k, x in enumerate(xs)], y, axis=axis)
 
     def vjp(self, g, xs, y, gy):
         axis = norm_axis(self.axis, g.type_of(xs[0]).rank + 1, "stack axis")
@@ -497,6 +546,11 @@ class Slice(Op):
 
     def forward(self, x):
         return x[(slice(None),) * (self.axis % x.ndim) + (slice(self.start, self.end),)]
+
+
+    def onnx(self, ctx, xs, y):
+        axis = norm_axis(self.axis, ctx.type_of(xs[0]).rank, "slice axis")
+        ctx.node("Slice", [xs[0], ctx.ints([self.start], "starts"), ctx.ints([self.end], "ends"), ctx.ints([axis], "axes")], y)
 
     def vjp(self, g, xs, y, gy):
         x = g.type_of(xs[0])
@@ -553,6 +607,12 @@ class SliceGrad(Op):
         out[(slice(None),) * axis + (slice(self.start, self.end),)] = gy
         return out
 
+
+    def onnx(self, ctx, xs, y):
+        rank = ctx.type_of(xs[0]).rank
+        axis = norm_axis(self.axis, rank, "slice_grad axis")
+        ctx.node("Pad", [xs[0], _pads(rank, axis, self.start, self.size - self.end, ctx)], y, mode="constant")
+
     def vjp(self, g, xs, y, gy):
         return (g.op(Slice(axis=self.axis, start=self.start, end=self.end), [gy], "dgy"),)
 
@@ -594,11 +654,32 @@ class CausalMask(Op):
     def forward(self, x):
         return np.where(_future(x.shape[-1]), np.asarray(self.fill, x.dtype), x)
 
+
+    def onnx(self, ctx, xs, y):
+        x = ctx.type_of(xs[0])
+        fill = ctx.const(self.fill, x.dtype, "fill")
+        t = x.shape[-1]
+        if isinstance(t, int):  # the usual case: a (T, T) boolean constant, broadcast over the batch dims
+            future = ctx.const(_future(t), "bool", "future")
+        else:  # symbolic T: [j > i] from two ranges built at run time
+            size = ctx.node("Squeeze", [ctx.node("Shape", xs, hint="t", start=-1)], hint="t_scalar")
+            steps = ctx.node("Range", [ctx.ints(0, "zero"), size, ctx.ints(1, "one")], hint="positions")
+            future = ctx.node("Greater", [ctx.node("Unsqueeze", [steps, ctx.ints([0], "axes")], hint="keys"),
+                                          ctx.node("Unsqueeze", [steps, ctx.ints([1], "axes")], hint="queries")], hint="future")
+        ctx.node("Where", [future, fill, xs[0]], y)
+
     def vjp(self, g, xs, y, gy):
         return (g.op(CausalMask(fill=0.0), [gy], "dx"),)
 
     def describe(self):
         return "" if self.fill == MASK_FILL else f"fill {self.fill:g}"
+
+
+def _pads(rank: int, axis: int, before: int, after: int, ctx) -> str:
+    """ONNX ``Pad`` pads (all begins, then all ends) with zeros everywhere except ``axis``."""
+    pads = [0] * (2 * rank)
+    pads[axis], pads[rank + axis] = before, after
+    return ctx.ints(pads, "pads")
 
 
 @lru_cache(maxsize=64)
@@ -650,6 +731,12 @@ class PositionalEncoding(Op):
 
     def forward(self, x):
         return x + positional_table(x.shape[1], x.shape[2], x.dtype.name)
+
+
+    def onnx(self, ctx, xs, y):
+        x = ctx.type_of(xs[0])
+        table = ctx.const(positional_table(x.shape[1], x.shape[2], x.dtype), x.dtype, "positional_table")
+        ctx.node("Add", [xs[0], table], y)
 
     def vjp(self, g, xs, y, gy):
         return (gy,)

@@ -63,6 +63,12 @@ class Const(Op):
 
         return np.full(self.shape, self.value, dtype=self.dtype)
 
+    def onnx(self, ctx, xs, y):
+        import numpy as np
+        from onnx import numpy_helper
+
+        ctx.node("Constant", [], y, value=numpy_helper.from_array(np.full(self.shape, self.value, dtype=self.dtype)))
+
     def vjp(self, g, xs, y, gy):
         return ()
 

@@ -1,0 +1,74 @@
+"""Running exported models on onnxruntime: the CUDA execution provider when it really loads, the CPU
+provider otherwise, without onnxruntime's provider-load errors on the terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+import numpy as np
+
+from .errors import GraphcError
+
+_CUDA_OK: bool | None = None
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence C++-level writes to stderr (onnxruntime logs provider-load failures there)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def session(model, device: str = "auto"):
+    """An ``InferenceSession`` for ``model`` (a ModelProto, bytes or a path) and the provider it runs on.
+
+    ``device``: ``cuda`` (an error if CUDA does not load), ``cpu``, or ``auto`` (CUDA when it loads).
+    """
+    import onnxruntime as ort
+
+    global _CUDA_OK
+    payload = model.SerializeToString() if hasattr(model, "SerializeToString") else model
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers() and _CUDA_OK is not False
+    if want_cuda:
+        try:
+            with _quiet_stderr():
+                sess = ort.InferenceSession(payload, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+            if sess.get_providers()[0] == "CUDAExecutionProvider":
+                _CUDA_OK = True
+                return sess, "CUDAExecutionProvider"
+        except Exception:  # noqa: BLE001 - any failure to bring CUDA up means: use the CPU
+            pass
+        _CUDA_OK = False
+    if device == "cuda":
+        raise GraphcError("--device cuda: the CUDA execution provider does not load on this machine",
+                          hint="install the CUDA runtime libraries (pip install 'graphc[cuda]') or use --device cpu/auto")
+    try:
+        sess = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise GraphcError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+    return sess, "CPUExecutionProvider"
+
+
+def run(sess, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    names = outputs or [o.name for o in sess.get_outputs()]
+    wanted = {i.name for i in sess.get_inputs()}
+    values = sess.run(names, {k: v for k, v in feeds.items() if k in wanted})
+    return dict(zip(names, values))
