@@ -128,8 +128,10 @@ def to_training_mode(graph: nx.DiGraph) -> nx.DiGraph:
     """Rewrite inference-form ops into their training forms (pure: returns a new graph).
 
     ``dropout(x)`` becomes ``mul(x, <layer>.mask)`` with a :class:`RandomMask` input; ``batchnorm``
-    becomes ``batchnorm_train(x, γ, β)`` (batch statistics) and its running statistics get update
-    nodes ``<param>/update`` listed in ``graph.graph["updates"]``.
+    becomes ``batchnorm_train(x, stats, γ, β)`` with ``stats = batchnorm_stats(x)`` (node
+    ``<node>/stats``: batch mean, variance and 1/√(var + ε), computed once) and its running statistics
+    get update nodes ``<param>/update`` = ``batchnorm_running_update(x, stats, running)``, listed in
+    ``graph.graph["updates"]``.
     """
     from .ops import BY_KIND
     from .ops.elementwise import Mul
@@ -153,15 +155,19 @@ def to_training_mode(graph: nx.DiGraph) -> nx.DiGraph:
             masks[mask] = name
         elif op.kind == "batchnorm":
             x, gamma, beta, mean, var = attrs["inputs"]
-            train = BY_KIND["batchnorm_train"](momentum=op.momentum, eps=op.eps)
-            _rewire(g, name, train, (x, gamma, beta))
+            # the batch statistics once, shared by the normalisation, both running updates and the backward
+            stats_op = BY_KIND["batchnorm_stats"](eps=op.eps)
+            stats = f"{name}/stats"
+            g.add_node(stats, op=stats_op, inputs=(x,), type=stats_op.infer([g.nodes[x]["type"]]), role="op", **common)
+            g.add_edge(x, stats)
+            _rewire(g, name, BY_KIND["batchnorm_train"](), (x, stats, gamma, beta))
             update = BY_KIND["batchnorm_running_update"]
             for stat, which in ((mean, "mean"), (var, "var")):
                 node = f"{stat}/update"
-                u = update(momentum=op.momentum, eps=op.eps, which=which)
-                g.add_node(node, op=u, inputs=(x, stat), type=g.nodes[stat]["type"], role="op", **common)
-                g.add_edge(x, node)
-                g.add_edge(stat, node)
+                u = update(momentum=op.momentum, which=which)
+                g.add_node(node, op=u, inputs=(x, stats, stat), type=g.nodes[stat]["type"], role="op", **common)
+                for src in (x, stats, stat):
+                    g.add_edge(src, node)
                 updates[stat] = node
     g.graph["updates"] = updates
     g.graph["masks"] = masks

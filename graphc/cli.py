@@ -67,10 +67,18 @@ def cmd_run(args) -> int:
     from .files import load_arrays, save_arrays
     from .run import run_forward
 
+    if str(args.spec).endswith(".onnx"):
+        return _run_onnx_file(args)
     graph = compile_spec(args.spec)
     inputs = load_arrays(args.inputs, "--inputs")
     params = _params(graph, args)
-    outputs = run_forward(graph, inputs, params, np_dtype(args))
+    if args.backend == "onnxruntime":
+        from .run import run_forward_ort
+
+        outputs, provider = run_forward_ort(graph, inputs, params, args.device)
+        print(f"onnxruntime: {provider}", file=sys.stderr)
+    else:
+        outputs = run_forward(graph, inputs, params, np_dtype(args))
     if args.save_params:
         save_arrays(args.save_params, params)
     save_arrays(args.out, outputs)
@@ -90,7 +98,13 @@ def cmd_grad(args) -> int:
     training, _ = optimize(training_graph(graph))
     inputs = load_arrays(args.inputs, "--inputs")
     params = _params(graph, args)
-    loss, grads, _ = run_training_step(training, inputs, params, args.seed, np_dtype(args))
+    if args.backend == "onnxruntime":
+        from .run import run_training_step_ort
+
+        (loss, grads, _), provider = run_training_step_ort(training, inputs, params, args.seed, args.device)
+        print(f"onnxruntime: {provider}", file=sys.stderr)
+    else:
+        loss, grads, _ = run_training_step(training, inputs, params, args.seed, np_dtype(args))
     save_arrays(args.out, {"loss": loss, **{f"grad/{p}": g for p, g in grads.items()}})
     print(f"loss: {float(loss):.6g}", file=sys.stderr)
     return 0
@@ -115,6 +129,53 @@ def cmd_check_grad(args) -> int:
             print(f"{r.name:<{width}}  {r.max_rel_error:.2e}{'' if r.max_rel_error <= args.tolerance else '  > tolerance'}")
         print(f"max relative error {worst:.2e} ({'ok' if ok else 'FAILED'}: tolerance {args.tolerance:g})")
     return 0 if ok else EXIT_CHECK_FAILED
+
+
+def _run_onnx_file(args) -> int:
+    """``graphc run MODEL.onnx``: any ONNX model on onnxruntime, inputs by name from the .npz."""
+    from .files import load_arrays, save_arrays
+    from .ort_backend import load_onnx, run, session
+
+    model = load_onnx(args.spec)
+    sess, provider = session(model, args.device)
+    inputs = load_arrays(args.inputs, "--inputs")
+    declared = {i.name for i in sess.get_inputs()}
+    missing = sorted(declared - set(inputs) - {t.name for t in model.graph.initializer})
+    if missing:
+        raise GraphcError(f"--inputs lacks {', '.join(missing)} (the model's inputs: {', '.join(sorted(declared))})")
+    outputs = run(sess, inputs)
+    save_arrays(args.out, outputs)
+    print(f"onnxruntime: {provider}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import compile_spec
+    from .onnx_export import forward_model, save_model, training_model
+
+    graph = compile_spec(args.spec)
+    params = _params(graph, args) if (args.params or not args.no_params) else None
+    if args.training:
+        from .autodiff import training_graph
+        from .optimizers import Hyper, with_optimizer
+        from .passes import optimize
+
+        training, _ = optimize(training_graph(graph))
+        if args.optimizer:
+            training = with_optimizer(training, args.optimizer, Hyper(momentum=args.momentum, decay=args.decay, beta1=args.beta1,
+                                                                        beta2=args.beta2, eps=args.eps))
+        model = training_model(training, params)
+    else:
+        model = forward_model(graph, params)
+    import onnx
+
+    onnx.checker.check_model(model, full_check=True)
+    save_model(model, args.output)
+    kinds = sorted({n.op_type for n in model.graph.node})
+    print(f"wrote {args.output}: {len(model.graph.node)} nodes ({', '.join(kinds)}), opset {model.opset_import[0].version}, "
+          f"inputs {', '.join(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}) or '-'}",
+          file=sys.stderr)
+    return 0
 
 
 def np_dtype(args):
@@ -170,11 +231,16 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--inputs", required=True, metavar="IN.npz", help="one array per spec input, by input name (.npz; pickles are refused)")
         p.add_argument("--params", metavar="P.npz", help="parameter values by name (<layer>.<param>); missing ones come from the spec's initialisers")
         p.add_argument("--seed", type=int, default=0, help="seed of the initialisers and dropout masks (default 0)")
-        p.add_argument("--float64", action="store_true", help="compute in float64 instead of float32")
+        p.add_argument("--float64", action="store_true", help="compute in float64 instead of float32 (numpy backend)")
+        p.add_argument("--backend", choices=("numpy", "onnxruntime"), default="numpy",
+                       help="graphc's NumPy interpreter (default) or the exported ONNX model on onnxruntime")
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="onnxruntime device: CUDA when its provider loads (auto, the default), or force one")
         p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
 
-    r = sub.add_parser("run", help="run the forward graph on the NumPy interpreter", epilog=EPILOG,
-                       description="Run the spec's forward graph (inference mode: dropout off, batchnorm on running statistics).")
+    r = sub.add_parser("run", help="run the forward graph (NumPy interpreter or onnxruntime)", epilog=EPILOG,
+                       description="Run the spec's forward graph (inference mode: dropout off, batchnorm on running statistics). "
+                                   "SPEC may also be an .onnx model, which runs on onnxruntime.")
     run_options(r, "where to write the outputs: one array per spec output, by output name")
     r.add_argument("--save-params", metavar="P.npz", help="also write the parameters used (initialised ones included)")
     r.set_defaults(run=cmd_run)
@@ -195,6 +261,27 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")
     k.set_defaults(run=cmd_check_grad)
+
+    e = sub.add_parser("export", help="write the forward graph or a whole training step as ONNX", epilog=EPILOG,
+                       description="Export SPEC as a standard ONNX model (default-domain ops only, opset 21) that stock "
+                                   "onnxruntime runs. Without --training: the forward graph, parameters embedded. With "
+                                   "--training: one training step — inputs data, labels, dropout masks (<layer>.mask), "
+                                   "parameters (with their values as defaults) and, with --optimizer, lr and state/…; "
+                                   "outputs loss, grad/<param> and new/<param>, new/state/….")
+    e.add_argument("spec", help="the spec file (YAML)")
+    e.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="where to write the model (atomically)")
+    e.add_argument("--training", action="store_true", help="export forward + loss + backward (+ optimizer update)")
+    e.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "rmsprop", "adam"),
+                   help="with --training: add the update, so one session call is one training step")
+    e.add_argument("--momentum", type=float, default=0.9, help="momentum/nesterov μ (default 0.9)")
+    e.add_argument("--decay", type=float, default=0.99, help="rmsprop ρ (default 0.99)")
+    e.add_argument("--beta1", type=float, default=0.9, help="adam β₁ (default 0.9)")
+    e.add_argument("--beta2", type=float, default=0.999, help="adam β₂ (default 0.999)")
+    e.add_argument("--eps", type=float, default=1e-8, help="rmsprop/adam ε (default 1e-8)")
+    e.add_argument("--params", metavar="P.npz", help="parameter values to embed (missing ones: the spec's initialisers)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the initialisers (default 0)")
+    e.add_argument("--no-params", action="store_true", help="embed no parameter values: parameters are plain inputs")
+    e.set_defaults(run=cmd_export)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")
     s.add_argument("-o", "--output", help="write the schema to this file")

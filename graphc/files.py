@@ -59,7 +59,10 @@ def load_arrays(path: str | Path, what: str) -> dict[str, np.ndarray]:
 
 def _check_header(f, name: str, what: str, stored_bytes: int) -> None:
     version = np.lib.format.read_magic(f)
-    shape, _, dtype = np.lib.format._read_array_header(f, version)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise GraphcError(f"{what}: array '{name}' has an unsupported .npy format version {version}")
+    shape, _, dtype = read(f)
     if dtype.hasobject:
         raise GraphcError(f"{what}: array '{name}' holds Python objects (a pickle); only numeric arrays are accepted")
     nbytes = math.prod(shape) * dtype.itemsize

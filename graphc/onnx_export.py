@@ -73,18 +73,20 @@ def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], dims)
 
 
-def export_model(graph: nx.DiGraph, outputs: list[str], *, inputs: list[str] | None = None,
-                 initial: dict[str, np.ndarray] | None = None, output_names: dict[str, str] | None = None,
+def export_model(graph: nx.DiGraph, outputs: list[str], *, initial: dict[str, np.ndarray] | None = None,
+                 defaults: dict[str, np.ndarray] | None = None, output_names: dict[str, str] | None = None,
                  name: str | None = None, doc: str = "") -> onnx.ModelProto:
     """An ONNX model computing ``outputs`` (node names) of ``graph``.
 
-    ``inputs`` (default: every fed node the outputs need) become graph inputs; values in ``initial``
-    are embedded as initializers instead (a parameter keeps its name either way). ``output_names``
-    renames outputs (spec output names, ``grad/<param>``…) through Identity nodes.
+    Every fed node the outputs need (data inputs, parameters, masks, optimiser state) is a graph
+    input, except those in ``initial``, which are embedded as initializers; those in ``defaults`` are
+    inputs with an initializer as their default value. ``output_names`` renames outputs (spec output
+    names, ``grad/<param>``…) through Identity nodes.
     """
     from .graph import topo_order  # graph imports the ops, whose lowerings import this module
 
-    initial = initial or {}
+    initial = dict(initial or {})
+    defaults = dict(defaults or {})
     output_names = output_names or {}
     needed = set(outputs)
     for o in outputs:
@@ -92,10 +94,11 @@ def export_model(graph: nx.DiGraph, outputs: list[str], *, inputs: list[str] | N
     order = [n for n in topo_order(graph) if n in needed]
     ctx = OnnxContext(graph)
     fed = [n for n in order if graph.nodes[n]["op"].kind in ("input", "param", "random_mask")]
-    graph_inputs = [n for n in (inputs if inputs is not None else fed) if n not in initial]
+    graph_inputs = [n for n in fed if n not in initial]
     for n in fed:
-        if n in initial:
-            ctx.initializers.append(numpy_helper.from_array(np.asarray(initial[n], dtype=graph.nodes[n]["type"].dtype), n))
+        value = initial.get(n, defaults.get(n))
+        if value is not None:
+            ctx.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=graph.nodes[n]["type"].dtype), n))
     for n in order:
         a = graph.nodes[n]
         if n in fed:
@@ -119,3 +122,53 @@ def export_model(graph: nx.DiGraph, outputs: list[str], *, inputs: list[str] | N
     helper.set_model_props(model, {"graphc_version": __version__, "spec": str(graph.graph.get("name")),
                                    "spec_file": str(graph.graph.get("file"))})
     return model
+
+
+def forward_model(graph: nx.DiGraph, params: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """The forward graph (inference mode): outputs by the spec's output names; ``params`` embedded
+    as initializers (else parameters are inputs)."""
+    outputs = graph.graph["outputs"]
+    return export_model(graph, list(outputs.values()), initial=params, output_names={v: k for k, v in outputs.items()},
+                        doc=f"graphc forward graph of {graph.graph.get('name')} ({graph.graph.get('file')})")
+
+
+def training_outputs(training: nx.DiGraph) -> tuple[list[str], dict[str, str]]:
+    """The nodes a training step returns and their ONNX names: ``loss``, ``grad/<param>`` and, with an
+    optimiser, ``new/<param>`` and ``new/state/…`` (batchnorm statistics: ``new/<param>``)."""
+    names = {training.graph["loss"]: "loss"}
+    names.update({node: f"grad/{p}" for p, node in training.graph["grads"].items()})
+    step = training.graph.get("step") or dict(training.graph.get("updates", {}))
+    for target, node in step.items():
+        names.setdefault(node, f"new/{target}")  # new/<param>, new/state/<param>/<slot>, new/state/step
+    return list(names), names
+
+
+def training_model(training: nx.DiGraph, params: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
+    """The whole training step: inputs are the data, labels, dropout masks, parameters (``params``
+    as their default values), and with an optimiser ``lr`` and the ``state/…``; outputs as
+    :func:`training_outputs`."""
+    outputs, names = training_outputs(training)
+    return export_model(training, outputs, defaults=params, output_names=names,
+                        doc=f"graphc training step of {training.graph.get('name')} ({training.graph.get('file')})"
+                            + (f" with {training.graph['optimizer']}" if training.graph.get("optimizer") else ""))
+
+
+def save_model(model: onnx.ModelProto, path) -> None:
+    """Write ``model`` atomically; models over protobuf's 2 GB limit keep their tensors in
+    ``<name>.data`` beside it (ONNX external data)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .files import write_atomic
+
+    path = Path(path)
+    if model.ByteSize() < 2**31 - 2**26:
+        write_atomic(path, model.SerializeToString())
+        return
+    data_name = path.name + ".data"
+    with tempfile.TemporaryDirectory(dir=path.parent or ".") as tmp:
+        staged = Path(tmp) / path.name
+        onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+        os.replace(Path(tmp) / data_name, path.parent / data_name)
+        os.replace(staged, path)

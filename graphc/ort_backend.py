@@ -72,3 +72,21 @@ def run(sess, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) ->
     wanted = {i.name for i in sess.get_inputs()}
     values = sess.run(names, {k: v for k, v in feeds.items() if k in wanted})
     return dict(zip(names, values))
+
+
+def load_onnx(path):
+    """An ONNX model from a file, checked; a broken or unreadable file is a clear error."""
+    from pathlib import Path
+
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise GraphcError(f"no such file: {path}")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - protobuf and checker raise many types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GraphcError(f"{path} is not a valid ONNX model: {first}") from None
+    return model

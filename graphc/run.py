@@ -94,3 +94,27 @@ def run_training_step(training: nx.DiGraph, inputs: dict, params: dict, seed: in
     targets = [loss] + list(grads.values()) + list(updates.values())
     result = Program(training, targets).run(values)
     return result[loss], {p: result[g] for p, g in grads.items()}, {p: result[u] for p, u in updates.items()}
+
+
+def run_forward_ort(graph: nx.DiGraph, inputs: dict, params: dict, device: str = "auto"):
+    """The spec's outputs computed by onnxruntime from the exported forward graph; and the provider."""
+    from .onnx_export import forward_model
+    from .ort_backend import run, session
+
+    sess, provider = session(forward_model(graph, None), device)
+    needed = {i.name for i in sess.get_inputs()}
+    feeds, _ = check_inputs(graph, inputs, "--inputs", np.float32, needed & set(data_inputs(graph)))
+    return run(sess, {**feeds, **params}), provider
+
+
+def run_training_step_ort(training: nx.DiGraph, inputs: dict, params: dict, seed: int = 0, device: str = "auto"):
+    """As :func:`run_training_step`, computed by onnxruntime from the exported training step."""
+    from .onnx_export import training_model
+    from .ort_backend import run, session
+
+    sess, provider = session(training_model(training, None), device)
+    feeds, sizes = check_inputs(training, inputs, "--inputs", np.float32)
+    out = run(sess, {**feeds, **params, **draw_masks(training, sizes, seed)})
+    grads = {p: out[f"grad/{p}"] for p in training.graph["grads"]}
+    updates = {p: out[f"new/{p}"] for p in training.graph.get("updates", {})}
+    return (out["loss"], grads, updates), provider

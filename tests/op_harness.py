@@ -30,8 +30,9 @@ def one_op_graph(cls, s):
     return b.graph, out
 
 
-def sample_values(graph, seed: int = 0, dtype=np.float64) -> dict[str, np.ndarray]:
-    """Random values for every input and parameter; integer inputs are class labels in [0, 2)."""
+def sample_values(graph, seed: int = 0, dtype=np.float64, positive=()) -> dict[str, np.ndarray]:
+    """Random values for every input and parameter; integer inputs are class labels in [0, 2);
+    the inputs ``in<i>`` for ``i`` in ``positive`` are drawn from [0.5, 1.5]."""
     rng = np.random.default_rng(seed)
     values = {}
     for name, a in graph.nodes(data=True):
@@ -40,7 +41,7 @@ def sample_values(graph, seed: int = 0, dtype=np.float64) -> dict[str, np.ndarra
         shape = tuple(a["type"].shape)
         if a["type"].dtype == "int64":
             values[name] = rng.integers(0, 2, size=shape).astype(np.int64)
-        elif name.endswith("running_var"):
+        elif name.endswith("running_var") or name in {f"in{i}" for i in positive}:
             values[name] = rng.uniform(0.5, 1.5, size=shape).astype(dtype)
         else:
             values[name] = rng.standard_normal(shape).astype(dtype)

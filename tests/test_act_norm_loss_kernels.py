@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 
-from graphc.autodiff import differentiate
+from graphc.autodiff import differentiate, to_training_mode
 from graphc.interpreter import Program
 from graphc.ops.activations import Dropout, Elu, LeakyRelu, Maxout, MaxoutGrad, PRelu
 from graphc.ops.loss import (L1, MSE, Hinge, HingeGrad, L1Grad, L2Penalty, MSEGrad, SigmoidCrossEntropy, SigmoidCrossEntropyGrad,
                              SoftmaxCrossEntropy, SoftmaxCrossEntropyGrad)
-from graphc.ops.norm import (BatchNorm, BatchNormGradGamma, BatchNormRunningUpdate, BatchNormTrain, BatchNormTrainGradInput, LayerNorm,
-                             LayerNormGradGamma, LayerNormGradInput)
+from graphc.ops.norm import (BatchNorm, BatchNormGradGamma, BatchNormRunningUpdate, BatchNormStats, BatchNormTrain,
+                             BatchNormTrainGradInput, LayerNorm, LayerNormGradGamma, LayerNormGradInput)
 from graphc.ops.base import sample
 from op_harness import one_op_graph, sample_values
 
@@ -191,19 +191,38 @@ def test_batchnorm_inference_gradients():
     assert "layer.running_mean" not in grads and "layer.running_var" not in grads
 
 
+def bn_train(x, gamma, beta, eps=1e-5):
+    """Training-form batchnorm as the training graph computes it: the stats once, then the normalisation."""
+    return BatchNormTrain().forward(x, BatchNormStats(eps=eps).forward(x), gamma, beta)
+
+
+def bn_training_gradients(shape, values):
+    """Gradients of ``Σ batchnorm(x) ⊙ r`` in training mode (stats node + batchnorm_train, fused VJP)."""
+    graph, out = one_op_graph(BatchNorm, sample({}, shape))
+    train = to_training_mode(graph)
+    vals = sample_values(graph, seed=7)
+    vals.update(values)
+    wrt = ["in0", "layer.gamma", "layer.beta"]
+    training, grads = differentiate(train, "loss", wrt)
+    got = Program(training, [grads[w] for w in wrt]).run(vals)
+    return {w: got[grads[w]] for w in wrt}
+
+
 @pytest.mark.parametrize("shape", [(8, 5), (4, 3, 3, 2)])
 def test_batchnorm_train_normalises_with_batch_statistics(shape):
     x = 3 + 2 * RNG.standard_normal(shape)
     c = shape[1]
-    y = BatchNormTrain().forward(x, np.ones(c), np.zeros(c))
+    y = bn_train(x, np.ones(c), np.zeros(c))
     axes = (0,) if len(shape) == 2 else (0, 2, 3)
     np.testing.assert_allclose(y.mean(axis=axes), 0, atol=1e-12)
     np.testing.assert_allclose(y.var(axis=axes), 1, rtol=1e-4)  # biased variance, minus ε's share
     gamma, beta = RNG.standard_normal(c), RNG.standard_normal(c)
     x2 = x if len(shape) == 2 else to_nd(x)
     want = gamma * (x2 - x2.mean(0)) / np.sqrt(x2.var(0) + 1e-5) + beta
-    got = BatchNormTrain().forward(x, gamma, beta)
+    got = bn_train(x, gamma, beta)
     np.testing.assert_allclose(got if len(shape) == 2 else to_nd(got), want, rtol=1e-10)
+    stats = BatchNormStats().forward(x)
+    np.testing.assert_allclose(stats, [x2.mean(0), x2.var(0), 1 / np.sqrt(x2.var(0) + 1e-5)], rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(8, 5), (4, 3, 3, 2)])
@@ -212,13 +231,15 @@ def test_batchnorm_train_gradients_match_the_staged_backward_pass(shape):
     gamma = RNG.standard_normal(shape[1])
     flat = (lambda a: a) if len(shape) == 2 else to_nd
     dx, dgamma, dbeta = bn_train_backward_staged(flat(x), gamma, flat(gy), 1e-5)
-    got = BatchNormTrainGradInput().forward(x, gamma, gy)
+    stats = BatchNormStats().forward(x)
+    got_gamma = BatchNormGradGamma().forward(x, stats, gy)
+    np.testing.assert_allclose(got_gamma, dgamma, rtol=1e-10)
+    got = BatchNormTrainGradInput().forward(x, stats, gamma, gy, got_gamma, dbeta)
     np.testing.assert_allclose(got, dx if len(shape) == 2 else from_nd(dx, shape), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(BatchNormGradGamma().forward(x, gy), dgamma, rtol=1e-10)
-    _, _, grads = op_gradients(BatchNormTrain, {}, [shape, (shape[1],), (shape[1],)],
-                               values={"in0": x, "in1": gamma, "r": gy})
+    grads = bn_training_gradients(shape, {"in0": x, "layer.gamma": gamma, "r": gy})
     np.testing.assert_allclose(grads["in0"], got, rtol=1e-12)
-    np.testing.assert_allclose(grads["in2"], dbeta, rtol=1e-12)
+    np.testing.assert_allclose(grads["layer.gamma"], dgamma, rtol=1e-10)
+    np.testing.assert_allclose(grads["layer.beta"], dbeta, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(8, 5), (4, 3, 3, 2)])
@@ -230,8 +251,9 @@ def test_batchnorm_running_updates_use_unbiased_variance(shape):
     m = rows.shape[0]
     mean = rows.sum(axis=0) / m
     unbiased = ((rows - mean) ** 2).sum(axis=0) / (m - 1)
-    got_mean = BatchNormRunningUpdate(momentum=0.8, which="mean").forward(x, running_mean)
-    got_var = BatchNormRunningUpdate(momentum=0.8, which="var").forward(x, running_var)
+    stats = BatchNormStats().forward(x)
+    got_mean = BatchNormRunningUpdate(momentum=0.8, which="mean").forward(x, stats, running_mean)
+    got_var = BatchNormRunningUpdate(momentum=0.8, which="var").forward(x, stats, running_var)
     np.testing.assert_allclose(got_mean, 0.8 * running_mean + 0.2 * mean, rtol=1e-12)
     np.testing.assert_allclose(got_var, 0.8 * running_var + 0.2 * unbiased, rtol=1e-12)
 
@@ -258,7 +280,8 @@ def test_layernorm_forward_and_gradients():
 
 
 @pytest.mark.parametrize("cls,attrs,shapes", [
-    (BatchNorm, {}, [(2, 3, 2, 2)]), (BatchNormTrain, {}, [(4, 3), (3,), (3,)]), (LayerNorm, {}, [(3, 4)]),
+    (BatchNorm, {}, [(2, 3, 2, 2)]), (BatchNormTrain, {}, [(4, 3), (3, 3), (3,), (3,)]), (BatchNormStats, {}, [(4, 3, 2, 2)]),
+    (LayerNorm, {}, [(3, 4)]),
 ])
 def test_normalisation_preserves_float32(cls, attrs, shapes):
     graph, out = one_op_graph(cls, sample(attrs, *shapes))

@@ -24,7 +24,7 @@ def has_vjp(cls) -> bool:
 @pytest.mark.parametrize("cls,index,s", RUNNABLE, ids=IDS)
 def test_kernel_output_matches_shape_rule(cls, index, s):
     graph, out = one_op_graph(cls, s)
-    values = sample_values(graph, dtype=np.float32)
+    values = sample_values(graph, dtype=np.float32, positive=s.positive)
     for dtype in (np.float32, np.float64):
         vals = {k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in values.items()}
         y = Program(graph, [out]).run(vals)[out]
@@ -41,7 +41,7 @@ GRAD = [(c, i, s) for c, i, s in RUNNABLE if has_vjp(c)]
 @pytest.mark.parametrize("cls,index,s", GRAD, ids=[f"{c.kind}-{i}" for c, i, _ in GRAD])
 def test_vjp_matches_central_differences(cls, index, s):
     graph, out = one_op_graph(cls, s)
-    values = sample_values(graph, seed=index + 1)
+    values = sample_values(graph, seed=index + 1, positive=s.positive)
     wrt = [n for n, a in graph.nodes(data=True) if n != "r" and a["type"].dtype.startswith("float")
            and (a["role"] == "input" or (a["role"] == "param" and a["op"].trainable))]
     results = check_gradients(graph, "loss", values, wrt)
@@ -69,7 +69,7 @@ def test_receptive_field_rule_is_the_gradient_support(cls, index, s):
     windows = cls.model_validate(s.attrs).window(xs)
     if windows is None or y_type.rank != 4:
         pytest.skip("not a spatial op")  # reported, not silently passed
-    values = sample_values(graph, seed=3)
+    values = sample_values(graph, seed=3, positive=s.positive)
     training, grads = differentiate(graph, "loss", ["in0"])
     program = Program(training, [grads["in0"]])
     _, _, H, W = concrete(graph.nodes["in0"]["type"].shape)

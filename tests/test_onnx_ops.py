@@ -17,7 +17,7 @@ CASES = [(cls, i, s) for cls in REGISTRY for i, s in enumerate(cls.samples)]
 @pytest.mark.parametrize("cls,index,s", CASES, ids=[f"{c.kind}-{i}" for c, i, _ in CASES])
 def test_lowering_matches_kernel(cls, index, s):
     graph, out = one_op_graph(cls, s)
-    values = sample_values(graph, seed=index + 7, dtype=np.float32)
+    values = sample_values(graph, seed=index + 7, dtype=np.float32, positive=s.positive)
     model = export_model(graph, [out])
     onnx.checker.check_model(model, full_check=True)
     assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)

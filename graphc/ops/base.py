@@ -98,11 +98,12 @@ class Sample:
     attrs: dict[str, Any]
     inputs: tuple[TensorType, ...]
     note: str = ""
+    positive: tuple[int, ...] = ()  # inputs that must be positive (a variance, a square-root's argument)
 
 
-def sample(attrs: dict | None = None, *shapes, dtypes=None, note: str = "") -> Sample:
+def sample(attrs: dict | None = None, *shapes, dtypes=None, note: str = "", positive: tuple[int, ...] = ()) -> Sample:
     dtypes = dtypes or ["float32"] * len(shapes)
-    return Sample(attrs or {}, tuple(TensorType(tuple(s), d) for s, d in zip(shapes, dtypes)), note)
+    return Sample(attrs or {}, tuple(TensorType(tuple(s), d) for s, d in zip(shapes, dtypes)), note, positive)
 
 
 class Op(BaseModel):

@@ -147,6 +147,92 @@ def conv2d_weight_grad(x, gy, kernel, stride, dilation, groups, pads) -> np.ndar
     return np.ascontiguousarray(gw).reshape(o, cols.shape[0] // (kh * kw) // groups, kh, kw)
 
 
+# --- ONNX lowering helpers ----------------------------------------------------------------------------
+
+
+def onnx_cast(ctx, name: str, dtype: str) -> str:
+    """``name`` (a graph node) cast to ``dtype`` when it has another dtype."""
+    from .activations import _onnx_as
+
+    return _onnx_as(ctx, name, dtype)
+
+
+def onnx_pads(pads) -> list[int]:
+    """((top, bottom), (left, right)) → ONNX ``pads`` [top, left, bottom, right]."""
+    (pt, pb), (pl, pr) = pads
+    return [pt, pl, pb, pr]
+
+
+def onnx_slice(ctx, x: str, starts, ends, axes, steps=None, hint: str = "slice") -> str:
+    inputs = [x, ctx.ints(starts), ctx.ints(ends), ctx.ints(axes)] + ([ctx.ints(steps)] if steps is not None else [])
+    return ctx.node("Slice", inputs, hint=hint)
+
+
+def onnx_transposed_conv(ctx, gy: str, w: str, w_shape, *, stride, dilation, groups: int, pads_begin, in_hw, out_hw,
+                         bias: str | None = None, output: str | None = None) -> str:
+    """The kernel :func:`conv2d_input_grad` in ONNX: ``gy`` (N, O, *in_hw) and the OIHW weight ``w``
+    (O, C/g, kh, kw), already of gy's dtype, onto an output of size ``out_hw`` whose conv padding began
+    at ``pads_begin``; ``bias`` (C,) optionally added.
+
+    ``groups == 1``: one ConvTranspose, the full output ``s(n − 1) + d(k − 1) + 1`` cropped by explicit
+    pads, or grown by ``output_padding`` (< stride) where the output is longer. Otherwise (onnx's
+    ReferenceEvaluator mishandles grouped ConvTranspose): a Conv of the zero-inserted ``gy`` with the
+    flipped, per-group transposed weight — ONNX Conv supports groups everywhere."""
+    o, cg, kh, kw = w_shape
+    kernel = (kh, kw)
+    ends = [s * (n - 1) + d * (k - 1) + 1 - p - m for s, n, d, k, p, m in zip(stride, in_hw, dilation, kernel, pads_begin, out_hw)]
+    inputs_tail = [bias] if bias is not None else []
+    if groups == 1 and all(e >= 0 or -e < s for e, s in zip(ends, stride)):
+        output_padding = [max(-e, 0) for e in ends]
+        return ctx.node("ConvTranspose", [gy, w, *inputs_tail], output, hint="conv_transpose", kernel_shape=list(kernel),
+                        strides=list(stride), dilations=list(dilation), pads=[*pads_begin, *(max(e, 0) for e in ends)],
+                        output_padding=output_padding if any(output_padding) else None)
+    z, (sh, sw), (ho, wo) = gy, stride, in_hw
+    if (sh, sw) != (1, 1):  # zero insertion: (N, O, Ho, 1, Wo, 1) padded to (N, O, Ho, sh, Wo, sw), then merged
+        z = ctx.node("Reshape", [z, ctx.ints([0, 0, ho, 1, wo, 1])], hint="gy_6d")
+        z = ctx.node("Pad", [z, ctx.ints([0] * 9 + [sh - 1, 0, sw - 1])], hint="zero_insert")
+        z = ctx.node("Reshape", [z, ctx.ints([0, 0, ho * sh, wo * sw])], hint="gy_dilated")
+    lz = (ho * sh, wo * sw)
+    # correlation with the flipped kernel: z padded by d(k − 1) − p at the start, and so that the output is out_hw
+    p0 = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, pads_begin)]
+    p1 = [m - n + p for m, n, p in zip(out_hw, lz, pads_begin)]
+    starts, stops = [max(-a, 0) for a in p0], [n - max(-b, 0) for n, b in zip(lz, p1)]
+    if any(starts) or list(stops) != list(lz):
+        z = onnx_slice(ctx, z, starts, stops, [2, 3], hint="gy_cropped")
+    if groups == 1:
+        wt = ctx.node("Transpose", [w], hint="w_t", perm=[1, 0, 2, 3])
+    else:
+        wt = ctx.node("Reshape", [w, ctx.ints([groups, o // groups, cg, kh, kw])], hint="w_groups")
+        wt = ctx.node("Transpose", [wt], hint="w_groups_t", perm=[0, 2, 1, 3, 4])
+        wt = ctx.node("Reshape", [wt, ctx.ints([cg * groups, o // groups, kh, kw])], hint="w_t")
+    wf = onnx_slice(ctx, wt, [-1, -1], [-(kh + 1), -(kw + 1)], [2, 3], [-1, -1], hint="w_flipped")
+    return ctx.node("Conv", [z, wf, *inputs_tail], output, hint="conv", kernel_shape=list(kernel), strides=[1, 1],
+                    dilations=list(dilation), group=groups, pads=[*(max(a, 0) for a in p0), *(max(b, 0) for b in p1)])
+
+
+def onnx_conv_weight_grad(ctx, x: str, gy: str, gy_hw, *, kernel, stride, dilation, groups: int, pads, output: str) -> str:
+    """The kernel :func:`conv2d_weight_grad` in ONNX: one Conv with the batch as the reduction axis —
+    ``x`` with N and C swapped (channels of a group moved into the "batch"), ``gy`` with N and O swapped
+    as the weight, the forward stride as dilation and the forward dilation as stride, cropped to the kernel."""
+    tx = ctx.type_of(x)
+    c, h, w = static(tx.shape[1], "input channels"), tx.shape[2], tx.shape[3]
+    ho, wo = gy_hw
+    cg = c // groups
+    if groups == 1:
+        xt = ctx.node("Transpose", [x], hint="x_t", perm=[1, 0, 2, 3])  # (C, N, H, W)
+    else:  # (Cg, g·N, H, W): channel cg of group G at "batch" cg, channel G·N + n
+        xt = ctx.node("Reshape", [x, ctx.ints([0, groups, cg, h, w])], hint="x_groups")
+        xt = ctx.node("Transpose", [xt], hint="x_groups_t", perm=[2, 1, 0, 3, 4])
+        xt = ctx.node("Reshape", [xt, ctx.ints([cg, -1, h, w])], hint="x_t")
+    gyt = ctx.node("Transpose", [gy], hint="gy_t", perm=[1, 0, 2, 3])  # (O, N, Ho, Wo)
+    full = [(n + p[0] + p[1] - s * (m - 1) - 1) // d + 1 for n, p, s, m, d in zip((h, w), pads, stride, (ho, wo), dilation)]
+    gw = ctx.node("Conv", [xt, gyt], hint="gw_t", kernel_shape=[ho, wo], strides=list(dilation), dilations=list(stride),
+                  pads=onnx_pads(pads), group=groups)  # (Cg, O, ≥kh, ≥kw)
+    if tuple(full) != tuple(kernel):
+        gw = onnx_slice(ctx, gw, [0, 0], list(kernel), [2, 3], hint="gw_t_cropped")
+    return ctx.node("Transpose", [gw], output, perm=[1, 0, 2, 3])
+
+
 def resolve_pads(padding, n: int, k: int, s: int, d: int) -> tuple[int, int]:
     """(begin, end) padding of one spatial dim.
 
@@ -289,6 +375,12 @@ class Conv2d(_Windowed):
     def forward(self, x, w, b=None):
         return conv2d_forward(x, w, b, self._stride(), self._dilation(), self.groups, self.pads(x.shape[2:]))
 
+    def onnx(self, ctx, xs, y):
+        t = ctx.type_of(xs[0])
+        inputs = [xs[0]] + [onnx_cast(ctx, v, t.dtype) for v in xs[1:]]
+        ctx.node("Conv", inputs, y, kernel_shape=list(self._kernel()), strides=list(self._stride()),
+                 dilations=list(self._dilation()), pads=onnx_pads(self.pads(t.shape[2:])), group=self.groups)
+
     def vjp(self, g, xs, y, gy):
         """``gx = conv2d_grad_input(gy, w)``, ``gw = conv2d_grad_weight(x, gy)``, ``gb = Σ_{n,h,w} gy``."""
         h, w = g.type_of(xs[0]).shape[2:]
@@ -389,6 +481,14 @@ class ConvTranspose2d(_Windowed):
             y += b.astype(y.dtype, copy=False).reshape(1, -1, 1, 1)
         return y
 
+    def onnx(self, ctx, xs, y):
+        t = ctx.type_of(xs[0])
+        h, w = t.shape[2:]
+        bias = onnx_cast(ctx, xs[2], t.dtype) if len(xs) > 2 else None
+        onnx_transposed_conv(ctx, xs[0], onnx_cast(ctx, xs[1], t.dtype), ctx.type_of(xs[1]).shape, stride=self._stride(),
+                             dilation=self._dilation(), groups=self.groups, pads_begin=pair(self.padding), in_hw=(h, w),
+                             out_hw=self._out_size(h, w), bias=bias, output=y)
+
     def vjp(self, g, xs, y, gy):
         """As the input gradient of a conv2d ``x = conv2d(y; w)``: ``gx = conv2d(gy; w)`` (same weight,
         stride, padding, dilation, groups), ``gw = conv2d_grad_weight(gy, x)`` (roles swapped), ``gb = Σ gy``."""
@@ -465,6 +565,13 @@ class Conv2dGradInput(_ConvGeometry):
     def forward(self, gy, w):
         return conv2d_input_grad(gy, w, self.stride, self.dilation, self.groups, self.pads, self.input_size)
 
+    def onnx(self, ctx, xs, y):
+        gy, w = xs
+        t = ctx.type_of(gy)
+        onnx_transposed_conv(ctx, gy, onnx_cast(ctx, w, t.dtype), ctx.type_of(w).shape, stride=self.stride,
+                             dilation=self.dilation, groups=self.groups, pads_begin=(self.pads[0][0], self.pads[1][0]),
+                             in_hw=t.shape[2:], out_hw=self.input_size, output=y)
+
 
 class Conv2dGradWeight(_ConvGeometry):
     """Gradient of conv2d w.r.t. its OIHW weight: one GEMM of ``gy`` with the im2col columns of ``x``.
@@ -499,6 +606,12 @@ class Conv2dGradWeight(_ConvGeometry):
 
     def forward(self, x, gy):
         return conv2d_weight_grad(x, gy, self.kernel, self.stride, self.dilation, self.groups, self.pads)
+
+    def onnx(self, ctx, xs, y):
+        x, gy = xs
+        gy_hw = ctx.type_of(gy).shape[2:]
+        onnx_conv_weight_grad(ctx, x, onnx_cast(ctx, gy, ctx.type_of(x).dtype), gy_hw, kernel=self.kernel, stride=self.stride,
+                              dilation=self.dilation, groups=self.groups, pads=self.pads, output=y)
 
 
 OPS = (Conv2d, ConvTranspose2d, Conv2dGradInput, Conv2dGradWeight)

@@ -398,10 +398,12 @@ class L2Penalty(_Loss):
         dtype = ctx.type_of(y).dtype
         total = None
         for w in xs:
-            w = _as(ctx, w, dtype)
-            sq = ctx.node("ReduceSum", [ctx.node("Mul", [w, w])], hint="sum_sq", keepdims=0)  # no axes: all of them
+            # sums of millions of squares accumulate in float64: runtimes sum float32 sequentially
+            w = _as(ctx, w, "float64")
+            sq = ctx.node("ReduceSumSquare", [w], hint="sum_sq", keepdims=0)  # no axes: all of them
             total = sq if total is None else ctx.node("Add", [total, sq], hint="total")
-        ctx.node("Mul", [ctx.const(self.strength / 2, dtype, "half_strength"), total], y)
+        half = ctx.node("Mul", [ctx.const(self.strength / 2, "float64", "half_strength"), total], hint="penalty64")
+        ctx.node("Cast", [half], y, to=_onnx_dtype(dtype))
 
     def vjp(self, g, xs, y, gy):
         # gy is 0-d, so Mul broadcasts it over λ·W

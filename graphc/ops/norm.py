@@ -33,16 +33,6 @@ def _channel_view(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _batch_stats(x: np.ndarray, eps: float):
-    """Batch mean and biased variance per channel (keepdims), ``σ = √(var + ε)`` and ``x̂ = (x − μ)/σ``."""
-    axes = _bn_axes(x.ndim)
-    mean = x.mean(axis=axes, keepdims=True)
-    xc = x - mean
-    var = np.mean(xc * xc, axis=axes, keepdims=True)
-    sigma = np.sqrt(var + np.asarray(eps, x.dtype))
-    return mean, var, sigma, xc / sigma
-
-
 def _row_stats(x: np.ndarray, eps: float):
     """Layernorm's per-row (last axis) ``σ = √(var + ε)`` (biased variance) and ``x̂ = (x − μ)/σ``."""
     xc = x - x.mean(axis=-1, keepdims=True)
@@ -53,7 +43,7 @@ def _row_stats(x: np.ndarray, eps: float):
 # --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
 def _onnx_stats(ctx, x: str, axes, eps: float, hint: str, dtype: str | None = None):
     """Mean-centred ``x − μ``, ``σ = √(var + ε)`` (biased variance) and ``x̂ = (x − μ)/σ`` over ``axes`` (keepdims),
-    as in :func:`_batch_stats` and :func:`_row_stats`, computed in ``dtype`` (default: x's)."""
+    as in :func:`_row_stats`, computed in ``dtype`` (default: x's)."""
     dtype = dtype or ctx.type_of(x).dtype
     x = _onnx_as(ctx, x, dtype)
     axes = ctx.ints(list(axes))
@@ -164,154 +154,369 @@ class BatchNorm(Op):
         return gx, ggamma, gbeta, None, None  # the running statistics are not trained
 
 
-class BatchNormTrain(Op):
-    """Training-form batch normalisation over axis 1 of (N, D) or (N, C, H, W), with batch statistics:
+# --- training-form batchnorm ------------------------------------------------------------------------
+# One training batchnorm is ``stats = batchnorm_stats(x)`` (computed once) feeding ``batchnorm_train``,
+# the two running updates and the backward kernels. Kernels view x as (N, C, S) — S = H·W, or 1 for
+# (N, D) — so every per-channel reduction runs along the contiguous last axis (pairwise sums or BLAS
+# dots per (n, c) row), then over N in float64: the per-row results are small, the cast is free.
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) or (N, D) viewed as (N, C, S), S = H·W or 1 (a view when contiguous)."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
 
-    ``μ_c, σ²_c`` = mean and biased variance over the axes (0,) or (0, 2, 3); ``x̂ = (x − μ)/√(σ² + ε)``;
-    ``y = γ·x̂ + β``. Inputs (x, gamma, beta). The training-graph rewrite puts it in place of
-    ``batchnorm``; the running statistics are updated by ``batchnorm_running_update`` nodes.
-    ``gx`` by ``batchnorm_train_grad_input``, ``gγ = Σ gy·x̂``, ``gβ = Σ gy``.
+
+def _count(x: np.ndarray) -> int:
+    """Elements per channel: N, or N·H·W."""
+    return x.size // x.shape[1]
+
+
+def _col(v: np.ndarray, dtype) -> np.ndarray:
+    """A per-channel vector (C,) as (C, 1), to broadcast against (N, C, S)."""
+    return np.asarray(v).astype(dtype, copy=False)[:, None]
+
+
+def _channel_sum(a3: np.ndarray) -> np.ndarray:
+    """``Σ_{n,s} a`` per channel of (N, C, S), in float64."""
+    return a3.sum(axis=2).sum(axis=0, dtype=np.float64)
+
+
+def _channel_dot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
+    """``Σ_{n,s} a·b`` per channel of (N, C, S), in float64."""
+    if a3.shape[2] == 1:
+        return np.einsum("nc,nc->c", a3[:, :, 0], b3[:, :, 0], dtype=np.float64)
+    return np.vecdot(a3, b3).sum(axis=0, dtype=np.float64)
+
+
+def _centred(x: np.ndarray, mean: np.ndarray, dtype) -> np.ndarray:
+    """``x − μ`` as a fresh (N, C, S) array of ``dtype`` (the exact form: no ``x·a − μ·a`` cancellation)."""
+    return np.subtract(_rows(x), _col(mean, x.dtype), dtype=dtype)
+
+
+def _onnx_stat_view(ctx, stats: str, row: int, ndim: int, dtype: str) -> str:
+    """Row ``row`` (0 mean, 1 var, 2 rstd) of a batchnorm_stats value as (1, C, 1, …) in ``dtype``."""
+    v = _onnx_stat_row(ctx, stats, row, dtype)
+    return ctx.node("Reshape", [v, ctx.ints([1, -1] + [1] * (ndim - 2))], hint="channel_view")
+
+
+def _onnx_stat_row(ctx, stats: str, row: int, dtype: str) -> str:
+    """Row ``row`` (0 mean, 1 var, 2 rstd) of a batchnorm_stats value, (C,) in ``dtype``."""
+    return ctx.node("Gather", [_onnx_as(ctx, stats, dtype), ctx.const(row, "int64", "row")], hint=("mean", "var", "rstd")[row], axis=0)
+
+
+def _onnx_channel_sum(ctx, a: str, ndim: int) -> str:
+    """``Σ a`` per channel (axis 1) of an (N, C, …) value of rank ``ndim``, as (C,)."""
+    return ctx.node("ReduceSum", [a, ctx.ints(_bn_axes(ndim))], hint="channel_sum", keepdims=0)
+
+
+def _check_stats(kind: str, x: TensorType, stats: TensorType, vectors=(), names=()) -> int:
+    c = _check_channels(kind, x, list(vectors), tuple(names))
+    if stats.shape != (3, c):
+        raise ShapeError(f"{kind} stats shape {fmt_shape(stats.shape)} must be (3, {c}): rows mean, var, rstd of the "
+                         f"{c} channels of x {fmt_shape(x.shape)}")
+    return c
+
+
+class BatchNormStats(Op):
+    """Batch statistics of training-form batchnorm, per channel c (axis 1) of (N, D) or (N, C, H, W),
+    over the n = N (or N·H·W) elements of the channel, as one (3, C) tensor:
+
+    ``stats[0] = μ = Σx/n``, ``stats[1] = σ² = Σ(x − μ)²/n`` (biased), ``stats[2] = r = 1/√(σ² + ε)``.
+
+    Computed once per batchnorm in a training step and shared by ``batchnorm_train``, the running
+    updates and the backward kernels. VJP: with cotangent rows (g_μ, g_σ², g_r),
+    ``gx = (g_μ + (2·g_σ² − g_r·r³)·(x − μ))/n`` (``batchnorm_stats_grad``; the term of σ² through μ is
+    ``−2·Σ(x − μ)/n = 0``). Sums per (n, c) row, then over N in float64.
+    """
+
+    kind = "batchnorm_stats"
+    user_facing = False
+    eps: float = Field(1e-5, gt=0)
+    samples = (sample({}, (4, 3, 3, 3)), sample({"eps": 1e-3}, (6, 5)))
+
+    def infer(self, xs):
+        expect_float(xs[0])
+        c = _check_channels(self.kind, xs[0], [], ())
+        return TensorType((3, c), xs[0].dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, x):
+        n, dt = _count(x), x.dtype
+        mean = (_channel_sum(_rows(x)) / n).astype(dt)
+        xc = _centred(x, mean, dt)
+        var = _channel_dot(xc, xc) / n
+        rstd = 1.0 / np.sqrt(var + self.eps)
+        return np.stack([mean, var.astype(dt), rstd.astype(dt)])
+
+    def onnx(self, ctx, xs, y):
+        x = xs[0]
+        axes = ctx.ints(list(_bn_axes(ctx.type_of(x).rank)))
+        dtype = ctx.type_of(x).dtype
+        mean = ctx.node("ReduceMean", [x, axes], hint="mean", keepdims=0)
+        xc = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, axes], hint="mean_kept", keepdims=1)], hint="centred")
+        var = ctx.node("ReduceMean", [ctx.node("Mul", [xc, xc]), axes], hint="var", keepdims=0)
+        sigma = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.const(self.eps, dtype)])], hint="sigma")
+        rstd = ctx.node("Div", [ctx.const(1.0, dtype), sigma], hint="rstd")
+        rows = [ctx.node("Unsqueeze", [v, ctx.ints([0])], hint="row") for v in (mean, var, rstd)]
+        ctx.node("Concat", rows, y, axis=0)
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(BatchNormStatsGrad(), [xs[0], y, gy], "dx"),)
+
+
+class BatchNormStatsGrad(Op):
+    """Input gradient of ``batchnorm_stats``: given x, its stats (μ, σ², r) and their cotangent rows
+    (g_μ, g_σ², g_r), ``gx = (g_μ + (2·g_σ² − g_r·r³)·(x − μ))/n`` per channel, n elements per channel.
+    Inputs (x, stats, gstats)."""
+
+    kind = "batchnorm_stats_grad"
+    arity = (3, 3)
+    user_facing = False
+    samples = (sample({}, (4, 3, 3, 3), (3, 3), (3, 3)), sample({}, (6, 5), (3, 5), (3, 5)))
+
+    def infer(self, xs):
+        x, stats, gstats = xs
+        _check_stats(self.kind, x, stats)
+        if gstats.shape != stats.shape:
+            raise ShapeError(f"{self.kind}: gstats {fmt_shape(gstats.shape)} must have the shape of stats {fmt_shape(stats.shape)}")
+        return TensorType(x.shape, gstats.dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, x, stats, gstats):
+        n, dt = _count(x), gstats.dtype
+        mean, _, rstd = stats
+        g_mean, g_var, g_rstd = gstats
+        gx = _centred(x, mean, dt)
+        gx *= _col((2 * g_var - g_rstd * rstd ** 3) / n, dt)
+        gx += _col(g_mean / n, dt)
+        return gx.reshape(x.shape)
+
+    def onnx(self, ctx, xs, y):
+        x, stats, gstats = xs
+        t, dtype = ctx.type_of(x), ctx.type_of(gstats).dtype
+        n = _onnx_per_channel_count(ctx, x, dtype)
+        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, dtype) for i in (0, 2))
+        g_mean, g_var, g_rstd = (_onnx_stat_view(ctx, gstats, i, t.rank, dtype) for i in range(3))
+        rstd3 = ctx.node("Mul", [rstd, ctx.node("Mul", [rstd, rstd])], hint="rstd3")
+        slope = ctx.node("Sub", [ctx.node("Mul", [ctx.const(2.0, dtype), g_var]), ctx.node("Mul", [g_rstd, rstd3])], hint="slope")
+        xc = ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean], hint="centred")
+        total = ctx.node("Add", [g_mean, ctx.node("Mul", [slope, xc])])
+        ctx.node("Div", [total, n], y)
+
+
+class BatchNormTrain(Op):
+    """Training-form batch normalisation over axis 1 of (N, D) or (N, C, H, W), given the batch
+    statistics ``stats = batchnorm_stats(x)`` (rows μ, σ², r = 1/√(σ² + ε)):
+
+    ``y = γ·x̂ + β`` with ``x̂ = (x − μ)·r``. Inputs (x, stats, gamma, beta). The training-graph
+    rewrite puts it (and the stats node) in place of ``batchnorm``; ``batchnorm_running_update`` nodes
+    update the running statistics from the same stats.
+
+    VJP, when ``stats`` is ``batchnorm_stats`` of this very x (the training graph): the fused
+    ``gx = (γ·r/n)·(n·gy − Σgy − x̂·Σ(gy·x̂))`` (``batchnorm_train_grad_input``) is the whole derivative
+    of y in x — directly and through μ, σ², r — so stats gets no cotangent from this node: exact, since
+    the chain rule sums over paths and these paths are all inside gx; other users of stats still send
+    theirs through ``batchnorm_stats``'s VJP. Otherwise (stats any tensor) each input gets its own:
+    ``gx = γ·r·gy``, ``gstats`` by ``batchnorm_train_grad_stats``. Always ``gγ = Σ gy·x̂``
+    (``batchnorm_grad_gamma``), ``gβ = Σ gy``.
     """
 
     kind = "batchnorm_train"
-    arity = (3, 3)
+    arity = (4, 4)
     user_facing = False
-    momentum: float = Field(0.9, ge=0, le=1)
-    eps: float = Field(1e-5, gt=0)
 
-    # small samples: the input gradient sums over every element of a channel, and central differences
-    # on larger ones lose digits to rounding (1e-6 relative error at h = 1e-6 on (3, 2, 4, 4))
-    samples = (sample({}, (4, 3, 3, 3), (3,), (3,)), sample({}, (6, 5), (5,), (5,)),
-               sample({"momentum": 0.5, "eps": 1e-3}, (3, 2, 3, 3), (2,), (2,)))
+    samples = (sample({}, (4, 3, 3, 3), (3, 3), (3,), (3,)), sample({}, (6, 5), (3, 5), (5,), (5,)))
 
     def infer(self, xs):
-        if len(xs) != 3:
-            raise ShapeError(f"batchnorm_train takes x, gamma and beta, got {len(xs)} inputs")
+        if len(xs) != 4:
+            raise ShapeError(f"batchnorm_train takes x, stats, gamma and beta, got {len(xs)} inputs")
         expect_float(xs[0])
-        _check_channels(self.kind, xs[0], xs[1:], ("gamma", "beta"))
+        _check_stats(self.kind, xs[0], xs[1], xs[2:], ("gamma", "beta"))
         return xs[0]
 
     def window(self, xs):
         return None  # batch statistics: every output reads every input of its channel
 
-    def describe(self):
-        return f"m{self.momentum:g}"
-
-    def forward(self, x, gamma, beta):
-        _, _, _, xhat = _batch_stats(x, self.eps)
-        return xhat * _channel_view(gamma.astype(x.dtype, copy=False), x.ndim) + _channel_view(beta.astype(x.dtype, copy=False), x.ndim)
+    def forward(self, x, stats, gamma, beta):
+        dt = x.dtype
+        mean, _, rstd = stats
+        y = _centred(x, mean, dt)
+        y *= _col(gamma.astype(dt, copy=False) * rstd.astype(dt, copy=False), dt)
+        y += _col(beta, dt)
+        return y.reshape(x.shape)
 
     def onnx(self, ctx, xs, y):
-        # batch statistics by reductions (not training_mode=1: its extra outputs and momentum differ)
-        x, gamma, beta = xs
+        x, stats, gamma, beta = xs
         t = ctx.type_of(x)
-        _, _, xhat = _onnx_stats(ctx, x, _bn_axes(t.rank), self.eps, "batch")
+        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, t.dtype) for i in (0, 2))
+        xhat = ctx.node("Mul", [ctx.node("Sub", [x, mean], hint="centred"), rstd], hint="xhat")
         scaled = ctx.node("Mul", [xhat, _onnx_channel_view(ctx, gamma, t.rank, t.dtype)])
         ctx.node("Add", [scaled, _onnx_channel_view(ctx, beta, t.rank, t.dtype)], y)
 
     def vjp(self, g, xs, y, gy):
-        x, gamma, beta = xs
-        gx = g.op(BatchNormTrainGradInput(eps=self.eps), [x, gamma, gy], "dx") if g.needs(0) else None
-        ggamma = g.op(BatchNormGradGamma(eps=self.eps), [x, gy], "dgamma") if g.needs(1) else None
-        gbeta = g.op(ReduceSum(axes=_bn_axes(g.type_of(x).rank)), [gy], "dbeta") if g.needs(2) else None
-        return gx, ggamma, gbeta
+        x, stats, gamma, beta = xs
+        source = g.graph.nodes[stats]
+        fused = source["op"].kind == BatchNormStats.kind and tuple(source["inputs"]) == (x,)
+        c, dtype = static(g.type_of(x).shape[1], "batchnorm channels"), g.type_of(gy).dtype
+        ggamma = gbeta = gx = gstats = None
+        if g.needs(2) or (fused and g.needs(0)):
+            ggamma = g.op(BatchNormGradGamma(), [x, stats, gy], "dgamma")
+        if g.needs(3) or (fused and g.needs(0)):
+            gbeta = g.op(ReduceSum(axes=_bn_axes(g.type_of(x).rank)), [gy], "dbeta")
+        if g.needs(0):
+            if fused:
+                gx = g.op(BatchNormTrainGradInput(), [x, stats, gamma, gy, ggamma, gbeta], "dx")
+            else:  # the direct term only: the statistics get their own cotangent below
+                zeros = g.op(Const(value=0.0, shape=(c,), dtype=dtype), [], "zeros")
+                gx = g.op(BatchNormTrainGradInput(), [x, stats, gamma, gy, zeros, zeros], "dx")
+        if g.needs(1) and not fused:
+            gstats = g.op(BatchNormTrainGradStats(), [x, stats, gamma, gy], "dstats")
+        return gx, gstats, ggamma if g.needs(2) else None, gbeta if g.needs(3) else None
 
 
 class BatchNormTrainGradInput(Op):
-    """Input gradient of training-form batchnorm (batch statistics), the compact formula:
+    """Input gradient of training-form batchnorm through the batch statistics, the compact formula:
 
-    ``gx = (γ/(N·σ))·(N·gy − Σ gy − x̂·Σ(gy·x̂))``, with ``σ = √(var + ε)``, sums over the reduced
-    axes and ``N`` the number of reduced elements (N, or N·H·W). Inputs (x, gamma, gy).
+    ``gx = (γ·r/n)·(n·gy − gβ − x̂·gγ)`` with ``x̂ = (x − μ)·r``, ``gβ = Σ gy`` and ``gγ = Σ gy·x̂``
+    (sums over the n elements of each channel), μ and r from ``stats``. Inputs (x, stats, gamma, gy,
+    gγ, gβ): the sums come in from the γ and β gradient nodes, so each is computed once. With
+    ``gγ = gβ = 0`` it is the direct term ``γ·r·gy`` alone.
     """
 
     kind = "batchnorm_train_grad_input"
-    arity = (3, 3)
+    arity = (6, 6)
     user_facing = False
-    eps: float = Field(1e-5, gt=0)
-    samples = (sample({}, (4, 3, 3, 3), (3,), (4, 3, 3, 3)), sample({}, (6, 5), (5,), (6, 5)))
+    samples = (sample({}, (4, 3, 3, 3), (3, 3), (3,), (4, 3, 3, 3), (3,), (3,)),
+               sample({}, (6, 5), (3, 5), (5,), (6, 5), (5,), (5,)))
 
     def infer(self, xs):
-        x, gamma, gy = xs
-        _check_channels(self.kind, x, [gamma], ("gamma",))
+        x, stats, gamma, gy, ggamma, gbeta = xs
+        _check_stats(self.kind, x, stats, [gamma, ggamma, gbeta], ("gamma", "ggamma", "gbeta"))
         _check_like(self.kind, x, gy)
         return gy
 
     def window(self, xs):
         return None
 
-    def forward(self, x, gamma, gy):
-        axes = _bn_axes(x.ndim)
-        _, _, sigma, xhat = _batch_stats(x, self.eps)
-        n = np.asarray(x.size // x.shape[1], gy.dtype)
-        sum_gy = gy.sum(axis=axes, keepdims=True, dtype=gy.dtype)
-        sum_gy_xhat = np.sum(gy * xhat, axis=axes, keepdims=True, dtype=gy.dtype)
-        return _channel_view(gamma.astype(gy.dtype, copy=False), x.ndim) / (n * sigma) * (n * gy - sum_gy - xhat * sum_gy_xhat)
+    def forward(self, x, stats, gamma, gy, ggamma, gbeta):
+        n, dt = _count(x), gy.dtype
+        mean, _, rstd = (s.astype(np.float64) for s in stats)
+        scale = gamma.astype(np.float64) * rstd  # γ·r
+        gx = _rows(gy) * _col(scale, dt)
+        xc = _centred(x, mean.astype(x.dtype), dt)
+        xc *= _col(scale * rstd * ggamma / n, dt)
+        xc += _col(scale * gbeta / n, dt)
+        gx -= xc
+        return gx.reshape(x.shape)
 
     def onnx(self, ctx, xs, y):
-        x, gamma, gy = xs
+        x, stats, gamma, gy, ggamma, gbeta = xs
         t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
-        axes = _bn_axes(t.rank)
-        _, sigma, xhat = _onnx_stats(ctx, x, axes, self.eps, "batch", dtype)
         n = _onnx_per_channel_count(ctx, x, dtype)
-        sum_gy = ctx.node("ReduceSum", [gy, ctx.ints(axes)], hint="sum_gy", keepdims=1)
-        sum_gy_xhat = ctx.node("ReduceSum", [ctx.node("Mul", [gy, xhat]), ctx.ints(axes)], hint="sum_gy_xhat", keepdims=1)
-        inner = ctx.node("Sub", [ctx.node("Sub", [ctx.node("Mul", [n, gy]), sum_gy]), ctx.node("Mul", [xhat, sum_gy_xhat])])
-        factor = ctx.node("Div", [_onnx_channel_view(ctx, gamma, t.rank, dtype), ctx.node("Mul", [n, sigma])])
+        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, dtype) for i in (0, 2))
+        gamma, ggamma, gbeta = (_onnx_channel_view(ctx, v, t.rank, dtype) for v in (gamma, ggamma, gbeta))
+        xhat = ctx.node("Mul", [ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean]), rstd], hint="xhat")
+        inner = ctx.node("Sub", [ctx.node("Sub", [ctx.node("Mul", [n, gy]), gbeta]), ctx.node("Mul", [xhat, ggamma])])
+        factor = ctx.node("Div", [ctx.node("Mul", [gamma, rstd]), n], hint="factor")
         ctx.node("Mul", [factor, inner], y)
 
 
-class BatchNormGradGamma(Op):
-    """γ gradient of training-form batchnorm: ``gγ_c = Σ_{n,h,w} gy·x̂`` with ``x̂`` from the batch
-    statistics (biased variance). Inputs (x, gy); output (C,)."""
+class BatchNormTrainGradStats(Op):
+    """Cotangent of the stats input of ``batchnorm_train`` (used only when stats is not the batch
+    statistics of the same x), rows (g_μ, g_σ², g_r) of ``y = γ·(x − μ)·r + β``:
 
-    kind = "batchnorm_grad_gamma"
-    arity = (2, 2)
+    ``g_μ = −γ·r·Σ gy``, ``g_σ² = 0`` (y reads σ² only through r), ``g_r = γ·Σ gy·(x − μ)``.
+    Inputs (x, stats, gamma, gy); output (3, C).
+    """
+
+    kind = "batchnorm_train_grad_stats"
+    arity = (4, 4)
     user_facing = False
-    eps: float = Field(1e-5, gt=0)
-    samples = (sample({}, (4, 3, 3, 3), (4, 3, 3, 3)), sample({}, (6, 5), (6, 5)))
+    samples = (sample({}, (4, 3, 3, 3), (3, 3), (3,), (4, 3, 3, 3)), sample({}, (6, 5), (3, 5), (5,), (6, 5)))
 
     def infer(self, xs):
-        x, gy = xs
-        c = _check_channels(self.kind, x, [], ())
+        x, stats, gamma, gy = xs
+        _check_stats(self.kind, x, stats, [gamma], ("gamma",))
+        _check_like(self.kind, x, gy)
+        return TensorType(stats.shape, gy.dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, x, stats, gamma, gy):
+        mean, _, rstd = stats
+        gamma = gamma.astype(np.float64)
+        g_mean = -gamma * rstd * _channel_sum(_rows(gy))
+        g_rstd = gamma * _channel_dot(_rows(gy), _centred(x, mean, gy.dtype))
+        return np.stack([g_mean, np.zeros_like(g_mean), g_rstd]).astype(gy.dtype)
+
+    def onnx(self, ctx, xs, y):
+        x, stats, gamma, gy = xs
+        t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
+        mean = _onnx_stat_view(ctx, stats, 0, t.rank, dtype)
+        rstd = _onnx_stat_row(ctx, stats, 2, dtype)
+        gamma = _onnx_as(ctx, gamma, dtype)
+        g_mean = ctx.node("Neg", [ctx.node("Mul", [ctx.node("Mul", [gamma, rstd]), _onnx_channel_sum(ctx, gy, t.rank)])], hint="g_mean")
+        xc = ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean], hint="centred")
+        g_rstd = ctx.node("Mul", [gamma, _onnx_channel_sum(ctx, ctx.node("Mul", [gy, xc]), t.rank)], hint="g_rstd")
+        g_var = ctx.node("Mul", [g_mean, ctx.const(0.0, dtype)], hint="g_var")
+        rows = [ctx.node("Unsqueeze", [v, ctx.ints([0])], hint="row") for v in (g_mean, g_var, g_rstd)]
+        ctx.node("Concat", rows, y, axis=0)
+
+
+class BatchNormGradGamma(Op):
+    """γ gradient of training-form batchnorm: ``gγ_c = Σ_{n,h,w} gy·x̂`` with ``x̂ = (x − μ)·r``, μ and
+    r from ``stats``. Inputs (x, stats, gy); output (C,)."""
+
+    kind = "batchnorm_grad_gamma"
+    arity = (3, 3)
+    user_facing = False
+    samples = (sample({}, (4, 3, 3, 3), (3, 3), (4, 3, 3, 3)), sample({}, (6, 5), (3, 5), (6, 5)))
+
+    def infer(self, xs):
+        x, stats, gy = xs
+        c = _check_stats(self.kind, x, stats)
         _check_like(self.kind, x, gy)
         return TensorType((c,), gy.dtype)
 
     def window(self, xs):
         return None
 
-    def forward(self, x, gy):
-        _, _, _, xhat = _batch_stats(x, self.eps)
-        return np.sum(gy * xhat, axis=_bn_axes(x.ndim), dtype=gy.dtype)
+    def forward(self, x, stats, gy):
+        mean, _, rstd = stats
+        return (_channel_dot(_rows(gy), _centred(x, mean, gy.dtype)) * rstd).astype(gy.dtype)
 
     def onnx(self, ctx, xs, y):
-        x, gy = xs
-        axes = _bn_axes(ctx.type_of(x).rank)
-        _, _, xhat = _onnx_stats(ctx, x, axes, self.eps, "batch", ctx.type_of(gy).dtype)
-        ctx.node("ReduceSum", [ctx.node("Mul", [gy, xhat]), ctx.ints(axes)], y, keepdims=0)
+        x, stats, gy = xs
+        t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
+        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, dtype) for i in (0, 2))
+        xhat = ctx.node("Mul", [ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean]), rstd], hint="xhat")
+        ctx.node("ReduceSum", [ctx.node("Mul", [gy, xhat]), ctx.ints(_bn_axes(t.rank))], y, keepdims=0)
 
 
 class BatchNormRunningUpdate(Op):
     """New running statistic of batchnorm in a training step: ``r ← momentum·r + (1 − momentum)·s``,
-    with ``s`` the batch mean (``which = "mean"``) or the UNBIASED batch variance
-    (``which = "var"``, divided by N − 1 as PyTorch does; normalisation itself uses the biased one),
-    over the axes (0,) of (N, D) or (0, 2, 3) of NCHW. Inputs (x, running_stat); output (C,).
+    with ``s`` the batch mean μ (``which = "mean"``) or the UNBIASED batch variance ``σ²·n/(n − 1)``
+    (``which = "var"``, as PyTorch; normalisation itself uses the biased σ²), taken from ``stats``;
+    n = N (or N·H·W) is read from x's shape only. Inputs (x, stats, running_stat); output (C,).
     Not differentiable: the running statistics are state, not trained.
     """
 
     kind = "batchnorm_running_update"
-    arity = (2, 2)
+    arity = (3, 3)
     user_facing = False
     momentum: float = Field(0.9, ge=0, le=1)
-    eps: float = Field(1e-5, gt=0)
     which: Literal["mean", "var"]
 
-    samples = (sample({"which": "mean"}, (4, 3, 3, 3), (3,)), sample({"which": "var"}, (4, 3, 3, 3), (3,)),
-               sample({"which": "var", "momentum": 0.5}, (6, 5), (5,)))
+    samples = (sample({"which": "mean"}, (4, 3, 3, 3), (3, 3), (3,)), sample({"which": "var"}, (4, 3, 3, 3), (3, 3), (3,)),
+               sample({"which": "var", "momentum": 0.5}, (6, 5), (3, 5), (5,)))
 
     def infer(self, xs):
-        x, running = xs
+        x, stats, running = xs
         expect_float(x)
-        _check_channels(self.kind, x, [running], (f"running_{self.which}",))
+        _check_stats(self.kind, x, stats, [running], (f"running_{self.which}",))
         return running
 
     def window(self, xs):
@@ -320,28 +525,21 @@ class BatchNormRunningUpdate(Op):
     def describe(self):
         return f"{self.which} m{self.momentum:g}"
 
-    def forward(self, x, running):
-        axes = _bn_axes(x.ndim)
-        stat = x.mean(axis=axes) if self.which == "mean" else x.var(axis=axes, ddof=1)
+    def forward(self, x, stats, running):
+        n = _count(x)
+        stat = stats[0].astype(np.float64) if self.which == "mean" else stats[1].astype(np.float64) * (n / (n - 1))
         dt = running.dtype
         m = np.asarray(self.momentum, dt)
-        return m * running + (1 - m) * stat.astype(dt, copy=False)
+        return m * running + (1 - m) * stat.astype(dt)
 
     def onnx(self, ctx, xs, y):
-        x, running = xs
-        axes = _bn_axes(ctx.type_of(x).rank)
-        xdt, dt = ctx.type_of(x).dtype, ctx.type_of(running).dtype
-        if self.which == "mean":
-            stat = ctx.node("ReduceMean", [x, ctx.ints(axes)], hint="batch_mean", keepdims=0)
-        else:  # unbiased: Σ(x − μ)² / (n − 1), n the per-channel count at run time
-            xc = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, ctx.ints(axes)], hint="batch_mean", keepdims=1)])
-            ss = ctx.node("ReduceSum", [ctx.node("Mul", [xc, xc]), ctx.ints(axes)], hint="sum_sq", keepdims=0)
-            n1 = ctx.node("Sub", [_onnx_per_channel_count(ctx, x, xdt), ctx.const(1.0, xdt)], hint="n_minus_1")
-            stat = ctx.node("Div", [ss, n1], hint="batch_var")
-        if xdt != dt:
-            from ..onnx_export import ONNX_DTYPES
-
-            stat = ctx.node("Cast", [stat], hint="stat", to=ONNX_DTYPES[dt])
+        x, stats, running = xs
+        dt = ctx.type_of(running).dtype
+        row = 0 if self.which == "mean" else 1
+        stat = _onnx_stat_row(ctx, stats, row, dt)
+        if self.which == "var":  # unbiased: σ²·n/(n − 1), n the per-channel count at run time
+            n = _onnx_per_channel_count(ctx, x, dt)
+            stat = ctx.node("Div", [ctx.node("Mul", [stat, n]), ctx.node("Sub", [n, ctx.const(1.0, dt)])], hint="unbiased")
         m = np.asarray(self.momentum, dt)
         kept = ctx.node("Mul", [running, ctx.const(m, dt, "momentum")])
         ctx.node("Add", [kept, ctx.node("Mul", [stat, ctx.const(1 - m, dt, "one_minus_momentum")])], y)
@@ -473,5 +671,5 @@ class LayerNormGradGamma(Op):
             ctx.node("Identity", [prod], y)
 
 
-OPS = (BatchNorm, BatchNormTrain, BatchNormTrainGradInput, BatchNormGradGamma,
-       BatchNormRunningUpdate, LayerNorm, LayerNormGradInput, LayerNormGradGamma)
+OPS = (BatchNorm, BatchNormStats, BatchNormStatsGrad, BatchNormTrain, BatchNormTrainGradInput, BatchNormTrainGradStats,
+       BatchNormGradGamma, BatchNormRunningUpdate, LayerNorm, LayerNormGradInput, LayerNormGradGamma)

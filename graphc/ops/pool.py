@@ -13,7 +13,7 @@ from ..errors import ShapeError
 from ..tensor import TensorType, static
 from .base import (IDENTITY_WINDOW, Op, PositiveInt, Window, _list_to_tuple, conv_arith, conv_out, expect_float,
                    expect_rank, pair, sample)
-from .conv import Size2, _span, _Windowed, padded
+from .conv import Size2, _span, _Windowed, onnx_pads, onnx_slice, onnx_transposed_conv, padded
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositivePair = Annotated[PositiveInt | tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
@@ -52,6 +52,75 @@ def separable(x: np.ndarray, a_h: np.ndarray, a_w: np.ndarray) -> np.ndarray:
     n, c, h, w = x.shape
     t = (x.reshape(n * c * h, w) @ a_w.T.astype(x.dtype)).reshape(n, c, h, a_w.shape[0])
     return np.matmul(a_h.astype(x.dtype), t)
+
+
+# --- ONNX lowering helpers ----------------------------------------------------------------------------
+
+
+def _floor_geometry(op, in_hw):
+    """``(out, pads, ends)``: the op's output size, its padding, and end paddings with which floor-mode
+    pooling (ONNX ``ceil_mode=0``) gives exactly ``out`` windows — ceil mode (with PyTorch's rule for the
+    last window) made explicit, so no runtime's own ceil rule is relied on; no window reaches past them."""
+    out = op.out_spatial(TensorType((1, 1, *in_hw), "float32"))
+    pads = op.pads(in_hw)
+    ends = [max(0, _span(o, k, s, d) - n - p[0])
+            for o, k, s, d, n, p in zip(out, op._kernel(), op._stride(), op._dilation(), in_hw, pads)]
+    return out, pads, ends
+
+
+def _onnx_pool_input(ctx, op, x, in_hw, fill, explicit: bool = False):
+    """``(x', pool_pads, padded)``: the pool's input and ``pads`` attribute. onnxruntime requires each pad
+    to be smaller than the kernel (not the dilated extent): otherwise — or when ``explicit`` — ``x`` is
+    padded explicitly with ``fill`` (``padded`` is then True and window indices refer to the padded
+    tensor). MaxPool's indices use ``explicit``: with a ``pads`` attribute, onnx's ReferenceEvaluator
+    numbers them in the padded tensor where onnxruntime numbers them in the input."""
+    out, pads, ends = _floor_geometry(op, in_hw)
+    begins = [pads[0][0], pads[1][0]]
+    k = op._kernel()
+    if not any(begins + ends) or (not explicit and all(p < kk for p, kk in zip(begins + ends, k + k))):
+        return x, [*begins, *ends], False
+    dtype = ctx.type_of(x).dtype
+    xp = ctx.node("Pad", [x, ctx.ints([0, 0, *begins, 0, 0, *ends]), ctx.const(fill, dtype)], hint="padded")
+    return xp, [0, 0, 0, 0], True
+
+
+def _onnx_maxpool(ctx, op, x, output=None):
+    """MaxPool (floor mode, explicit pads) of ``x``."""
+    t = ctx.type_of(x)
+    xp, pool_pads, _ = _onnx_pool_input(ctx, op, x, t.shape[2:], -np.inf)
+    attrs = dict(kernel_shape=list(op._kernel()), strides=list(op._stride()), dilations=list(op._dilation()), pads=pool_pads)
+    return ctx.node("MaxPool", [xp], output, hint="maxpool", **attrs)
+
+
+def _onnx_first_max_taps(ctx, op, r):
+    """``(rp, [(tap, mask)])``: ``r`` padded with −∞ and, per kernel tap, the boolean (N, C, Ho, Wo) mask of
+    the windows whose first maximum (row-major tap order, as the kernel) sits at that tap.
+
+    Built from MaxPool's values and per-tap strided Slices, not from MaxPool's Indices output: onnx's
+    ReferenceEvaluator numbers those differently from onnxruntime."""
+    t = ctx.type_of(r)
+    out, pads, ends = _floor_geometry(op, t.shape[2:])
+    (pt, _), (pl, _) = pads
+    rp = ctx.node("Pad", [r, ctx.ints([0, 0, pt, pl, 0, 0, ends[0], ends[1]]), ctx.const(-np.inf, t.dtype)], hint="padded")
+    (kh, kw), (sh, sw), (dh, dw) = op._kernel(), op._stride(), op._dilation()
+    best = ctx.node("MaxPool", [rp], hint="maxpool", kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw])
+    claimed, masks = None, []
+    for u in range(kh):
+        for v in range(kw):
+            start = [u * dh, v * dw]
+            stop = [u * dh + (out[0] - 1) * sh + 1, v * dw + (out[1] - 1) * sw + 1]
+            tap = ctx.node("Slice", [rp, ctx.ints(start), ctx.ints(stop), ctx.ints([2, 3]), ctx.ints([sh, sw])], hint=f"tap{u}{v}")
+            hit = ctx.node("Equal", [tap, best], hint=f"is_max{u}{v}")
+            first = hit if claimed is None else ctx.node("And", [hit, ctx.node("Not", [claimed], hint="unclaimed")], hint=f"first{u}{v}")
+            claimed = hit if claimed is None else ctx.node("Or", [claimed, hit], hint="claimed")
+            masks.append(((u, v), first))
+    return rp, masks
+
+
+def _unpad(ctx, op, name, in_hw, output=None):
+    """Crop an explicitly padded pool input back to ``in_hw``."""
+    (pt, _), (pl, _) = op.pads(in_hw)
+    return ctx.node("Slice", [name, ctx.ints([pt, pl]), ctx.ints([pt + in_hw[0], pl + in_hw[1]]), ctx.ints([2, 3])], output)
 
 
 class _Pool2d(_Windowed):
@@ -128,6 +197,9 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         return self._padded_windows(x, -np.inf)[1].max(axis=(0, 1))
 
+    def onnx(self, ctx, xs, y):
+        _onnx_maxpool(ctx, self, xs[0], y)
+
     def vjp(self, g, xs, y, gy):
         """``gx = maxpool2d_grad(x, gy)``: each ``gy`` goes to its window's (first) maximum."""
         return (g.op(MaxPool2dGrad(**self.model_dump()), [xs[0], gy], "dx"),)
@@ -182,6 +254,31 @@ class MaxPool2dGrad(_Pool2d):
         (pt, _), (pl, _) = self.pads(x.shape[2:])
         return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]].astype(gy.dtype)
 
+    def onnx(self, ctx, xs, y):
+        """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
+        kernels scatters every tap's share back to its input position."""
+        x, gy = xs
+        t = ctx.type_of(x)
+        dtype = ctx.type_of(gy).dtype
+        xp, masks = _onnx_first_max_taps(ctx, self, x)
+        (kh, kw), (sh, sw), (dh, dw) = self._kernel(), self._stride(), self._dilation()
+        ho, wo = ctx.type_of(gy).shape[2:]
+        shares = [ctx.node("Unsqueeze", [ctx.node("Where", [m, gy, ctx.const(0.0, dtype)], hint=f"share{u}{v}"), ctx.ints([2])],
+                           hint=f"share{u}{v}_") for (u, v), m in masks]
+        stacked = ctx.node("Reshape", [ctx.node("Concat", shares, hint="shares", axis=2), ctx.ints([-1, kh * kw, ho, wo])], hint="shares_nc")
+        onehot = np.zeros((kh * kw, 1, kh, kw), dtype=dtype)
+        for k in range(kh * kw):
+            onehot[k, 0, k // kw, k % kw] = 1.0
+        spread = ctx.node("ConvTranspose", [stacked, ctx.const(onehot, dtype, "onehot_taps")], hint="scatter",
+                          strides=[sh, sw], dilations=[dh, dw])
+        # the scatter covers the windows' span; the padded input may extend further (floor mode)
+        out, pads, ends = _floor_geometry(self, t.shape[2:])
+        hp, wp = t.shape[2] + pads[0][0] + ends[0], t.shape[3] + pads[1][0] + ends[1]
+        span_h, span_w = _span(ho, kh, sh, dh), _span(wo, kw, sw, dw)
+        padded = ctx.node("Pad", [spread, ctx.ints([0, 0, 0, 0, 0, 0, hp - span_h, wp - span_w])], hint="scatter_full")
+        gxp = ctx.node("Reshape", [padded, ctx.node("Shape", [xp], hint="xp_shape")], hint="gx_padded")
+        _unpad(ctx, self, gxp, t.shape[2:], y)
+
 
 class AvgPool2d(_Pool2d):
     """2-D average pooling, NCHW, each channel separately.
@@ -213,6 +310,25 @@ class AvgPool2d(_Pool2d):
         ch, cw = self._divisors(x.shape[2:], total.shape[2:])
         total /= np.outer(ch, cw).astype(x.dtype)
         return total
+
+    def onnx(self, ctx, xs, y):
+        """AveragePool in floor mode with explicit pads; where its divisor differs from the kernel's
+        (ceil mode's clipped windows with ``count_include_pad``, explicit padding), a constant map fixes it."""
+        x = xs[0]
+        t = ctx.type_of(x)
+        in_hw = t.shape[2:]
+        out, pads, _ = _floor_geometry(self, in_hw)
+        xp, pool_pads, was_padded = _onnx_pool_input(ctx, self, x, in_hw, 0.0)
+        cip = self.count_include_pad or was_padded
+        # every window lies inside the (extended) padded input: with padding counted, onnxruntime divides by k
+        runtime = [np.full(o, k) if cip else window_counts(n, k, s, p, o, False)
+                   for n, k, s, p, o in zip(in_hw, self._kernel(), self._stride(), pads, out)]
+        fix = np.outer(*(r / c for r, c in zip(runtime, self._divisors(in_hw, out))))
+        exact = bool(np.all(fix == 1))
+        pooled = ctx.node("AveragePool", [xp], y if exact else None, hint="avgpool", kernel_shape=list(self._kernel()),
+                          strides=list(self._stride()), pads=pool_pads, count_include_pad=int(cip))
+        if not exact:
+            ctx.node("Mul", [pooled, ctx.const(fix, t.dtype, "divisor_fix")], y)
 
     def vjp(self, g, xs, y, gy):
         """``gx = avgpool2d_grad(gy)``: each ``gy`` spread evenly over its window's divisor."""
@@ -265,6 +381,24 @@ class AvgPool2dGrad(_Pool2d):
         a_h, a_w = (window_matrix(n, k, s, p, o) for n, k, s, p, o in zip(self.input_size, self._kernel(), self._stride(), pads, out))
         return separable(gy / np.outer(ch, cw).astype(gy.dtype), a_h.T, a_w.T)
 
+    def onnx(self, ctx, xs, y):
+        """``gy / divisors`` scattered back over each window: a transposed convolution of every (n, c)
+        plane with a ones kernel (planes moved into the batch; no static batch needed)."""
+        gy = xs[0]
+        t = ctx.type_of(gy)
+        out = t.shape[2:]
+        ch, cw = self._divisors(self.input_size, out)
+        scaled = ctx.node("Mul", [gy, ctx.const(1.0 / np.outer(ch, cw), t.dtype, "inv_divisor")], hint="gy_scaled")
+        planes = ctx.node("Reshape", [scaled, ctx.ints([-1, 1, *out])], hint="gy_planes")
+        kh, kw = self._kernel()
+        pads = self.pads(self.input_size)
+        gx = onnx_transposed_conv(ctx, planes, ctx.const(np.ones((1, 1, kh, kw)), t.dtype, "ones"), (1, 1, kh, kw),
+                                  stride=self._stride(), dilation=(1, 1), groups=1, pads_begin=(pads[0][0], pads[1][0]),
+                                  in_hw=out, out_hw=self.input_size)
+        shape = ctx.node("Concat", [ctx.node("Shape", [gy], hint="nc", start=0, end=2), ctx.ints(list(self.input_size))],
+                         hint="gx_shape", axis=0)
+        ctx.node("Reshape", [gx, shape], y)
+
 
 class GlobalAvgPool(Op):
     """Global average pooling: ``y[n, c] = (1/(H·W)) Σ_{h, w} x[n, c, h, w]``, (N, C, H, W) → (N, C)."""
@@ -284,6 +418,9 @@ class GlobalAvgPool(Op):
 
     def forward(self, x):
         return x.mean(axis=(2, 3), dtype=x.dtype)
+
+    def onnx(self, ctx, xs, y):
+        ctx.node("ReduceMean", [xs[0], ctx.ints([2, 3])], y, keepdims=0)
 
     def vjp(self, g, xs, y, gy):
         """``gx = global_avgpool_grad(gy)``: ``gy / (H·W)`` broadcast over the plane."""
@@ -312,6 +449,11 @@ class GlobalAvgPoolGrad(Op):
         gx = np.empty((*gy.shape, h, w), dtype=gy.dtype)
         gx[...] = (gy * np.asarray(1.0 / (h * w), gy.dtype))[:, :, None, None]
         return gx
+
+    def onnx(self, ctx, xs, y):
+        h, w = self.size
+        scaled = ctx.node("Mul", [xs[0], ctx.const(1.0 / (h * w), ctx.type_of(xs[0]).dtype)], hint="gy_scaled")
+        ctx.node("Expand", [ctx.node("Unsqueeze", [scaled, ctx.ints([2, 3])]), ctx.ints([1, 1, h, w])], y)
 
 
 def bilinear_matrix(n: int, f: int) -> np.ndarray:
@@ -380,6 +522,21 @@ class Upsample(Op):
             return y.reshape(n, c, h * sh, w * sw)
         return separable(x, bilinear_matrix(h, sh), bilinear_matrix(w, sw))
 
+    def onnx(self, ctx, xs, y):
+        """nearest: each pixel expanded into an (sh, sw) block; bilinear: ``A_h · x · A_wᵀ``, two MatMuls
+        with the kernel's constant interpolation matrices (exact, and runs everywhere)."""
+        x = xs[0]
+        t = ctx.type_of(x)
+        h, w = t.shape[2:]
+        sh, sw = pair(self.scale)
+        if self.mode == "nearest":
+            x6 = ctx.node("Reshape", [x, ctx.ints([0, 0, h, 1, w, 1])], hint="x_6d")
+            blocks = ctx.node("Expand", [x6, ctx.ints([1, 1, 1, sh, 1, sw])], hint="blocks")
+            ctx.node("Reshape", [blocks, ctx.ints([0, 0, h * sh, w * sw])], y)
+            return
+        rows = ctx.node("MatMul", [x, ctx.const(bilinear_matrix(w, sw).T, t.dtype, "interp_w")], hint="interp_rows")
+        ctx.node("MatMul", [ctx.const(bilinear_matrix(h, sh), t.dtype, "interp_h"), rows], y)
+
     def vjp(self, g, xs, y, gy):
         """``gx = upsample_grad(gy)``: the transposed resampling."""
         return (g.op(UpsampleGrad(scale=self.scale, mode=self.mode), [gy], "dx"),)
@@ -422,6 +579,18 @@ class UpsampleGrad(Op):
         if self.mode == "nearest":
             return gy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5), dtype=gy.dtype)
         return separable(gy, bilinear_matrix(h, sh).T, bilinear_matrix(w, sw).T)
+
+    def onnx(self, ctx, xs, y):
+        gy = xs[0]
+        t = ctx.type_of(gy)
+        sh, sw = pair(self.scale)
+        h, w = t.shape[2] // sh, t.shape[3] // sw
+        if self.mode == "nearest":
+            blocks = ctx.node("Reshape", [gy, ctx.ints([0, 0, h, sh, w, sw])], hint="blocks")
+            ctx.node("ReduceSum", [blocks, ctx.ints([3, 5])], y, keepdims=0)
+            return
+        rows = ctx.node("MatMul", [gy, ctx.const(bilinear_matrix(w, sw), t.dtype, "interp_w")], hint="interp_rows")
+        ctx.node("MatMul", [ctx.const(bilinear_matrix(h, sh).T, t.dtype, "interp_h_t"), rows], y)
 
 
 OPS = (MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, Upsample, UpsampleGrad)
@@ -468,6 +637,25 @@ class MaxPool2dAt(_Pool2d):
         taps = win_r.reshape(kh * kw, *win_r.shape[2:])
         tap = taps.argmax(axis=0)[None]  # first maximum on ties, as maxpool2d_grad
         return np.take_along_axis(win_x.reshape(kh * kw, *win_x.shape[2:]), tap, axis=0)[0]
+
+    def onnx(self, ctx, xs, y):
+        """``Σ_taps x_tap · [tap holds r's first maximum]`` over strided Slices of the padded inputs."""
+        r, x = xs
+        t = ctx.type_of(x)
+        _, masks = _onnx_first_max_taps(ctx, self, r)
+        out, pads, ends = _floor_geometry(self, t.shape[2:])
+        (pt, _), (pl, _) = pads
+        xp = ctx.node("Pad", [x, ctx.ints([0, 0, pt, pl, 0, 0, ends[0], ends[1]])], hint="x_padded")
+        (sh, sw), (dh, dw) = self._stride(), self._dilation()
+        total = None
+        zero = ctx.const(0.0, t.dtype)
+        for (u, v), m in masks:
+            start = [u * dh, v * dw]
+            stop = [u * dh + (out[0] - 1) * sh + 1, v * dw + (out[1] - 1) * sw + 1]
+            tap = ctx.node("Slice", [xp, ctx.ints(start), ctx.ints(stop), ctx.ints([2, 3]), ctx.ints([sh, sw])], hint=f"x_tap{u}{v}")
+            part = ctx.node("Where", [m, tap, zero], hint=f"x_at{u}{v}")
+            total = part if total is None else ctx.node("Add", [total, part], hint="x_at")
+        ctx.node("Identity", [total], y)
 
     def vjp(self, g, xs, y, gy):
         attrs = self.model_dump()

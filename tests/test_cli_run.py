@@ -1,0 +1,131 @@
+"""`graphc run`, `grad`, `check-grad` and `compile --backward`, through the real command."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+
+def graphc(*args, cwd=ROOT):
+    return subprocess.run(["graphc", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def digits_inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "in.npz"
+    np.savez(path, x=rng.standard_normal((5, 64)).astype(np.float32), label=rng.integers(0, 10, 5))
+    return path
+
+
+def test_run_writes_one_array_per_output_and_matches_python(tmp_path, digits_inputs):
+    out, params = tmp_path / "out.npz", tmp_path / "p.npz"
+    r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", digits_inputs, "--seed", 3, "--save-params", params, "--out", out)
+    assert r.returncode == 0, r.stderr
+    with np.load(out) as o, np.load(params) as p, np.load(digits_inputs) as i:
+        assert list(o.files) == ["scores"] and o["scores"].shape == (5, 10) and o["scores"].dtype == np.float32
+        h = np.maximum(i["x"] @ p["fc1.weight"] + p["fc1.bias"], 0)
+        np.testing.assert_allclose(o["scores"], h @ p["fc2.weight"] + p["fc2.bias"], rtol=1e-5, atol=1e-5)
+    # the saved parameters reproduce the run
+    again = tmp_path / "again.npz"
+    assert graphc("run", SPECS / "mlp_digits.yaml", "--inputs", digits_inputs, "--params", params, "--seed", 99, "--out", again).returncode == 0
+    with np.load(out) as a, np.load(again) as b:
+        np.testing.assert_array_equal(a["scores"], b["scores"])
+
+
+def test_grad_writes_loss_and_every_parameter_gradient(tmp_path, digits_inputs):
+    out = tmp_path / "g.npz"
+    r = graphc("grad", SPECS / "mlp_digits.yaml", "--inputs", digits_inputs, "--out", out)
+    assert r.returncode == 0, r.stderr
+    with np.load(out) as g:
+        assert sorted(g.files) == ["grad/fc1.bias", "grad/fc1.weight", "grad/fc2.bias", "grad/fc2.weight", "loss"]
+        assert g["loss"].shape == () and g["grad/fc1.weight"].shape == (64, 100)
+        assert 1.0 < float(g["loss"]) < 5.0
+
+
+def test_check_grad_json(tmp_path):
+    r = graphc("check-grad", SPECS / "lenet5.yaml", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] is True and report["max_rel_error"] < 1e-6
+    assert set(report["params"]) == {f"{l}.{p}" for l in ("conv1", "conv2", "fc1", "fc2", "fc3") for p in ("weight", "bias")}
+
+
+def test_check_grad_fails_with_exit_3_above_tolerance():
+    r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--tolerance", "1e-300")
+    assert r.returncode == 3
+    assert "FAILED" in r.stdout
+
+
+def test_compile_backward_shows_gradient_nodes(tmp_path):
+    r = graphc("compile", SPECS / "lenet5.yaml", "--backward", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    kinds = {b["op"] for b in report["backward"]}
+    assert {"conv2d_grad_weight", "conv2d_grad_input", "maxpool2d_grad", "tanh_grad", "softmax_cross_entropy_grad"} <= kinds
+    assert set(report["grads"]) == {f"{l}.{p}" for l in ("conv1", "conv2", "fc1", "fc2", "fc3") for p in ("weight", "bias")}
+    assert "conv2d_grad_input" not in {b["op"] for b in report["backward"] if b["of"] == "conv1"}  # no gradient into the image
+    text = graphc("compile", SPECS / "lenet5.yaml", "--backward", "--passes")
+    assert "backward" in text.stdout and "dead code" in text.stderr
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "lacks input 'label'"),
+    ("extra", "has 'lable', which is not an input of the spec — did you mean 'label'?"),
+    ("shape", "'x' has shape (5, 63), the spec declares (N, 64)"),
+    ("dtype", "'label' has dtype float32, the spec declares int64"),
+    ("batch", "'label' has N = 4, but another input has N = 5"),
+])
+def test_inputs_are_checked(tmp_path, case, message):
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.standard_normal((5, 64)).astype(np.float32), "label": rng.integers(0, 10, 5)}
+    if case == "missing":
+        del arrays["label"]
+    elif case == "extra":
+        arrays["lable"] = arrays.pop("label")
+    elif case == "shape":
+        arrays["x"] = arrays["x"][:, :63]
+    elif case == "dtype":
+        arrays["label"] = arrays["label"].astype(np.float32)
+    elif case == "batch":
+        arrays["label"] = arrays["label"][:4]
+    path, out = tmp_path / "in.npz", tmp_path / "g.npz"
+    np.savez(path, **arrays)
+    r = graphc("grad", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_pickled_arrays_are_refused(tmp_path):
+    path, out = tmp_path / "in.npz", tmp_path / "o.npz"
+    np.savez(path, x=np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
+    assert r.returncode == 1 and "pickle" in r.stderr and not out.exists()
+
+
+def test_lying_npy_header_is_refused_before_allocating(tmp_path):
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1_000_000_000, 64)})
+    path, out = tmp_path / "in.npz", tmp_path / "o.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", header.getvalue())  # the header claims 256 GB; no data follows
+    r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
+    assert r.returncode == 1 and "claims" in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_a_spec_without_loss_cannot_be_differentiated(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("inputs: {x: {shape: [N, 3]}}\nlayers: [{op: dense, units: 2}]\n")
+    np.savez(tmp_path / "in.npz", x=np.ones((2, 3), np.float32))
+    r = graphc("grad", spec, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "g.npz")
+    assert r.returncode == 1 and "no loss" in r.stderr
