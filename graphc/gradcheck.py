@@ -93,9 +93,11 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
     """The graph with each ReLU and max pool fixed to its current linear piece, and the fed values.
 
     ``relu(x)`` becomes ``x · m`` with ``m = [x₀ > 0]`` (leaky: ``α`` below 0) and ``maxpool2d(x)``
-    becomes ``maxpool2d_at(x₀, x)``, where ``x₀`` is the input at the checked point. The frozen graph
-    equals the original on the linear piece around that point and has the same gradient there, but it
-    is smooth, so central differences do not jump when a step crosses a kink.
+    becomes ``maxpool2d_at(x₀, x)``, where ``x₀`` is the input at the checked point; their gradient
+    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``) read the same ``m`` and ``x₀``. The
+    frozen graph equals the original on the linear piece around that point and has the same gradient
+    there, but it is smooth, so central differences do not jump when a step crosses a kink, and two
+    engines cannot put a unit within rounding of zero on different sides of it.
     """
     from .ops.elementwise import Mul
     from .ops.pool import MaxPool2dAt
@@ -104,25 +106,37 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
     g = graph.copy()
     for n in g.nodes:
         g.nodes[n].update(dict(graph.nodes[n]))
-    fed = {}
+
+    def rewire(n, op, inputs):
+        for src in list(g.predecessors(n)):
+            g.remove_edge(src, n)
+        g.nodes[n]["op"], g.nodes[n]["inputs"] = op, tuple(inputs)
+        for src in inputs:
+            g.add_edge(src, n)
+
+    fed, masks, references = {}, {}, {}
     for n in nodes:
         a = g.nodes[n]
         x = a["inputs"][0]
         x0 = base[x]
         if a["op"].kind == "maxpool2d":
-            ref, value, op, inputs = f"{n}/frozen_input", x0, MaxPool2dAt(**a["op"].model_dump()), None
+            ref, value = f"{n}/frozen_input", x0
+            references[x] = ref
         else:
             alpha = getattr(a["op"], "alpha", 0.0)
-            ref, value, op = f"{n}/frozen_mask", np.where(x0 > 0, 1.0, alpha).astype(x0.dtype), Mul()
-        g.add_node(ref, op=Input(shape=tuple(a["type"].shape if op.kind == "mul" else g.nodes[x]["type"].shape),
-                                 dtype=a["type"].dtype), inputs=(), type=g.nodes[x]["type"], role="input")
-        inputs = (ref, x) if op.kind == "maxpool2d_at" else (x, ref)
-        for src in list(g.predecessors(n)):
-            g.remove_edge(src, n)
-        a["op"], a["inputs"] = op, inputs
-        for src in inputs:
-            g.add_edge(src, n)
+            ref, value = f"{n}/frozen_mask", np.where(x0 > 0, 1.0, alpha).astype(x0.dtype)
+            masks[n] = masks[x] = ref  # relu_grad reads the ReLU's output, leaky_relu_grad its input
+        g.add_node(ref, op=Input(shape=tuple(g.nodes[x]["type"].shape), dtype=g.nodes[x]["type"].dtype), inputs=(),
+                   type=g.nodes[x]["type"], role="input", layer=a.get("layer", n), scope=(), loc=None)
+        rewire(n, MaxPool2dAt(**a["op"].model_dump()) if a["op"].kind == "maxpool2d" else Mul(),
+               (ref, x) if a["op"].kind == "maxpool2d" else (x, ref))
         fed[ref] = value
+    for n, a in list(g.nodes(data=True)):
+        kind, ins = a["op"].kind, a["inputs"]
+        if kind in ("relu_grad", "leaky_relu_grad") and ins[0] in masks:
+            rewire(n, Mul(), (ins[1], masks[ins[0]]))
+        elif kind == "maxpool2d_grad" and ins[0] in references:
+            rewire(n, a["op"], (references[ins[0]], ins[1]))
     return g, fed
 
 
