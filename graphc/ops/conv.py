@@ -211,26 +211,29 @@ def onnx_transposed_conv(ctx, gy: str, w: str, w_shape, *, stride, dilation, gro
 
 
 def onnx_conv_weight_grad(ctx, x: str, gy: str, gy_hw, *, kernel, stride, dilation, groups: int, pads, output: str) -> str:
-    """The kernel :func:`conv2d_weight_grad` in ONNX: one Conv with the batch as the reduction axis —
-    ``x`` with N and C swapped (channels of a group moved into the "batch"), ``gy`` with N and O swapped
-    as the weight, the forward stride as dilation and the forward dilation as stride, cropped to the kernel."""
+    """The kernel :func:`conv2d_weight_grad` in ONNX, as im2col + one batched MatMul: the columns
+    (N, g, C/g·kh·kw, Ho·Wo) come from a Conv of every input plane with kh·kw one-hot kernels, and
+    are multiplied by ``gy`` (N, g, O/g, Ho·Wo) transposed and summed over the batch. (A Conv with
+    ``gy`` as a Ho×Wo "weight" is the textbook identity, but runtimes run such huge kernels several
+    times slower; per-tap Slices and a Concat cost twice this.)"""
     tx = ctx.type_of(x)
-    c, h, w = static(tx.shape[1], "input channels"), tx.shape[2], tx.shape[3]
-    ho, wo = gy_hw
-    cg = c // groups
-    if groups == 1:
-        xt = ctx.node("Transpose", [x], hint="x_t", perm=[1, 0, 2, 3])  # (C, N, H, W)
-    else:  # (Cg, g·N, H, W): channel cg of group G at "batch" cg, channel G·N + n
-        xt = ctx.node("Reshape", [x, ctx.ints([0, groups, cg, h, w])], hint="x_groups")
-        xt = ctx.node("Transpose", [xt], hint="x_groups_t", perm=[2, 1, 0, 3, 4])
-        xt = ctx.node("Reshape", [xt, ctx.ints([cg, -1, h, w])], hint="x_t")
-    gyt = ctx.node("Transpose", [gy], hint="gy_t", perm=[1, 0, 2, 3])  # (O, N, Ho, Wo)
-    full = [(n + p[0] + p[1] - s * (m - 1) - 1) // d + 1 for n, p, s, m, d in zip((h, w), pads, stride, (ho, wo), dilation)]
-    gw = ctx.node("Conv", [xt, gyt], hint="gw_t", kernel_shape=[ho, wo], strides=list(dilation), dilations=list(stride),
-                  pads=onnx_pads(pads), group=groups)  # (Cg, O, ≥kh, ≥kw)
-    if tuple(full) != tuple(kernel):
-        gw = onnx_slice(ctx, gw, [0, 0], list(kernel), [2, 3], hint="gw_t_cropped")
-    return ctx.node("Transpose", [gw], output, perm=[1, 0, 2, 3])
+    c = static(tx.shape[1], "input channels")
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, gy_hw
+    h, w = tx.shape[2:]
+    # im2col as a Conv of every channel with one-hot kernels: (N·C, 1, H, W) → (N·C, kh·kw, Ho, Wo)
+    onehot = np.zeros((kh * kw, 1, kh, kw), dtype=tx.dtype)
+    for k in range(kh * kw):
+        onehot[k, 0, k // kw, k % kw] = 1.0
+    planes = ctx.node("Reshape", [x, ctx.ints([-1, 1, h, w])], hint="x_planes")
+    cols = ctx.node("Conv", [planes, ctx.const(onehot, tx.dtype, "onehot_taps")], hint="cols", kernel_shape=[kh, kw],
+                    strides=[sh, sw], dilations=[dh, dw], pads=onnx_pads(pads))
+    cols = ctx.node("Reshape", [cols, ctx.ints([-1, c, kh * kw, ho, wo])], hint="cols_nc")
+    cols = ctx.node("Reshape", [cols, ctx.ints([0, groups, (c // groups) * kh * kw, ho * wo])], hint="cols_g")
+    o = ctx.type_of(gy).shape[1]
+    gyg = ctx.node("Reshape", [gy, ctx.ints([0, groups, o // groups, ho * wo])], hint="gy_g")
+    per_image = ctx.node("MatMul", [gyg, ctx.node("Transpose", [cols], hint="cols_t", perm=[0, 1, 3, 2])], hint="gw_n")
+    total = ctx.node("ReduceSum", [per_image, ctx.ints([0])], hint="gw_g", keepdims=0)  # (g, O/g, C/g·kh·kw)
+    return ctx.node("Reshape", [total, ctx.ints([o, c // groups, kh, kw])], output)
 
 
 def resolve_pads(padding, n: int, k: int, s: int, d: int) -> tuple[int, int]:

@@ -123,6 +123,28 @@ def _unpad(ctx, op, name, in_hw, output=None):
     return ctx.node("Slice", [name, ctx.ints([pt, pl]), ctx.ints([pt + in_hw[0], pl + in_hw[1]]), ctx.ints([2, 3])], output)
 
 
+def first_max(win: np.ndarray, want_tap: bool = True):
+    """Each window's maximum and the row-major tap of its first maximum, one tap at a time: elementwise
+    over whole (N, C, Ho, Wo) planes, a loop only over the kernel's kh·kw taps."""
+    kh, kw = win.shape[:2]
+    best = win[0, 0].copy()
+    for t in range(1, kh * kw):
+        np.maximum(best, win[t // kw, t % kw], out=best)
+    if not want_tap:
+        return best, None
+    tap = np.full(best.shape, kh * kw - 1, np.int8 if kh * kw < 128 else np.int32)
+    for t in range(kh * kw - 2, -1, -1):  # from the last tap back: the first maximum is written last
+        tap[win[t // kw, t % kw] == best] = t
+    return best, tap
+
+
+def tap_view(xp: np.ndarray, t: int, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """The (N, C, Ho, Wo) strided view of the inputs that tap ``t`` of every window reads."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    u, v = divmod(t, kw)
+    return xp[:, :, u * dh:u * dh + (out_hw[0] - 1) * sh + 1:sh, v * dw:v * dw + (out_hw[1] - 1) * sw + 1:sw]
+
+
 class _Pool2d(_Windowed):
     """Window arithmetic shared by max and average pooling (stride defaults to the kernel)."""
 
@@ -161,8 +183,14 @@ class _Pool2d(_Windowed):
         """``x`` padded with ``fill`` (grown at the end for ceil mode's last window) and its window view."""
         out = self.out_spatial(TensorType(x.shape, str(x.dtype)))
         k, s, d = self._kernel(), self._stride(), self._dilation()
-        xp = padded(x, self.pads(x.shape[2:]), tuple(_span(o, *ksd) for o, ksd in zip(out, zip(k, s, d))), fill=fill)
+        need = tuple(_span(o, *ksd) for o, ksd in zip(out, zip(k, s, d)))
+        pads = self.pads(x.shape[2:])
+        if any(p for pair_ in pads for p in pair_) or need[0] > x.shape[2] or need[1] > x.shape[3]:
+            xp = padded(x, pads, need, fill=fill)
+        else:
+            xp = x  # windows inside the input: no padded copy
         return xp, windows(xp, k, s, d, out)
+
 
     def _divisors(self, in_hw, out_hw):
         """Average pooling's per-axis window sizes (its ``count_include_pad`` rule)."""
@@ -195,7 +223,7 @@ class MaxPool2d(_Pool2d):
     )
 
     def forward(self, x):
-        return self._padded_windows(x, -np.inf)[1].max(axis=(0, 1))
+        return first_max(self._padded_windows(x, -np.inf)[1], want_tap=False)[0]
 
     def onnx(self, ctx, xs, y):
         _onnx_maxpool(ctx, self, xs[0], y)
@@ -242,17 +270,16 @@ class MaxPool2dGrad(_Pool2d):
 
     def forward(self, x, gy):
         xp, win = self._padded_windows(x, -np.inf)
+        _, tap = first_max(win)
+        geometry = (self._kernel(), self._stride(), self._dilation(), gy.shape[2:])
+        gxp = np.zeros(xp.shape, gy.dtype)
+        share = np.empty_like(gy)
         kh, kw = self._kernel()
-        n, c, ho, wo = gy.shape
-        tap = win.reshape(kh * kw, n, c, ho, wo).argmax(axis=0)  # first maximum on ties
-        (dh, dw), (sh, sw) = self._dilation(), self._stride()
-        hb, wb = xp.shape[2:]
-        # flat index into xp of the winning input of every output, then one scatter-add (bincount)
-        base = (np.arange(n * c).reshape(n, c, 1, 1) * hb + np.arange(ho).reshape(ho, 1) * sh) * wb + np.arange(wo) * sw
-        index = base + (tap // kw) * dh * wb + (tap % kw) * dw
-        gxp = np.bincount(index.ravel(), weights=gy.ravel(), minlength=xp.size).reshape(xp.shape)
+        for t in range(kh * kw):  # each tap's share lands on a strided view: no two outputs of one tap collide
+            np.multiply(gy, tap == t, out=share)
+            tap_view(gxp, t, *geometry)[...] += share
         (pt, _), (pl, _) = self.pads(x.shape[2:])
-        return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]].astype(gy.dtype)
+        return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
 
     def onnx(self, ctx, xs, y):
         """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
