@@ -16,21 +16,25 @@ _CUDA_OK: bool | None = None
 
 @contextmanager
 def _quiet_stderr():
-    """Silence C++-level writes to stderr (onnxruntime logs provider-load failures there)."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    """Silence writes to stdout and stderr, Python's and the C++ library's alike: onnxruntime reports
+    CUDA libraries that do not load on both, and ``auto`` falls back to the CPU quietly."""
+    streams = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            streams.append(stream.fileno())
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+    saved = [os.dup(fd) for fd in streams]
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, fd)
+        for fd in streams:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        for fd, copy in zip(streams, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(devnull)
 
 
@@ -50,6 +54,8 @@ def session(model, device: str = "auto"):
     if want_cuda:
         try:
             with _quiet_stderr():
+                if _CUDA_OK is None and hasattr(ort, "preload_dlls"):
+                    ort.preload_dlls()  # the CUDA/cuDNN libraries of the nvidia-* wheels (graphc[cuda]), if installed
                 sess = ort.InferenceSession(payload, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
             if sess.get_providers()[0] == "CUDAExecutionProvider":
                 _CUDA_OK = True

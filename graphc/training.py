@@ -1,0 +1,5 @@
+"""Being written: `graphc training`."""
+
+
+def add_subcommand(sub, epilog: str) -> None:
+    """Add the subcommand to the CLI's subparsers (nothing yet)."""
