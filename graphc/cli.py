@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 from . import __version__
 from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError

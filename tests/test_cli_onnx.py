@@ -24,7 +24,7 @@ def lenet_inputs(tmp_path):
 
 
 def test_export_forward_embeds_parameters_and_runs(tmp_path, lenet_inputs):
-    model_path, params = tmp_path / "lenet.onnx", tmp_path / "p.npz"
+    model_path = tmp_path / "lenet.onnx"
     r = graphc("export", SPECS / "lenet5.yaml", "-o", model_path, "--seed", 5)
     assert r.returncode == 0, r.stderr
     model = onnx.load(model_path)

@@ -20,7 +20,7 @@ An op *is* its attributes: a frozen, strict pydantic model, equal and hashable b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated, Any, ClassVar, Literal
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator
 
 from ..errors import ShapeError
 from ..tensor import TensorType, static
@@ -174,15 +174,16 @@ def onnx_transposed_conv(ctx, gy: str, w: str, w_shape, *, stride, dilation, gro
     (O, C/g, kh, kw), already of gy's dtype, onto an output of size ``out_hw`` whose conv padding began
     at ``pads_begin``; ``bias`` (C,) optionally added.
 
-    ``groups == 1``: one ConvTranspose, the full output ``s(n − 1) + d(k − 1) + 1`` cropped by explicit
-    pads, or grown by ``output_padding`` (< stride) where the output is longer. Otherwise (onnx's
-    ReferenceEvaluator mishandles grouped ConvTranspose): a Conv of the zero-inserted ``gy`` with the
-    flipped, per-group transposed weight — ONNX Conv supports groups everywhere."""
+    ``groups == 1`` with a stride: one ConvTranspose, the full output ``s(n − 1) + d(k − 1) + 1`` cropped by
+    explicit pads, or grown by ``output_padding`` (< stride) where the output is longer. Otherwise (unit
+    stride, where a Conv is faster; groups, which onnx's ReferenceEvaluator mishandles in ConvTranspose):
+    a Conv of the (zero-inserted) ``gy`` with the flipped, per-group transposed weight."""
     o, cg, kh, kw = w_shape
     kernel = (kh, kw)
     ends = [s * (n - 1) + d * (k - 1) + 1 - p - m for s, n, d, k, p, m in zip(stride, in_hw, dilation, kernel, pads_begin, out_hw)]
     inputs_tail = [bias] if bias is not None else []
-    if groups == 1 and all(e >= 0 or -e < s for e, s in zip(ends, stride)):
+    # stride 1 takes the Conv path below as well: runtimes run Conv several times faster than ConvTranspose
+    if groups == 1 and tuple(stride) != (1, 1) and all(e >= 0 or -e < s for e, s in zip(ends, stride)):
         output_padding = [max(-e, 0) for e in ends]
         return ctx.node("ConvTranspose", [gy, w, *inputs_tail], output, hint="conv_transpose", kernel_shape=list(kernel),
                         strides=list(stride), dilations=list(dilation), pads=[*pads_begin, *(max(e, 0) for e in ends)],

@@ -13,7 +13,7 @@ from ..errors import ShapeError
 from ..tensor import TensorType, static
 from .base import (IDENTITY_WINDOW, Op, PositiveInt, Window, _list_to_tuple, conv_arith, conv_out, expect_float,
                    expect_rank, pair, sample)
-from .conv import Size2, _span, _Windowed, onnx_pads, onnx_slice, onnx_transposed_conv, padded
+from .conv import Size2, _span, _Windowed, onnx_transposed_conv, padded
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositivePair = Annotated[PositiveInt | tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
@@ -140,7 +140,7 @@ def first_max(win: np.ndarray, want_tap: bool = True):
 
 def tap_view(xp: np.ndarray, t: int, kernel, stride, dilation, out_hw) -> np.ndarray:
     """The (N, C, Ho, Wo) strided view of the inputs that tap ``t`` of every window reads."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    (_, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     u, v = divmod(t, kw)
     return xp[:, :, u * dh:u * dh + (out_hw[0] - 1) * sh + 1:sh, v * dw:v * dw + (out_hw[1] - 1) * sw + 1:sw]
 
