@@ -61,8 +61,14 @@ def _layer_graph(ex: Expanded, inputs: list[str]) -> nx.DiGraph:
     return g
 
 
-def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
-    """The forward IR of a spec, with the loss nodes (role ``loss``) when the spec has a loss."""
+def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
+    """The forward IR of a spec, with the loss nodes (role ``loss``) when the spec has a loss.
+
+    ``graph.graph["failed"]`` maps each layer (or ``loss``) whose shape rule failed to its diagnostic.
+    It is empty unless ``partial=True``: then shape-inference failures do not raise, and the graph
+    holds every layer lowered before or beside them (layers downstream of a failure are absent);
+    every other error still raises. ``graphc viz`` uses it to draw a spec up to its failing layer.
+    """
     data = loaded.data
     ex = expand(data, loaded.blocks)
     errors = list(loaded.errors) + ex.errors
@@ -137,6 +143,7 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
         decl = data["inputs"][name]
         builder.input(name, decl["shape"], decl.get("dtype", "float32"), loc_of(data["inputs"], name))
     failed: set[str] = set()
+    shape_failures: dict[str, Diagnostic] = {}
     index = {n: i for i, n in enumerate(lg.nodes)}
     for name in nx.lexicographical_topological_sort(lg, key=index.__getitem__):
         layer = layer_by_name.get(name)
@@ -152,7 +159,8 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
         except ShapeError as e:
             failed.add(name)
             shown = ", ".join(f"{s} {builder.type_of(s)}" for s in srcs)
-            errors.append(Diagnostic(f"{layer.kind} '{name}': {e}", layer.loc, f"inputs: {shown}" if shown else None))
+            shape_failures[name] = Diagnostic(f"{layer.kind} '{name}': {e}", layer.loc, f"inputs: {shown}" if shown else None)
+            errors.append(shape_failures[name])
             continue
         for pname in layer.init:
             if (name, pname) not in builder.used_inits:
@@ -173,8 +181,9 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
                     errors.append(Diagnostic("'l2' is set but the network has no weights to regularise", loc_of(loss_decl, "l2")))
         except ShapeError as e:
             shown = ", ".join(f"{s} {builder.type_of(s)}" for s in loss_inputs)
-            errors.append(Diagnostic(f"loss {loss_decl['op']}: {e}", loc_of(loss_decl, "op"), f"inputs: {shown}"))
-    if errors:
+            shape_failures[LOSS_NODE] = Diagnostic(f"loss {loss_decl['op']}: {e}", loc_of(loss_decl, "op"), f"inputs: {shown}")
+            errors.append(shape_failures[LOSS_NODE])
+    if errors and not (partial and len(errors) == len(shape_failures)):
         raise GraphcError(errors)
     g = builder.graph
     g.graph["outputs"] = {k: ex.resolve(v) for k, v in outputs.items()}
@@ -185,6 +194,7 @@ def build_graph(loaded: LoadedSpec) -> nx.DiGraph:
     g.graph["instances"] = ex.instances
     g.graph["layers"] = {l.name: l for l in ex.layers}
     g.graph["layer_ops"] = ops  # the spec-level op of each layer (a composite's, not its last part's)
+    g.graph["failed"] = shape_failures
     return g
 
 
