@@ -54,8 +54,9 @@ def cmd_compile(args) -> int:
 def _params(graph, args) -> dict:
     from .files import load_arrays
     from .params import initial_params
+    from .trainer import run_params
 
-    given = load_arrays(args.params, "--params") if args.params else {}
+    given = load_arrays(run_params(args.params), "--params") if args.params else {}
     return initial_params(graph, args.seed, given)
 
 

@@ -89,6 +89,7 @@ class Spec(Strict):
     layers: list[LayerEntry] = Field(min_length=1)
     outputs: list[str] | dict[Name, str] | None = None
     loss: LossDecl | None = None
+    train: trainspec.TrainDecl | None = None
 
 
 class Library(Strict):
@@ -100,3 +101,5 @@ class Library(Strict):
 
 
 RESERVED_LAYER_KEYS = frozenset(LayerEntry.model_fields)
+
+from . import trainspec  # noqa: E402 - the train section's models use this module's (resolved on first use)

@@ -1,5 +1,63 @@
-"""Being written: `graphc training`."""
+"""``graphc train``: the command line of the training loop (graphc.trainer)."""
+
+from __future__ import annotations
+
+import argparse
+
+TRAIN_EPILOG = """exit codes: 0 success · 1 invalid spec, data or option (messages name file:line:col) ·
+2 invalid command line · 3 a numerical check failed: a non-finite loss stopped the run (the last good
+checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 130 interrupted (Ctrl-C
+or SIGTERM): a checkpoint was written, continue with --resume RUN_DIR"""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be ≥ 0")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
+
+
+def cmd_train(args) -> int:
+    from .errors import GraphcError
+    from .trainer import Options, train
+
+    if args.spec is None and args.resume is None:
+        raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
+    return train(Options(spec=args.spec, out=args.out, backend=args.backend, device=args.device, sets=args.set or [],
+                         overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0))
 
 
 def add_subcommand(sub, epilog: str) -> None:
-    """Add the subcommand to the CLI's subparsers (nothing yet)."""
+    """Add ``graphc train`` to the CLI's subparsers."""
+    t = sub.add_parser(
+        "train", help="train a spec (its train: section) on the digits or an .npz, with checkpoints", epilog=TRAIN_EPILOG,
+        description="Train SPEC with the optimiser, schedule and data of its 'train:' section (every key can be overridden with "
+                    "--set) on the NumPy interpreter or onnxruntime. Writes RUN_DIR/metrics.csv, metrics.json, curves.png, "
+                    "best.npz (the best epoch on the monitored validation metric; use it with run/export --params), "
+                    "final.npz, normalization.npz and checkpoints/ (the two newest; at the end of every epoch, every "
+                    "--checkpoint-every steps and on Ctrl-C). A progress bar is shown when stderr is a terminal.")
+    t.add_argument("spec", nargs="?", help="the spec file (YAML); with --resume, defaults to the run's spec")
+    t.add_argument("--backend", choices=("numpy", "onnxruntime"), default=None,
+                   help="graphc's NumPy interpreter (default) or the exported training step on onnxruntime")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="onnxruntime device: CUDA when its provider loads (auto, the default), or force one")
+    t.add_argument("--out", metavar="RUN_DIR", help="the run directory (default: runs/<spec name>, numbered if taken)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a spec value by dotted path, the value read as YAML (repeatable): --set train.lr=3e-4 "
+                        "--set train.lr_decay.kind=step --set layers.fc1.units=200")
+    t.add_argument("--overfit", type=_at_least_one, metavar="K",
+                   help="the course's first check: train on K training examples only (no L2, no validation) until 100%% "
+                        "training accuracy or train.overfit_epochs; exit 3 if it is not reached")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its newest usable checkpoint, exactly as if never stopped; "
+                        "refused if the spec (or a --set value) changed")
+    t.add_argument("--checkpoint-every", type=_positive, metavar="N",
+                   help="also write a checkpoint every N optimiser steps (batches); default: at the end of every epoch only")
+    t.set_defaults(run=cmd_train)

@@ -1,0 +1,107 @@
+"""Checkpoints of a training run: everything needed to continue it exactly.
+
+One checkpoint is one ``.npz`` file ``RUN_DIR/checkpoints/ckpt-<step>.npz`` (``step``: optimiser steps
+taken, 8 digits), written atomically (temporary file, then rename); the two newest are kept, so a
+checkpoint that is damaged later still leaves the previous one. It holds:
+
+- ``param/<name>``: every parameter, batchnorm running statistics included;
+- ``state/…``: the optimiser state (``state/<param>/<slot>``, Adam's ``state/step``);
+- ``order``: the current epoch's example order;
+- ``meta``: UTF-8 JSON (as a uint8 array, so no pickles): format version, spec and data hashes, epoch
+  and batch position, step, the random generator's state, the metrics of finished epochs, the
+  running sums of the current epoch, model-selection and early-stopping state, elapsed seconds, and
+  a SHA-256 of all the arrays above (a damaged file fails this check and is skipped with a warning).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GraphcError
+from .files import load_arrays, save_arrays
+
+FORMAT = 1
+KEEP = 2
+_NAME = re.compile(r"^ckpt-(\d+)\.npz$")
+
+
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def listed(run_dir: Path) -> list[Path]:
+    """Checkpoint files, newest (most steps) first."""
+    d = checkpoint_dir(run_dir)
+    if not d.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in d.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def save(run_dir: Path, params: dict, state: dict, order: np.ndarray, meta: dict) -> Path:
+    """Write a checkpoint atomically and keep only the :data:`KEEP` newest; returns its path."""
+    arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
+    arrays.update({k: np.asarray(v) for k, v in state.items()})
+    arrays["order"] = np.asarray(order, np.int64)
+    meta = {**meta, "format": FORMAT, "sha256": _digest(arrays)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    d = checkpoint_dir(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"ckpt-{meta['step']:08d}.npz"
+    save_arrays(path, arrays)
+    for old in listed(run_dir)[KEEP:]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def read(path: Path) -> tuple[dict, dict, np.ndarray, dict]:
+    """(params, optimiser state, order, meta) of one checkpoint; a damaged file is a GraphcError."""
+    arrays = load_arrays(path, "checkpoint")
+    if "meta" not in arrays or "order" not in arrays:
+        raise GraphcError(f"{path} is not a graphc checkpoint (no meta)")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GraphcError(f"{path}: unreadable metadata ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise GraphcError(f"{path}: checkpoint format {meta.get('format')} (this graphc reads {FORMAT})")
+    if _digest(arrays) != meta.get("sha256"):
+        raise GraphcError(f"{path}: contents do not match their checksum (damaged)")
+    params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
+    state = {k: v for k, v in arrays.items() if k.startswith("state/")}
+    return params, state, arrays["order"], meta
+
+
+def newest_valid(run_dir: Path, warn=None) -> tuple[Path, tuple]:
+    """The newest checkpoint that reads and checks; each damaged newer one is skipped with a warning."""
+    warn = warn or (lambda text: print(f"graphc: warning: {text}", file=sys.stderr))
+    paths = listed(run_dir)
+    if not paths:
+        raise GraphcError(f"{run_dir} has no checkpoints to resume from ({checkpoint_dir(run_dir)} is empty or missing)")
+    problems = []
+    for i, path in enumerate(paths):
+        try:
+            loaded = read(path)
+        except GraphcError as e:
+            problems.append(str(e.diagnostics[0].message))
+            nxt = paths[i + 1].name if i + 1 < len(paths) else None
+            warn(f"checkpoint {path.name} is unusable: {e.diagnostics[0].message}"
+                 + (f"; falling back to {nxt}" if nxt else ""))
+            continue
+        return path, loaded
+    raise GraphcError(f"no usable checkpoint in {checkpoint_dir(run_dir)}: " + "; ".join(problems))

@@ -1,0 +1,178 @@
+"""Training data: a source (scikit-learn's digits by name, or an ``.npz``), a reproducible
+train/validation/test split, normalisation fitted on the training split only, and the arrays shaped
+and typed for the spec's data and label inputs.
+
+The split: the data's own ``x_test``/``x_val`` when it has them; otherwise ``split.test`` of all
+examples is held out for the test, then ``split.val`` of the rest for validation, both drawn with
+``split.seed`` and stratified by class when the labels are integers (scikit-learn's
+``train_test_split``), so every run of a spec sees the same three sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GraphcError
+from .files import load_arrays, save_arrays
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Normalization:
+    """``x' = (x − mean) / scale``; ``mean`` has one example's shape (or is a scalar), ``scale`` is a number."""
+
+    mean: np.ndarray
+    scale: float
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale).astype(np.float32)
+
+    def save(self, path) -> None:
+        save_arrays(path, {"mean": np.asarray(self.mean, np.float32), "scale": np.asarray(self.scale, np.float32)})
+
+    @classmethod
+    def load(cls, path) -> Normalization:
+        arrays = load_arrays(path, "normalization")
+        return cls(arrays["mean"], float(arrays["scale"]))
+
+
+def fit_normalization(x: np.ndarray, center: str, scale: str) -> Normalization:
+    """Statistics of the training split (see :class:`~graphc.trainspec.NormalizeDecl`)."""
+    x = x.astype(np.float64)
+    if center == "per_feature":
+        mean = x.mean(axis=0)
+    elif center == "global":
+        mean = np.asarray(x.mean())
+    else:
+        mean = np.zeros(())
+    centred = x - mean
+    s = {"std": centred.std(), "max": np.abs(centred).max(initial=0.0), "none": 1.0}[scale]
+    s = float(s) if s > 0 else 1.0
+    return Normalization(mean.astype(np.float32), s)
+
+
+def load_source(source: str, spec_dir: Path) -> dict[str, np.ndarray]:
+    """Raw arrays ``x_train``, ``y_train`` (and any of ``x_val``, ``y_val``, ``x_test``, ``y_test``)."""
+    if source == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return {"x_train": digits.data.astype(np.float32), "y_train": digits.target.astype(np.int64)}
+    path = Path(source)
+    if not path.is_absolute():
+        path = spec_dir / path
+    arrays = load_arrays(path, "train.data")
+    for need in ("x_train", "y_train"):
+        if need not in arrays:
+            raise GraphcError(f"train.data: {path} has no '{need}' (it has: {', '.join(sorted(arrays)) or 'nothing'})",
+                              hint="save x_train, y_train and optionally x_val, y_val, x_test, y_test with numpy.savez")
+    for part in ("train", "val", "test"):
+        x, y = arrays.get(f"x_{part}"), arrays.get(f"y_{part}")
+        if (x is None) != (y is None):
+            raise GraphcError(f"train.data: {path} has {'x' if y is None else 'y'}_{part} but not {'y' if y is None else 'x'}_{part}")
+        if x is not None and len(x) != len(y):
+            raise GraphcError(f"train.data: {path}: x_{part} has {len(x)} examples but y_{part} has {len(y)}")
+    return arrays
+
+
+def split(arrays: dict[str, np.ndarray], test: float, val: float, seed: int, stratify: bool) -> dict[str, Split]:
+    """Train/validation/test splits (empty ones have zero examples)."""
+    from sklearn.model_selection import train_test_split
+
+    def carve(x, y, fraction, salt):
+        n_out = math.ceil(len(x) * fraction) if fraction > 0 else 0
+        if n_out == 0:
+            return (x, y), (x[:0], y[:0])
+        if n_out >= len(x):
+            raise GraphcError(f"train.split: holding out {fraction:g} of {len(x)} examples leaves none to train on")
+        classes = y if stratify and y.ndim == 1 and y.dtype.kind in "iu" else None
+        if classes is not None and (np.unique(classes, return_counts=True)[1].min() < 2 or n_out < len(np.unique(classes))):
+            classes = None  # too few examples per class to stratify
+        x_in, x_out, y_in, y_out = train_test_split(x, y, test_size=n_out, random_state=seed + salt, stratify=classes)
+        return (x_in, y_in), (x_out, y_out)
+
+    x, y = arrays["x_train"], arrays["y_train"]
+    if "x_test" in arrays:
+        test_part = (arrays["x_test"], arrays["y_test"])
+    else:
+        (x, y), test_part = carve(x, y, test, 0)
+    if "x_val" in arrays:
+        val_part = (arrays["x_val"], arrays["y_val"])
+    else:
+        (x, y), val_part = carve(x, y, val, 1)
+    return {"train": Split(x, y), "val": Split(*val_part), "test": Split(*test_part)}
+
+
+def shape_features(x: np.ndarray, want: tuple, name: str, what: str) -> np.ndarray:
+    """``x`` reshaped to the input's shape ``(N, …)`` when its per-example element count matches."""
+    rest = want[1:]
+    if any(not isinstance(d, int) for d in rest):
+        if x.ndim == len(want):
+            return x
+        raise GraphcError(f"{what}: examples of shape {x.shape[1:]} do not fit input '{name}' {tuple(want)}")
+    if tuple(x.shape[1:]) == tuple(rest):
+        return x
+    if math.prod(x.shape[1:]) != math.prod(rest):
+        raise GraphcError(f"{what}: each example has {math.prod(x.shape[1:])} values {tuple(x.shape[1:])}, but input '{name}' "
+                          f"({', '.join(map(str, want))}) takes {math.prod(rest)}",
+                          hint="use a spec whose input matches the data (the digits have 64 = 8×8 pixels)")
+    return x.reshape((len(x),) + tuple(rest))
+
+
+def shape_labels(y: np.ndarray, want_shape: tuple, want_dtype: str, name: str, what: str) -> np.ndarray:
+    """Labels as the label input wants them: int64 class indices, float targets, or one-hot floats
+    (integer labels for a float ``(N, C)`` input)."""
+    rest = want_shape[1:]
+    if want_dtype == "int64":
+        if y.dtype.kind not in "iu":
+            raise GraphcError(f"{what}: labels have dtype {y.dtype}, but input '{name}' takes int64 class indices")
+        return shape_features(y.astype(np.int64), want_shape, name, what) if rest else y.astype(np.int64).reshape(-1)
+    if y.dtype.kind in "iu" and y.ndim == 1 and len(rest) == 1 and isinstance(rest[0], int) and rest[0] > 1:
+        if y.min(initial=0) < 0 or y.max(initial=0) >= rest[0]:
+            raise GraphcError(f"{what}: labels range over {y.min()}..{y.max()}, input '{name}' has {rest[0]} classes")
+        return np.eye(rest[0], dtype=np.float32)[y]
+    return shape_features(y.astype(np.float32), want_shape, name, what)
+
+
+def fingerprint(splits: dict[str, Split]) -> str:
+    """SHA-256 of the prepared arrays: a resumed run checks that it trains on the same data."""
+    h = hashlib.sha256()
+    for part in SPLITS:
+        for a in (splits[part].x, splits[part].y):
+            h.update(f"{part}{a.dtype}{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def prepare(train_decl, graph, data_input: str, label_input: str, spec_dir: Path, overfit: int | None = None):
+    """(splits ready to feed, the normalisation fitted on the training split)."""
+    arrays = load_source(train_decl.data, spec_dir)
+    s = train_decl.split
+    parts = split(arrays, s.test, s.val, s.seed, s.stratify)
+    if overfit is not None:
+        if overfit > len(parts["train"]):
+            raise GraphcError(f"--overfit {overfit}: the training split has only {len(parts['train'])} examples")
+        parts = {"train": Split(parts["train"].x[:overfit], parts["train"].y[:overfit]),
+                 "val": Split(parts["train"].x[:0], parts["train"].y[:0]), "test": parts["test"]}
+    x_type, y_type = graph.nodes[data_input]["type"], graph.nodes[label_input]["type"]
+    source = f"train.data ({train_decl.data})"
+    shaped = {p: Split(shape_features(parts[p].x, x_type.shape, data_input, source),
+                       shape_labels(parts[p].y, y_type.shape, y_type.dtype, label_input, source)) for p in SPLITS}
+    norm = fit_normalization(shaped["train"].x, train_decl.normalize.center, train_decl.normalize.scale)
+    ready = {p: Split(norm.apply(shaped[p].x) if len(shaped[p]) else shaped[p].x.astype(np.float32), shaped[p].y) for p in SPLITS}
+    return ready, norm

@@ -1,0 +1,81 @@
+"""The two engines a training run uses, compiled once: one whole training step (forward, loss,
+backward and optimiser update as one graph) and the inference-mode evaluation (loss and the
+prediction node) of the forward graph, on the NumPy interpreter or on onnxruntime."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from .interpreter import Program
+
+
+def loss_parts(graph: nx.DiGraph) -> tuple[str, str, str]:
+    """(loss node, the loss op's node, its prediction input) of a forward graph."""
+    loss = graph.graph["loss"]
+    candidates = [loss] + list(graph.nodes[loss]["inputs"])
+    op_node = next(n for n in candidates if graph.nodes[n]["op"].is_loss and graph.nodes[n]["op"].kind != "l2_penalty")
+    return loss, op_node, graph.nodes[op_node]["inputs"][0]
+
+
+def accuracy_fn(kind: str):
+    """Correct predictions per example for a loss kind, or None when accuracy means nothing (regression)."""
+    if kind in ("softmax_cross_entropy", "hinge"):
+        def correct(pred, y):
+            return pred.argmax(axis=1) == (y if y.ndim == pred.ndim - 1 else y.argmax(axis=1))
+        return correct
+    if kind == "sigmoid_cross_entropy":
+        return lambda pred, y: (pred > 0) == (y > 0.5)
+    return None
+
+
+class NumpyEngine:
+    name = "numpy"
+
+    def __init__(self, step_graph: nx.DiGraph, forward: nx.DiGraph, device: str = "auto"):
+        self.updates = step_graph.graph["step"]
+        self.loss = step_graph.graph["loss"]
+        self.targets = list(self.updates)
+        self.step_program = Program(step_graph, [self.loss] + [self.updates[k] for k in self.targets])
+        loss, _, pred = loss_parts(forward)
+        self.eval_outputs = (loss, pred)
+        self.eval_program = Program(forward, [loss, pred])
+        self.provider = "NumPy interpreter"
+
+    def step(self, feeds: dict) -> tuple[float, dict]:
+        out = self.step_program.run(feeds)
+        return float(out[self.loss]), {k: out[self.updates[k]] for k in self.targets}
+
+    def evaluate(self, feeds: dict) -> tuple[float, np.ndarray]:
+        out = self.eval_program.run(feeds)
+        return float(out[self.eval_outputs[0]]), out[self.eval_outputs[1]]
+
+
+class OrtEngine:
+    name = "onnxruntime"
+
+    def __init__(self, step_graph: nx.DiGraph, forward: nx.DiGraph, device: str = "auto"):
+        from .onnx_export import export_model, training_model, training_outputs
+        from .ort_backend import session
+
+        updates = step_graph.graph["step"]
+        _, names = training_outputs(step_graph)
+        self.targets = list(updates)
+        self.out_names = ["loss"] + [names[updates[k]] for k in self.targets]
+        self.step_session, self.provider = session(training_model(step_graph), device)
+        self.step_inputs = [i.name for i in self.step_session.get_inputs()]
+        loss, _, pred = loss_parts(forward)
+        self.eval_session, _ = session(export_model(forward, [loss, pred]), device)
+        self.eval_inputs = [i.name for i in self.eval_session.get_inputs()]
+        self.eval_names = [loss, pred]
+
+    def step(self, feeds: dict) -> tuple[float, dict]:
+        out = self.step_session.run(self.out_names, {k: feeds[k] for k in self.step_inputs})
+        return float(out[0]), dict(zip(self.targets, out[1:]))
+
+    def evaluate(self, feeds: dict) -> tuple[float, np.ndarray]:
+        loss, pred = self.eval_session.run(self.eval_names, {k: feeds[k] for k in self.eval_inputs})
+        return float(loss), pred
+
+
+ENGINES = {"numpy": NumpyEngine, "onnxruntime": OrtEngine}

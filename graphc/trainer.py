@@ -1,0 +1,483 @@
+"""The training loop of ``graphc train``: epochs of shuffled mini-batches through one compiled
+training step, evaluation in inference mode, model selection, early stopping, checkpoints.
+
+Run directory (``--out``)::
+
+    run.json            how the run was started: spec path, --set values, --overfit, backend, hashes
+    spec.yaml           a copy of the spec file as it was at the start
+    spec.json           the effective spec (after --set and overrides), to name what changed on --resume
+    normalization.npz   mean and scale fitted on the training split: x' = (x − mean) / scale
+    metrics.csv         one row per epoch: epoch, lr, loss, train_accuracy, val_loss, val_accuracy, seconds
+    metrics.json        the same rows under "epochs", plus the summary (test_accuracy, best_val_accuracy, …)
+    curves.png          loss and accuracy per epoch
+    best.npz            parameters (and batchnorm running statistics) of the best epoch on the monitored metric
+    final.npz           parameters at the end of the run
+    checkpoints/        the two newest checkpoints (see graphc.checkpoint)
+
+Reproducibility: every random choice (initial parameters, example order, dropout masks) comes from
+``train.seed``; the order and masks come from one generator whose state is checkpointed, so a
+resumed run takes exactly the steps the uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, checkpoint
+from .data import fingerprint, prepare
+from .engines import ENGINES, accuracy_fn, loss_parts
+from .errors import EXIT_CHECK_FAILED, GraphcError, did_you_mean
+from .files import save_arrays, write_atomic
+from .run import draw_masks
+
+EXIT_INTERRUPTED = 130
+CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+@dataclass
+class Options:
+    spec: str | None
+    out: str | None = None
+    backend: str | None = None
+    device: str = "auto"
+    sets: list[str] = field(default_factory=list)
+    overfit: int | None = None
+    resume: str | None = None
+    checkpoint_every: int = 0
+    progress: bool | None = None  # None: when stderr is a terminal
+
+
+class NonFinite(Exception):
+    pass
+
+
+def learning_rate(t, epoch: int) -> float:
+    d = t.lr_decay
+    if d.kind == "step":
+        return t.lr * d.rate ** (epoch // d.every)
+    if d.kind == "exponential":
+        return t.lr * d.rate ** epoch
+    if d.kind == "inverse_time":
+        return t.lr / (1.0 + d.rate * epoch)
+    return t.lr
+
+
+def starting_params(graph, t) -> dict[str, np.ndarray]:
+    """The spec's initial parameters (seed ``train.seed``), with ``train.init`` overrides applied."""
+    from .params import initial_params, initial_value, param_nodes
+    from .spec import InitDecl
+
+    params = initial_params(graph, t.seed)
+    nodes = param_nodes(graph)
+    for pattern, init in t.init.items():
+        matched = [n for n in nodes if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise GraphcError(f"train.init: '{pattern}' matches no parameter", hint=did_you_mean(pattern, nodes, "parameter"))
+        decl = InitDecl(kind=init) if isinstance(init, str) else init
+        for n in matched:
+            params[n] = initial_value(n, tuple(nodes[n]["op"].shape), decl, t.seed)
+    return params
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when asked: on a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.last = 0.0
+
+    def update(self, epoch: int, epochs: int, done: int, total: int, loss: float) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and done < total):
+            return
+        self.last = now
+        width = 30
+        fill = int(width * done / max(total, 1))
+        sys.stderr.write(f"\repoch {epoch + 1}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} loss {loss:.4f}")
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+class Trainer:
+    def __init__(self, opts: Options):
+        self.started = time.monotonic()
+        self.opts = opts
+        self.interrupted = False
+        self._setup()
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        from .autodiff import training_graph
+        from .optimizers import Hyper, initial_state, with_optimizer
+        from .passes import optimize
+        from .trainspec import canonical, data_inputs, load_for_training, spec_hash
+
+        o = self.opts
+        stored = None
+        if o.resume:
+            self.run_dir = Path(o.resume)
+            stored = self._read_run_json()
+            o.spec = o.spec or stored["spec"]
+            o.sets = list(stored.get("sets", [])) + list(o.sets)
+            if o.overfit is None:
+                o.overfit = stored.get("overfit")
+            o.backend = o.backend or stored.get("backend", "numpy")
+            if not o.checkpoint_every:
+                o.checkpoint_every = stored.get("checkpoint_every", 0)
+        o.backend = o.backend or "numpy"
+        graph, t, data, blocks = load_for_training(o.spec, o.sets, overfit=o.overfit is not None)
+        self.graph, self.t, self.data = graph, t, data
+        self.hash = spec_hash(data, blocks, {"overfit": o.overfit})
+        self.data_input, self.label_input = data_inputs(graph)
+        _, loss_op, _ = loss_parts(graph)
+        self.correct = accuracy_fn(graph.nodes[loss_op]["op"].kind)
+        self.splits, self.norm = prepare(t, graph, self.data_input, self.label_input, Path(o.spec).parent, o.overfit)
+        if len(self.splits["train"]) == 0:
+            raise GraphcError("the training split is empty")
+        self.data_hash = fingerprint(self.splits)
+        training, _ = optimize(training_graph(graph))
+        self.step_graph = with_optimizer(training, t.optimizer, Hyper(momentum=t.momentum, decay=t.rho, beta1=t.beta1,
+                                                                      beta2=t.beta2, eps=t.eps))
+        self.masks = [n for n, a in self.step_graph.nodes(data=True) if a["op"].kind == "random_mask"]
+        self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}
+        self.engine = ENGINES[o.backend](self.step_graph, graph, o.device)
+        self.params = starting_params(graph, t)
+        self.state = initial_state(self.step_graph)
+        self.epochs = t.overfit_epochs if o.overfit is not None else t.epochs
+        has_val = len(self.splits["val"]) > 0
+        metric = t.monitor.removeprefix("val_")
+        if self.correct is None and metric == "accuracy":
+            metric = "loss"
+        self.monitor = f"{'val' if has_val else 'train'}_{metric}"
+        self.maximize = metric == "accuracy"
+        self.rng = np.random.default_rng(t.seed)
+        self.order = np.arange(len(self.splits["train"]))
+        self.epoch = self.batch = self.step_count = 0
+        self.history: list[dict] = []
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.elapsed_before = 0.0
+        self.done = False
+        self.stopped = None
+        if o.resume:
+            self._restore(stored)
+        else:
+            self._create_run_dir(canonical)
+
+    def _read_run_json(self) -> dict:
+        path = self.run_dir / "run.json"
+        if not path.is_file():
+            raise GraphcError(f"--resume {self.run_dir}: not a graphc run directory (no run.json)")
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise GraphcError(f"--resume {self.run_dir}: cannot read run.json: {e}") from None
+
+    def _create_run_dir(self, canonical) -> None:
+        o = self.opts
+        if o.out:
+            self.run_dir = Path(o.out)
+            if (self.run_dir / "run.json").exists():
+                raise GraphcError(f"--out {self.run_dir} already holds a training run",
+                                  hint=f"continue it with --resume {self.run_dir}, or choose another --out")
+        else:
+            base = Path("runs") / str(self.graph.graph.get("name") or Path(o.spec).stem)
+            self.run_dir, k = base, 1
+            while (self.run_dir / "run.json").exists():
+                k += 1
+                self.run_dir = base.with_name(f"{base.name}-{k}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        info = {"graphc_version": __version__, "spec": str(Path(o.spec).resolve()), "sets": o.sets, "overfit": o.overfit,
+                "backend": o.backend, "device": o.device, "provider": self.engine.provider, "checkpoint_every": o.checkpoint_every,
+                "spec_hash": self.hash, "data_hash": self.data_hash,
+                "examples": {p: len(s) for p, s in self.splits.items()}, "command": sys.argv}
+        write_atomic(self.run_dir / "spec.yaml", Path(o.spec).read_bytes())
+        write_atomic(self.run_dir / "spec.json", json.dumps(json.loads(canonical(self.data)), indent=1) + "\n")
+        self.norm.save(self.run_dir / "normalization.npz")
+        write_atomic(self.run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+        self._checkpoint()  # step 0: there is always a good checkpoint to go back to
+
+    def _restore(self, stored: dict) -> None:
+        from .trainspec import changed_paths
+
+        path, (params, state, order, meta) = checkpoint.newest_valid(self.run_dir)
+        if meta["spec_hash"] != self.hash:
+            try:
+                old = json.loads((self.run_dir / "spec.json").read_text())
+                changed = changed_paths(old, json.loads(json.dumps(self.data, default=str)))
+            except (OSError, json.JSONDecodeError):
+                changed = []
+            shown = ", ".join(changed[:8]) + (", …" if len(changed) > 8 else "") if changed else "the blocks it includes or --overfit"
+            raise GraphcError(f"--resume {self.run_dir}: the spec has changed since this run started ({shown}); "
+                              f"resuming would not continue the same training",
+                              hint="restore the spec (a copy is in spec.yaml of the run directory), or start a new run with --out")
+        if meta["data_hash"] != self.data_hash:
+            raise GraphcError(f"--resume {self.run_dir}: the training data differ from the run's (train.data {self.t.data})",
+                              hint="restore the data file, or start a new run with --out")
+        self.params.update(params)
+        self.state.update(state)
+        self.order = order
+        self.epoch, self.batch, self.step_count = meta["epoch"], meta["batch"], meta["step"]
+        self.rng.bit_generator.state = meta["rng"]
+        self.history = meta["history"]
+        self.best_value, self.best_epoch, self.bad_epochs = meta["best_value"], meta["best_epoch"], meta["bad_epochs"]
+        self.loss_sum, self.loss_count = meta["loss_sum"], meta["loss_count"]
+        self.elapsed_before = meta["elapsed"]
+        self.done, self.stopped = meta["done"], meta.get("stopped")
+        self.resumed_from = path
+        print(f"graphc: resuming {self.run_dir} from {path.name} (epoch {self.epoch + 1}, batch {self.batch}, step {self.step_count})",
+              file=sys.stderr)
+
+    # --- checkpoints and files -----------------------------------------------------------------
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def _checkpoint(self) -> Path:
+        for k, v in self.params.items():
+            if not np.all(np.isfinite(v)):
+                raise NonFinite(f"parameter '{k}' became non-finite after step {self.step_count}")
+        meta = {"spec_hash": self.hash, "data_hash": self.data_hash, "epoch": self.epoch, "batch": self.batch,
+                "step": self.step_count, "rng": self.rng.bit_generator.state, "history": self.history,
+                "best_value": self.best_value, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "elapsed": self._elapsed(), "done": self.done,
+                "stopped": self.stopped}
+        return checkpoint.save(self.run_dir, self.params, self.state, self.order, meta)
+
+    def _write_metrics(self, summary: dict | None = None) -> None:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in self.history:
+            w.writerow({k: "" if row.get(k) is None else row[k] for k in CSV_COLUMNS})
+        write_atomic(self.run_dir / "metrics.csv", buf.getvalue())
+        doc = {"spec": self.graph.graph.get("name"), "backend": self.opts.backend, "provider": self.engine.provider,
+               "monitor": self.monitor, "epochs_run": len(self.history), "steps": self.step_count,
+               "best_epoch": self.best_epoch, **self._best_values(), "examples": {p: len(s) for p, s in self.splits.items()},
+               **(summary or {}), "epochs": self.history}
+        write_atomic(self.run_dir / "metrics.json", json.dumps(doc, indent=2) + "\n")
+
+    def _best_values(self) -> dict:
+        row = next((r for r in self.history if r["epoch"] == self.best_epoch), None)
+        if row is None:
+            return {"best_val_accuracy": None, "best_val_loss": None}
+        return {"best_val_accuracy": row.get("val_accuracy") if row.get("val_accuracy") is not None else row.get("train_accuracy"),
+                "best_val_loss": row.get("val_loss") if row.get("val_loss") is not None else row.get("train_loss")}
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    def evaluate(self, part: str, params: dict | None = None) -> tuple[float | None, float | None]:
+        """(mean loss, accuracy) over a split in inference mode; (None, None) for an empty split."""
+        s = self.splits[part]
+        if len(s) == 0:
+            return None, None
+        params = params or self.params
+        total, correct, checked, n = 0.0, 0, 0, len(s)
+        size = self.t.eval_batch_size
+        for i in range(0, n, size):
+            x, y = s.x[i:i + size], s.y[i:i + size]
+            loss, pred = self.engine.evaluate({self.data_input: x, self.label_input: y, **params})
+            total += loss * len(x)
+            if self.correct is not None:
+                hits = self.correct(pred, y)
+                correct, checked = correct + int(np.count_nonzero(hits)), checked + hits.size
+        accuracy = correct / checked if self.correct is not None else None
+        return total / n, accuracy
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.interrupted:  # a second Ctrl-C: stop now, the newest checkpoint stays
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def run(self) -> int:
+        progress = Progress(sys.stderr.isatty() if self.opts.progress is None else self.opts.progress)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if not self.done:
+                with np.errstate(all="ignore"):  # a diverging run is reported as such, not as NumPy warnings
+                    self._loop(progress)
+            if self.interrupted and not self.done:
+                progress.end()
+                path = self._checkpoint()
+                self._write_metrics({"stopped": "interrupted", "wall_seconds": round(self._elapsed(), 3)})
+                print(f"graphc: interrupted at epoch {self.epoch + 1}, batch {self.batch} (step {self.step_count}); checkpoint {path}\n"
+                      f"graphc: continue with: graphc train --resume {self.run_dir}", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        except NonFinite as e:
+            progress.end()
+            kept = checkpoint.listed(self.run_dir)
+            self.stopped = f"non-finite: {e}"
+            self._write_metrics({"stopped": self.stopped, "wall_seconds": round(self._elapsed(), 3)})
+            self._write_curves()
+            print(f"graphc: error: {e}; training stopped. The last good checkpoint is kept: "
+                  f"{kept[0] if kept else '(none)'} — lower train.lr (now {self.t.lr:g}) or check the data", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        return self._finish()
+
+    def _loop(self, progress: Progress) -> None:
+        t, o = self.t, self.opts
+        x, y = self.splits["train"].x, self.splits["train"].y
+        n, size = len(x), t.batch_size
+        batches = math.ceil(n / size)
+        values = {**self.params, **self.state}
+        stats = set(self.state)
+        while self.epoch < self.epochs:
+            if self.batch == 0:
+                self.order = self.rng.permutation(n) if t.shuffle else np.arange(n)
+                self.loss_sum, self.loss_count = 0.0, 0
+                self.epoch_started = time.monotonic()
+            elif not hasattr(self, "epoch_started"):
+                self.epoch_started = time.monotonic()
+            lr = learning_rate(t, self.epoch)
+            values["lr"] = np.asarray(lr, np.float32)
+            while self.batch < batches:
+                idx = self.order[self.batch * size:(self.batch + 1) * size]
+                values[self.data_input], values[self.label_input] = x[idx], y[idx]
+                if self.masks:
+                    sizes = {d: len(idx) for d in self.batch_dims}
+                    values.update(draw_masks(self.step_graph, sizes, int(self.rng.integers(2**63))))
+                loss, new = self.engine.step(values)
+                if not math.isfinite(loss):
+                    raise NonFinite(f"the loss is {loss} at epoch {self.epoch + 1}, batch {self.batch + 1} (step {self.step_count + 1})")
+                values.update(new)
+                for k, v in new.items():
+                    (self.state if k in stats else self.params)[k] = v
+                self.loss_sum += loss * len(idx)
+                self.loss_count += len(idx)
+                self.batch += 1
+                self.step_count += 1
+                progress.update(self.epoch, self.epochs, self.batch, batches, self.loss_sum / self.loss_count)
+                if self.interrupted:
+                    return
+                if o.checkpoint_every and self.step_count % o.checkpoint_every == 0 and self.batch < batches:
+                    self._checkpoint()
+            progress.end()
+            self._end_epoch(lr)
+            if self.done or self.interrupted:
+                return
+
+    def _end_epoch(self, lr: float) -> None:
+        train_loss, train_acc = self.evaluate("train")
+        val_loss, val_acc = self.evaluate("val")
+        row = {"epoch": self.epoch + 1, "lr": lr, "loss": self.loss_sum / max(self.loss_count, 1),
+               "train_accuracy": train_acc, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
+               "seconds": round(time.monotonic() - self.epoch_started, 4)}
+        self.history.append(row)
+        # Accuracy ties (frequent on a small validation split) are broken by the lower loss.
+        part = self.monitor.split("_")[0]
+        key = [row[self.monitor], -row[f"{part}_loss"]] if self.maximize else [-row[self.monitor]]
+        es = self.t.early_stopping if self.opts.overfit is None else None
+        margin = es.min_delta if es else 0.0
+        best = self.best_value
+        if best is None or key > best:
+            save_arrays(self.run_dir / "best.npz", self.params)
+            self.best_epoch = row["epoch"]
+        improved = best is None or key[0] > best[0] + margin or (margin == 0 and key > best)
+        self.best_value = key if best is None or key > best else best
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        self._print_epoch(row)
+        self.epoch += 1
+        self.batch = 0
+        if self.opts.overfit is not None and train_acc is not None and train_acc >= 1.0:
+            self.done, self.stopped = True, "overfit_reached"
+        elif es and self.bad_epochs >= es.patience:
+            self.done, self.stopped = True, "early_stopping"
+        elif self.epoch >= self.epochs:
+            self.done, self.stopped = True, "completed"
+        self._write_metrics()
+        self._checkpoint()
+
+    def _print_epoch(self, row: dict) -> None:
+        def pct(v):
+            return "-" if v is None else f"{100 * v:.2f}%"
+
+        def num(v):
+            return "-" if v is None else f"{v:.4f}"
+
+        print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {num(row['loss'])}  train acc {pct(row['train_accuracy'])}  "
+              f"val loss {num(row['val_loss'])}  val acc {pct(row['val_accuracy'])}  lr {row['lr']:.3g}  {row['seconds']:.2f}s",
+              file=sys.stderr)
+
+    def _finish(self) -> int:
+        from .files import load_arrays
+
+        best = load_arrays(self.run_dir / "best.npz", "best.npz") if (self.run_dir / "best.npz").exists() else self.params
+        test_loss, test_acc = self.evaluate("test", best)
+        wall = self._elapsed()
+        save_arrays(self.run_dir / "final.npz", self.params)
+        summary = {"stopped": self.stopped, "test_accuracy": test_acc, "test_loss": test_loss, "wall_seconds": round(wall, 3)}
+        if self.opts.overfit is not None:
+            reached = bool(self.history and self.history[-1]["train_accuracy"] is not None and self.history[-1]["train_accuracy"] >= 1.0)
+            summary["overfit"] = {"examples": self.opts.overfit, "reached_100_percent": reached,
+                                  "train_accuracy": self.history[-1]["train_accuracy"] if self.history else None}
+        self._write_metrics(summary)
+        self._write_curves()
+        name = self.graph.graph.get("name")
+        best_row = self._best_values()
+        print(f"{name}: {len(self.history)} epochs, {self.step_count} steps in {wall:.2f} s on {self.opts.backend} "
+              f"({self.engine.provider}); stopped: {self.stopped}")
+        if best_row["best_val_accuracy"] is not None:
+            print(f"best {self.monitor.split('_')[0]} accuracy {100 * best_row['best_val_accuracy']:.2f}% (epoch {self.best_epoch})")
+        if test_acc is not None:
+            print(f"test accuracy {100 * test_acc:.2f}%  test loss {test_loss:.4f}  ({len(self.splits['test'])} examples, best.npz)")
+        elif test_loss is not None:
+            print(f"test loss {test_loss:.4f}  ({len(self.splits['test'])} examples, best.npz)")
+        print(f"run directory: {self.run_dir}")
+        if self.opts.overfit is not None:
+            o = summary["overfit"]
+            if o["reached_100_percent"]:
+                print(f"overfit: reached 100% training accuracy on {self.opts.overfit} examples in {len(self.history)} epochs")
+                return 0
+            acc = o["train_accuracy"]
+            print(f"overfit: did NOT reach 100% training accuracy on {self.opts.overfit} examples in {len(self.history)} epochs "
+                  f"(reached {100 * (acc or 0):.2f}%): check the learning rate, the initialisation and the gradients")
+            return EXIT_CHECK_FAILED
+        return 0
+
+    def _write_curves(self) -> None:
+        if not self.history:
+            return
+        from .curves import plot
+
+        write_atomic(self.run_dir / "curves.png", plot(self.history, str(self.graph.graph.get("name"))))
+
+
+def train(opts: Options) -> int:
+    return Trainer(opts).run()
+
+
+def run_params(path) -> Path:
+    """``--params`` may name a run directory: its ``best.npz``."""
+    path = Path(path)
+    if path.is_dir():
+        best = path / "best.npz"
+        if not best.is_file():
+            raise GraphcError(f"--params {path}: a directory without best.npz (not a finished graphc training run?)")
+        return best
+    return path
+
+
+__all__ = ["Options", "run_params", "train"]
