@@ -111,10 +111,14 @@ def conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw) -> np.ndarra
     (h, wd), pt, pl = in_hw, pads[0][0], pads[1][0]
     if stride == (1, 1):
         # unit stride: the transposed convolution is a convolution of gy with the flipped, per-group
-        # transposed kernel, padded by d(k − 1) − p: im2col + one GEMM streams better than col2im
+        # transposed kernel, padded by d(k − 1) − p: im2col + one GEMM streams better than col2im —
+        # unless gy has many more channels than x, when its columns (O·kh·kw per input pixel) outgrow
+        # col2im's (C·kh·kw per output pixel, written once and read once)
         flipped = tuple((d * (k - 1) - p, n_in - n_out + p) for d, k, p, n_in, n_out in
                         zip(dilation, (kh, kw), (pt, pl), in_hw, (ho, wo)))
-        if all(a >= 0 and b >= 0 for a, b in flipped):
+        im2col_volume = o * h * (wd + flipped[1][0] + flipped[1][1])
+        col2im_volume = 2 * c * ho * wo
+        if all(a >= 0 and b >= 0 for a, b in flipped) and im2col_volume <= col2im_volume:
             wt = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
             return conv2d_forward(gy, wt.reshape(c, o // groups, kh, kw), None, stride, dilation, groups, flipped)
     g2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, n * ho * wo)
