@@ -76,6 +76,31 @@ def _constraint(err) -> str | None:
     return None
 
 
+def _model_at(model, path):
+    """The pydantic model that holds the last key of ``path`` (for the did-you-mean of an unknown key)."""
+    current = model
+    for key in path:
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(key, str) and key in current.model_fields:
+            current = current.model_fields[key].annotation
+        elif typing.get_origin(current) is dict and isinstance(key, str):
+            current = typing.get_args(current)[1]
+        elif typing.get_origin(current) is list and isinstance(key, int):
+            current = typing.get_args(current)[0]
+        else:
+            return None
+        while True:  # unwrap Annotated[...] and X | None
+            origin = typing.get_origin(current)
+            if origin is typing.Annotated:
+                current = typing.get_args(current)[0]
+            elif origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+                models = [a for a in typing.get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+                current = models[0] if len(models) == 1 else current
+                break
+            else:
+                break
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
 def _field(model: type[BaseModel], path) -> tuple[str | None, typing.Any]:
     """(name, annotation) of the top-level field an error path starts with, when there is one."""
     if path and isinstance(path[0], str) and path[0] in model.model_fields:
@@ -105,8 +130,10 @@ def diagnostics_from(error: ValidationError, model: type[BaseModel], data, what:
         field, annotation = _field(model, path)
         kind = err["type"]
         if kind == "extra_forbidden":
-            hint = did_you_mean(path[-1], model.model_fields, "key")
-            diag = Diagnostic(f"unknown key '{path[-1]}' in {what}", locate_key(data, path), hint)
+            holder = _model_at(model, path[:-1]) or model
+            hint = did_you_mean(path[-1], holder.model_fields, "key")
+            where = what if len(path) == 1 else f"{what} at '{'.'.join(map(str, path[:-1]))}'"
+            diag = Diagnostic(f"unknown key '{path[-1]}' in {where}", locate_key(data, path), hint)
         elif kind == "missing":
             diag = Diagnostic(f"{what} is missing '{dotted}'", locate(data, path[:-1]),
                               f"add '{path[-1]}: …' ({expected(annotation)})" if annotation else None)
