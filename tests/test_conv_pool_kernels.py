@@ -16,12 +16,6 @@ from graphc.ops.pool import (AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgP
                              UpsampleGrad)
 from graphc.tensor import TensorType
 
-try:  # an optional extra oracle; never required
-    import torch
-    import torch.nn.functional as F
-except ImportError:  # pragma: no cover - the usual case
-    torch = None
-
 RNG = np.random.default_rng(0)
 
 
@@ -400,22 +394,3 @@ def test_upsample_bilinear_known_values():
     """1-D ramp [0, 1] ×2 under half-pixel sampling: [0, 0.25, 0.75, 1] (edge-clamped)."""
     y = Upsample(scale=[1, 2], mode="bilinear").forward(np.array([[[[0.0, 1.0]]]]))
     np.testing.assert_allclose(y[0, 0, 0], [0.0, 0.25, 0.75, 1.0])
-
-
-# --- PyTorch as an extra oracle, when present ---------------------------------------------------------
-
-@pytest.mark.skipif(torch is None, reason="torch is not installed (optional oracle)")
-def test_against_torch():  # pragma: no cover - torch is usually absent
-    x = randn(2, 4, 9, 7)
-    t = torch.tensor(x)
-    w = randn(6, 2, 3, 3)
-    np.testing.assert_allclose(Conv2d(filters=6, kernel=3, stride=2, padding=1, dilation=2, groups=2, bias=False).forward(x, w),
-                               F.conv2d(t, torch.tensor(w), stride=2, padding=1, dilation=2, groups=2).numpy(), rtol=1e-10)
-    for k, s, p, c in [(3, 2, 1, True), (2, 2, 0, True), (3, 2, 1, False)]:
-        np.testing.assert_array_equal(MaxPool2d(kernel=k, stride=s, padding=p, ceil_mode=c).forward(x),
-                                      F.max_pool2d(t, k, s, p, ceil_mode=c).numpy())
-        for inc in (True, False):
-            np.testing.assert_allclose(AvgPool2d(kernel=k, stride=s, padding=p, ceil_mode=c, count_include_pad=inc).forward(x),
-                                       F.avg_pool2d(t, k, s, p, ceil_mode=c, count_include_pad=inc).numpy(), rtol=1e-12)
-    np.testing.assert_allclose(Upsample(scale=2, mode="bilinear").forward(x),
-                               F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False).numpy(), rtol=1e-10)
