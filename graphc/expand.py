@@ -86,7 +86,7 @@ def _substitute(value, args: dict, errors: list, where: Loc | None):
     return value, where
 
 
-def _init_of(entry: LDict, errors) -> dict[str, Init]:
+def _init_of(entry: LDict) -> dict[str, Init]:
     raw = entry.get("init") or {}
     out = {}
     for pname, spec in raw.items():
@@ -173,7 +173,7 @@ class _Expander:
         if entry.get("args") is not None:
             self.out.errors.append(Diagnostic(f"'args' is for block calls; '{absolute}' is an op layer", loc_of(entry, "args"),
                                               "write the op's attributes directly in the layer"))
-        init = _init_of(entry, self.out.errors)
+        init = _init_of(entry)
         if repeat == 1:
             self.add(FlatLayer(absolute, entry["op"], attrs, inputs, init, entry.loc, scope, loc_of(entry, "inputs"), loc_of(entry, "init"), loc_of(entry, "op")))
             return
