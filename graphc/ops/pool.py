@@ -199,7 +199,17 @@ class _Pool2d(_Windowed):
                 for n, k, s, p, o in zip(in_hw, self._kernel(), self._stride(), pads, out_hw)]
 
 
-class MaxPool2d(_Pool2d):
+class _MaxPoolAttrs(_Pool2d):
+    """The attributes of max pooling, shared by the forward op and the ops derived from it."""
+
+    kernel: PositivePair
+    stride: PositivePair | None = None
+    padding: PoolPadding = 0
+    dilation: PositivePair = 1
+    ceil_mode: bool = False
+
+
+class MaxPool2d(_MaxPoolAttrs):
     """2-D max pooling, NCHW, each channel separately.
 
     ``y[n, c, i, j] = max_{u<kh, v<kw} xpad[n, c, s·i + d·u, s·j + d·v]`` with ``xpad`` padded by −∞.
@@ -210,11 +220,6 @@ class MaxPool2d(_Pool2d):
     """
 
     kind = "maxpool2d"
-    kernel: PositivePair
-    stride: PositivePair | None = None
-    padding: PoolPadding = 0
-    dilation: PositivePair = 1
-    ceil_mode: bool = False
 
     samples = (
         sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4)),
@@ -233,7 +238,7 @@ class MaxPool2d(_Pool2d):
         return (g.op(MaxPool2dGrad(**self.model_dump()), [xs[0], gy], "dx"),)
 
 
-class MaxPool2dGrad(_Pool2d):
+class MaxPool2dGrad(_MaxPoolAttrs):
     """Gradient of maxpool2d: ``gx[n, c, h, w] = Σ_{i, j : argmax W_ij = (h, w)} gy[n, c, i, j]``.
 
     The argmax is recomputed from ``x`` (inputs ``x`` (N, C, H, W), ``gy`` (N, C, Ho, Wo)); on ties the
@@ -244,11 +249,6 @@ class MaxPool2dGrad(_Pool2d):
     kind = "maxpool2d_grad"
     arity = (2, 2)
     user_facing = False
-    kernel: PositivePair
-    stride: PositivePair | None = None
-    padding: PoolPadding = 0
-    dilation: PositivePair = 1
-    ceil_mode: bool = False
 
     samples = (
         sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4), (2, 3, 2, 2)),
@@ -623,7 +623,7 @@ class UpsampleGrad(Op):
 OPS = (MaxPool2d, MaxPool2dGrad, AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, Upsample, UpsampleGrad)
 
 
-class MaxPool2dAt(_Pool2d):
+class MaxPool2dAt(_MaxPoolAttrs):
     """Max pooling of ``x`` at the maxima of a reference ``r``: ``y[n, c, i, j] = x[argmax_{W_ij} r]``.
 
     Equal to ``maxpool2d(x)`` while ``x`` has the same winners as ``r``; smooth in ``x`` everywhere
@@ -634,11 +634,6 @@ class MaxPool2dAt(_Pool2d):
     kind = "maxpool2d_at"
     arity = (2, 2)
     user_facing = False
-    kernel: PositivePair
-    stride: PositivePair | None = None
-    padding: PoolPadding = 0
-    dilation: PositivePair = 1
-    ceil_mode: bool = False
 
     samples = (
         sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4), (2, 3, 4, 4)),
