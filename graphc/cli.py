@@ -288,9 +288,10 @@ def parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="list the ops a spec can use, with their attributes")
     o.set_defaults(run=cmd_ops)
 
-    from . import training, viz  # each adds its own subcommand
+    from . import training, tune, viz  # each adds its own subcommand
 
     training.add_subcommand(sub, EPILOG)
+    tune.add_subcommand(sub, EPILOG)
     viz.add_subcommand(sub, EPILOG)
     return p
 

@@ -78,6 +78,16 @@ class LossDecl(BaseModel):
     l2: Annotated[float, Field(ge=0)] = 0.0
 
 
+class TuneDecl(Strict):
+    """A hyperparameter search for ``graphc tune`` (the command line adds to it): ``grid`` maps a dotted
+    path (as ``--set``) to values, ``random`` to a distribution such as ``loguniform(1e-4, 1e-1)``."""
+
+    grid: dict[str, list[Any]] = {}
+    random: dict[str, str] = {}
+    trials: Annotated[int, Field(ge=1)] | None = None
+    seed: int | None = None
+
+
 class Spec(Strict):
     """A whole spec file."""
 
@@ -90,6 +100,7 @@ class Spec(Strict):
     outputs: list[str] | dict[Name, str] | None = None
     loss: LossDecl | None = None
     train: trainspec.TrainDecl | None = None
+    tune: TuneDecl | None = None
 
 
 class Library(Strict):

@@ -28,6 +28,7 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,7 +312,10 @@ class Trainer:
 
     def run(self) -> int:
         progress = Progress(sys.stderr.isatty() if self.opts.progress is None else self.opts.progress)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Ctrl-C/SIGTERM write a checkpoint; Python allows handlers on the main thread only (a Dask
+        # worker runs graphc tune's trials on other threads, and owns its signals there)
+        on_main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if on_main else {}
         try:
             if not self.done:
                 with np.errstate(all="ignore"):  # a diverging run is reported as such, not as NumPy warnings
