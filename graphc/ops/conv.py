@@ -186,8 +186,12 @@ def onnx_transposed_conv(ctx, gy: str, w: str, w_shape, *, stride, dilation, gro
     kernel = (kh, kw)
     ends = [s * (n - 1) + d * (k - 1) + 1 - p - m for s, n, d, k, p, m in zip(stride, in_hw, dilation, kernel, pads_begin, out_hw)]
     inputs_tail = [bias] if bias is not None else []
-    # stride 1 takes the Conv path below as well: runtimes run Conv several times faster than ConvTranspose
-    if groups == 1 and tuple(stride) != (1, 1) and all(e >= 0 or -e < s for e, s in zip(ends, stride)):
+    # stride 1 takes the Conv path below when gy's columns stay small (as the kernel decides): runtimes
+    # run Conv several times faster than ConvTranspose, but not when gy has many more channels than x
+    (h, wd), c = out_hw, cg * groups
+    conv_volume = o * h * (wd + 2 * (max(dilation) * (max(kernel) - 1)))
+    unit_stride_conv = tuple(stride) == (1, 1) and conv_volume <= 2 * c * in_hw[0] * in_hw[1]
+    if groups == 1 and not unit_stride_conv and all(e >= 0 or -e < s for e, s in zip(ends, stride)):
         output_padding = [max(-e, 0) for e in ends]
         return ctx.node("ConvTranspose", [gy, w, *inputs_tail], output, hint="conv_transpose", kernel_shape=list(kernel),
                         strides=list(stride), dilations=list(dilation), pads=[*pads_begin, *(max(e, 0) for e in ends)],
