@@ -776,15 +776,6 @@ def _amount(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _at_least_one(text: str) -> int:
-    import argparse
-
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be ≥ 1")
-    return value
-
-
 def cmd_tune(args) -> int:
     if sum(x is not None for x in (args.resume, args.refine)) > 1:
         raise GraphcError("use --resume DIR or --refine DIR, not both")
@@ -798,6 +789,8 @@ def cmd_tune(args) -> int:
 
 
 def add_subcommand(sub, epilog: str) -> None:
+    from .training import _at_least_one
+
     """Add ``graphc tune`` to the CLI's subparsers."""
     t = sub.add_parser(
         "tune", help="hyperparameter search on Dask: grid/random over any spec value, invalid candidates rejected "
