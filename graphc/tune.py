@@ -789,9 +789,9 @@ def cmd_tune(args) -> int:
 
 
 def add_subcommand(sub, epilog: str) -> None:
+    """Add ``graphc tune`` to the CLI's subparsers."""
     from .training import _at_least_one
 
-    """Add ``graphc tune`` to the CLI's subparsers."""
     t = sub.add_parser(
         "tune", help="hyperparameter search on Dask: grid/random over any spec value, invalid candidates rejected "
                      "before training", epilog=TUNE_EPILOG,
