@@ -49,7 +49,9 @@ def session(model, device: str = "auto"):
     payload = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # EXTENDED, not ALL: ALL adds the NCHWc layout transform, whose reorders around every convolution
+    # cost more than they save in training steps (ResNet-20's step: 123 → 110 ms; forward graphs equal)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers() and _CUDA_OK is not False
     if want_cuda:
         try:
