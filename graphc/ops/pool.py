@@ -283,10 +283,30 @@ class MaxPool2dGrad(_MaxPoolAttrs):
 
     def onnx(self, ctx, xs, y):
         """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
-        kernels scatters every tap's share back to its input position."""
+        kernels scatters every tap's share back to its input position. Windows that tile the input
+        exactly (stride = kernel, no padding or dilation) take a shorter road: the windows as a last
+        axis, ArgMax (first maximum) and a one-hot mask, all contiguous."""
         x, gy = xs
         t = ctx.type_of(x)
         dtype = ctx.type_of(gy).dtype
+        (kh, kw), (sh, sw) = self._kernel(), self._stride()
+        h, w = t.shape[2:]
+        if ((kh, kw) == (sh, sw) and self._dilation() == (1, 1) and not any(p for pr in self.pads((h, w)) for p in pr)
+                and h % kh == 0 and w % kw == 0):
+            ho, wo, c = h // kh, w // kw, t.shape[1]
+            win = ctx.node("Transpose", [ctx.node("Reshape", [x, ctx.ints([0, c, ho, kh, wo, kw])], hint="windows6")],
+                           hint="windows", perm=[0, 1, 2, 4, 3, 5])
+            win = ctx.node("Reshape", [win, ctx.ints([0, c, ho, wo, kh * kw])], hint="windows_flat")
+            first = ctx.node("ArgMax", [win], hint="first_max", axis=-1, keepdims=1, select_last_index=0)
+            hit = ctx.node("Equal", [first, ctx.ints(list(range(kh * kw)))], hint="is_first_max")
+            from ..onnx_export import ONNX_DTYPES
+
+            mask = ctx.node("Cast", [hit], hint="first_max_mask", to=ONNX_DTYPES[dtype])  # Mul broadcasts faster than Where
+            share = ctx.node("Mul", [mask, ctx.node("Unsqueeze", [gy, ctx.ints([-1])], hint="gy_")], hint="share")
+            share = ctx.node("Reshape", [share, ctx.ints([0, c, ho, wo, kh, kw])], hint="share6")
+            back = ctx.node("Transpose", [share], hint="share_nchw", perm=[0, 1, 2, 4, 3, 5])
+            ctx.node("Reshape", [back, ctx.ints([0, c, h, w])], y)
+            return
         xp, masks = _onnx_first_max_taps(ctx, self, x)
         (kh, kw), (sh, sw), (dh, dw) = self._kernel(), self._stride(), self._dilation()
         ho, wo = ctx.type_of(gy).shape[2:]
