@@ -153,9 +153,9 @@ def training_model(training: nx.DiGraph, params: dict[str, np.ndarray] | None = 
                             + (f" with {training.graph['optimizer']}" if training.graph.get("optimizer") else ""))
 
 
-def save_model(model: onnx.ModelProto, path) -> None:
-    """Write ``model`` atomically; models over protobuf's 2 GB limit keep their tensors in
-    ``<name>.data`` beside it (ONNX external data)."""
+def save_model(model: onnx.ModelProto, path, limit: int = 2**31 - 2**26) -> None:
+    """Write ``model`` atomically; models over ``limit`` bytes (protobuf's 2 GB, less a margin) keep
+    their tensors in ``<name>.data`` beside it (ONNX external data)."""
     import os
     import tempfile
     from pathlib import Path
@@ -163,7 +163,7 @@ def save_model(model: onnx.ModelProto, path) -> None:
     from .files import write_atomic
 
     path = Path(path)
-    if model.ByteSize() < 2**31 - 2**26:
+    if model.ByteSize() < limit:
         write_atomic(path, model.SerializeToString())
         return
     data_name = path.name + ".data"

@@ -118,3 +118,25 @@ def test_export_failure_leaves_nothing(tmp_path):
     r = graphc("export", ROOT / "tests" / "bad_specs" / "unknown_op_rleu.yaml", "-o", out)
     assert r.returncode == 1 and "unknown op 'rleu'" in r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_models_over_the_protobuf_limit_use_external_data(tmp_path, lenet_inputs):
+    """The same path a >2 GB model takes, exercised with a lowered limit."""
+    import graphc as g
+    from graphc.onnx_export import forward_model, save_model
+    from graphc.ort_backend import session
+    from graphc.params import initial_params
+
+    graph = g.compile_spec(SPECS / "lenet5.yaml")
+    model = forward_model(graph, initial_params(graph, 0))
+    path = tmp_path / "big.onnx"
+    save_model(model, path, limit=10_000)
+    assert (tmp_path / "big.onnx.data").stat().st_size > 200_000  # the weights moved out
+    assert path.stat().st_size < 50_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "in.npz"]
+    loaded = onnx.load(str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    sess, _ = session(loaded, "cpu")
+    with np.load(lenet_inputs) as i:
+        out = sess.run(None, {"image": i["image"]})[0]
+    assert out.shape == (4, 10)
