@@ -17,6 +17,7 @@ from .ops.source import Const
 
 SOURCE_KINDS = ("input", "param", "random_mask")
 NAMED_RESULTS = ("outputs", "grads", "updates")
+IDENTITIES = {"mul": (1.0, "x·1"), "add": (0.0, "x + 0")}  # op kind → (its neutral constant, how it reads)
 
 
 def _copy(graph: nx.DiGraph) -> nx.DiGraph:
@@ -60,16 +61,11 @@ def fold_constants(graph: nx.DiGraph) -> tuple[nx.DiGraph, list[str]]:
         if a["role"] in ("input", "param") or not ins:
             continue
         same_shape = lambda i: g.nodes[i]["type"].shape == a["type"].shape  # noqa: E731
-        if op.kind == "mul" and any(_const_value(g, i) == 1.0 for i in ins):
-            other = ins[1] if _const_value(g, ins[0]) == 1.0 else ins[0]
+        identity = IDENTITIES.get(op.kind)
+        if identity is not None and any(_const_value(g, i) == identity[0] for i in ins):
+            other = ins[1] if _const_value(g, ins[0]) == identity[0] else ins[0]
             if same_shape(other):
-                changed.append(f"{name}: x·1 → {other}")
-                _replace(g, name, other)
-                continue
-        if op.kind == "add" and any(_const_value(g, i) == 0.0 for i in ins):
-            other = ins[1] if _const_value(g, ins[0]) == 0.0 else ins[0]
-            if same_shape(other):
-                changed.append(f"{name}: x + 0 → {other}")
+                changed.append(f"{name}: {identity[1]} → {other}")
                 _replace(g, name, other)
                 continue
         if op.kind == "scale" and op.factor == 1.0:

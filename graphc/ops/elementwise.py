@@ -94,6 +94,17 @@ class Div(_Binary):
         return ga, gb
 
 
+class _GradFromOutput(Op):
+    """A pointwise activation's gradient computed from its output ``y`` and the cotangent ``gy``."""
+
+    arity = (2, 2)
+    user_facing = False
+    samples = (sample({}, (3, 7), (3, 7)),)
+
+    def infer(self, xs):
+        return xs[1]
+
+
 class _Unary(Op):
     samples = (sample({}, (2, 3, 4, 4)), sample({}, (3, 7)))
 
@@ -117,16 +128,10 @@ class Relu(_Unary):
         return (g.op(ReluGrad(), [y, gy], "dx"),)
 
 
-class ReluGrad(Op):
+class ReluGrad(_GradFromOutput):
     """Gradient of ReLU from its output: ``gx = gy ⊙ [y > 0]``."""
 
     kind = "relu_grad"
-    arity = (2, 2)
-    user_facing = False
-    samples = (sample({}, (3, 7), (3, 7)),)
-
-    def infer(self, xs):
-        return xs[1]
 
     def forward(self, y, gy):
         return gy * (y > 0)  # a boolean factor: ~6× faster than np.where for small arrays
@@ -155,16 +160,10 @@ class Sigmoid(_Unary):
         return (g.op(SigmoidGrad(), [y, gy], "dx"),)
 
 
-class SigmoidGrad(Op):
+class SigmoidGrad(_GradFromOutput):
     """Gradient of the sigmoid from its output: ``gx = gy ⊙ y ⊙ (1 − y)``."""
 
     kind = "sigmoid_grad"
-    arity = (2, 2)
-    user_facing = False
-    samples = (sample({}, (3, 7), (3, 7)),)
-
-    def infer(self, xs):
-        return xs[1]
 
     def forward(self, y, gy):
         return gy * y * (1 - y)
@@ -197,16 +196,10 @@ class Tanh(_Unary):
         return (g.op(TanhGrad(), [y, gy], "dx"),)
 
 
-class TanhGrad(Op):
+class TanhGrad(_GradFromOutput):
     """Gradient of tanh from its output: ``gx = gy ⊙ (1 − y²)``."""
 
     kind = "tanh_grad"
-    arity = (2, 2)
-    user_facing = False
-    samples = (sample({}, (3, 7), (3, 7)),)
-
-    def infer(self, xs):
-        return xs[1]
 
     def forward(self, y, gy):
         return gy * (1 - y * y)
