@@ -313,6 +313,26 @@ def test_maxpool_and_its_gradient_match_naive_loops(attrs, x_shape):
     np.testing.assert_allclose(MaxPool2dGrad.model_validate(attrs).forward(x, gy), naive_maxpool_grad(x, gy, arg), rtol=1e-12)
 
 
+
+TIED_MAXPOOL_CASES = MAXPOOL_CASES + [dict(kernel=2, stride=3, padding=1), dict(kernel=[1, 3], stride=[1, 3])]
+
+
+@pytest.mark.parametrize("attrs", TIED_MAXPOOL_CASES, ids=[str(i) for i in range(len(TIED_MAXPOOL_CASES))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_gradient_with_ties_matches_naive_loops(attrs, dtype):
+    """Small integers and ReLU zeros: most windows tie. Windows that tile the input, disjoint windows
+    with padding and overlapping ones all route each gy to the first maximum; gx's zeros are +0.0."""
+    op = MaxPool2dGrad.model_validate(attrs)
+    for x in (RNG.integers(-1, 2, (2, 3, 8, 6)), np.maximum(randn(2, 3, 8, 6), 0)):
+        x = x.astype(dtype)
+        _, arg = naive_maxpool(x, op._kernel(), op._stride(), op.pads(x.shape[2:]), op._dilation(), op.ceil_mode)
+        gy = randn(*MaxPool2d.model_validate(attrs).forward(x).shape).astype(dtype)
+        gx = op.forward(x, gy)
+        assert gx.shape == x.shape and gx.dtype == dtype
+        tol = 1e-6 if dtype == np.float32 else 1e-12  # overlapping windows: sums of a few gy in another order
+        np.testing.assert_allclose(gx, naive_maxpool_grad(x, gy, arg), rtol=tol, atol=tol)
+        assert not np.signbit(gx[gx == 0]).any()
+
 AVGPOOL_CASES = [
     dict(kernel=2),
     dict(kernel=3, stride=2, padding=1),
