@@ -72,15 +72,23 @@ class Program:
         for n, step in last_use.items():
             if n not in keep:
                 frees.setdefault(step, []).append(self.slot[n])
+        # constants (the loss seed, say) are computed here once, not on every run; read-only, as
+        # every run shares them
+        self.constants = {self.slot[n]: graph.nodes[n]["op"].forward() for n in order
+                          if graph.nodes[n]["op"].kind == "const" and n not in self.feeds}
+        for value in self.constants.values():
+            value.flags.writeable = False
         self.steps = [
             (graph.nodes[n]["op"].forward, tuple(self.slot[i] for i in graph.nodes[n]["inputs"]), self.slot[n], tuple(frees.get(step, ())))
-            for step, n in enumerate(order) if n not in self.feeds
+            for step, n in enumerate(order) if n not in self.feeds and self.slot[n] not in self.constants
         ]
         self.size = len(order)
 
     def run(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Evaluate the outputs; ``values`` maps every fed node (inputs, params, masks) to an array."""
         slots: list = [None] * self.size
+        for i, value in self.constants.items():
+            slots[i] = value
         for n in self.feeds:
             slots[self.slot[n]] = values[n]
         for kernel, ins, out, free in self.steps:
