@@ -138,3 +138,22 @@ def test_training_step_running_updates_and_outputs_are_float32():
     outs = [out, *trained.graph["grads"].values(), *trained.graph["updates"].values()]
     got = Program(trained, outs).run(vals)
     assert all(got[o].dtype == np.float32 for o in outs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uncentred_sums_keep_the_accuracy_of_the_centred_form(dtype):
+    """σ² from Σx² − nμ² and gγ from Σgy·x − μ·Σgy cancel as |μ|/σ grows; channels with μ² > 3σ² are
+    redone centred, so every channel keeps its variance and γ-gradient to a few units of roundoff."""
+    shape, eps = (8, 12, 6, 6), np.finfo(dtype).eps
+    ratio = np.array([0, 0.5, 1, 1.5, 1.7, 1.8, 2, 3, 5, 10, 30, 100])  # |μ|/σ per channel, either side of √3
+    for _ in range(5):
+        x = (view(ratio * RNG.choice([-1, 1], 12), 4) + RNG.standard_normal(shape)).astype(dtype)
+        gy = RNG.standard_normal(shape).astype(dtype)
+        xl, gyl, axes = x.astype(np.longdouble), gy.astype(np.longdouble), (0, 2, 3)
+        var = ((xl - view(xl.mean(axis=axes), 4)) ** 2).mean(axis=axes)
+        stats = BatchNormStats().forward(x)
+        np.testing.assert_allclose(stats[1], var, rtol=8 * eps)
+        xhat = (xl - view(stats[0], 4)) * view(stats[2], 4)
+        ggamma = BatchNormGradGamma().forward(x, stats, gy)
+        scale = np.abs(gyl * xhat).sum(axis=axes)  # the size of the terms of Σ gy·x̂
+        assert np.all(np.abs(ggamma - (gyl * xhat).sum(axis=axes)) <= 2 * eps * scale)
