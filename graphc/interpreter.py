@@ -1,7 +1,8 @@
 """The NumPy interpreter (DESIGN.md §6): a schedule computed once, then a short loop.
 
 The schedule lists, for each node needed by the requested outputs, its kernel, the slots of its
-inputs and the slots to release after it (each buffer is freed after its last use). Feeds (inputs,
+inputs and the slots to release after it (each buffer is freed after its last use). Two nodes whose
+ops share work (``Op.fused_forward``: a conv's input and weight gradients) run as one step. Feeds (inputs,
 parameters, random masks) fill their slots directly.
 """
 
@@ -62,25 +63,28 @@ class Program:
         self.outputs = list(outputs)
         self.slot = {n: i for i, n in enumerate(order)}
         self.feeds = [n for n in order if n in given or graph.nodes[n]["op"].kind in FED_KINDS]
-        last_use: dict[str, int] = {}
         fed = set(self.feeds)
-        for step, n in enumerate(order):
-            for i in () if n in fed else graph.nodes[n]["inputs"]:
+        # constants (the loss seed, say) are computed here once, not on every run; read-only, as
+        # every run shares them
+        self.constants = {self.slot[n]: graph.nodes[n]["op"].forward() for n in order
+                          if graph.nodes[n]["op"].kind == "const" and n not in fed}
+        for value in self.constants.values():
+            value.flags.writeable = False
+        ready = fed | {n for n in order if self.slot[n] in self.constants}
+        plan = _fuse_siblings(graph, [n for n in order if n not in ready], ready)
+        last_use: dict[str, int] = {}
+        for step, (_, inputs, _) in enumerate(plan):
+            for i in inputs:
                 last_use[i] = step
         keep = set(outputs)
         frees: dict[int, list[int]] = {}
         for n, step in last_use.items():
             if n not in keep:
                 frees.setdefault(step, []).append(self.slot[n])
-        # constants (the loss seed, say) are computed here once, not on every run; read-only, as
-        # every run shares them
-        self.constants = {self.slot[n]: graph.nodes[n]["op"].forward() for n in order
-                          if graph.nodes[n]["op"].kind == "const" and n not in self.feeds}
-        for value in self.constants.values():
-            value.flags.writeable = False
         self.steps = [
-            (graph.nodes[n]["op"].forward, tuple(self.slot[i] for i in graph.nodes[n]["inputs"]), self.slot[n], tuple(frees.get(step, ())))
-            for step, n in enumerate(order) if n not in self.feeds and self.slot[n] not in self.constants
+            (kernel, tuple(self.slot[i] for i in inputs), self.slot[made[0]] if len(made) == 1 else tuple(self.slot[m] for m in made),
+             tuple(frees.get(step, ())))
+            for step, (kernel, inputs, made) in enumerate(plan)
         ]
         self.size = len(order)
 
@@ -92,7 +96,45 @@ class Program:
         for n in self.feeds:
             slots[self.slot[n]] = values[n]
         for kernel, ins, out, free in self.steps:
-            slots[out] = kernel(*[slots[i] for i in ins])
+            value = kernel(*[slots[i] for i in ins])
+            if out.__class__ is int:
+                slots[out] = value
+            else:  # a fused step: several nodes' values
+                for i, v in zip(out, value):
+                    slots[i] = v
             for i in free:
                 slots[i] = None
         return {o: slots[self.slot[o]] for o in self.outputs}
+
+
+def _fuse_siblings(graph: nx.DiGraph, order: list[str], ready: set[str]) -> list[tuple]:
+    """The schedule's steps ``(kernel, input names, computed names)`` in ``order``, where a node whose
+    op offers a ``fused_forward`` with a later node sharing one of its inputs computes both in one
+    step (at the earlier one's place, when all the later one's inputs are computed by then)."""
+    position = {n: i for i, n in enumerate(order)}
+    fused: dict[str, tuple] = {}
+    taken: set[str] = set()
+    for n in order:
+        if n in taken:
+            continue
+        node = graph.nodes[n]
+        siblings = {s for i in node["inputs"] for s in graph.successors(i) if position.get(s, -1) > position[n] and s not in taken}
+        for s in sorted(siblings, key=position.get):
+            other = graph.nodes[s]
+            if not all(i in ready or position.get(i, len(order)) < position[n] for i in other["inputs"]):
+                continue
+            for (a, x), (b, y) in (((n, node), (s, other)), ((s, other), (n, node))):  # either may offer it
+                kernel = x["op"].fused_forward(tuple(x["inputs"]), y["op"], tuple(y["inputs"]))
+                if kernel is not None:
+                    fused[n] = (kernel, [*x["inputs"], *y["inputs"]], (a, b))
+                    taken |= {n, s}
+                    break
+            if n in taken:
+                break
+    plan = []
+    for n in order:
+        if n in fused:
+            plan.append(fused[n])
+        elif n not in taken:
+            plan.append((graph.nodes[n]["op"].forward, list(graph.nodes[n]["inputs"]), (n,)))
+    return plan

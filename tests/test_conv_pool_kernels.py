@@ -206,6 +206,18 @@ def test_conv2d_forward_and_gradients_match_naive_loops(attrs, x_shape):
     gw = Conv2dGradWeight(**geometry).forward(x, gy)
     np.testing.assert_allclose(gx, gx_want, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(gw, gw_want, rtol=1e-10, atol=1e-12)
+    # the interpreter's fused step for both (one set of columns where the geometry allows it)
+    both = Conv2dGradInput(**geometry, input_size=x_shape[2:]).fused_forward(("gy", "w"), Conv2dGradWeight(**geometry), ("x", "gy"))
+    for got, want in zip(both(gy, w, x, gy), (gx_want, gw_want)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_conv2d_grads_fuse_only_the_same_conv():
+    geometry = dict(kernel=(3, 3), pads=((1, 1), (1, 1)))
+    grad_input = Conv2dGradInput(**geometry, input_size=(5, 5))
+    assert grad_input.fused_forward(("gy", "w"), Conv2dGradWeight(**geometry), ("x", "gy")) is not None
+    assert grad_input.fused_forward(("gy", "w"), Conv2dGradWeight(**geometry), ("x", "other_gy")) is None
+    assert grad_input.fused_forward(("gy", "w"), Conv2dGradWeight(kernel=(3, 3)), ("x", "gy")) is None
 
 
 def test_conv2d_is_float32_in_float32_out_and_contiguous():

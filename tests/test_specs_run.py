@@ -3,6 +3,7 @@ and passes check-grad (symbolic gradients against float64 central differences wi
 
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -41,6 +42,23 @@ def test_every_node_has_the_inferred_shape(path):
             want = g.nodes[n]["type"]
             assert result[n].shape == concrete(want.shape, 2), n
             assert result[n].dtype == np.dtype(want.dtype), n
+
+
+@pytest.mark.parametrize("name", ["resnet20_cifar", "unet_small"])
+def test_fused_steps_give_what_the_kernels_give_one_by_one(name):
+    """The schedule runs a conv's input and weight gradients as one step (``Op.fused_forward``)."""
+    training, _ = optimize(training_graph(graphc.compile_spec(SPECS[0].parent / f"{name}.yaml")))
+    values = spec_values(training, 2, 0)
+    values.update(draw_masks(training, {"N": 2}, 0))
+    targets = list(training.graph["grads"].values())
+    program = Program(training, targets)
+    assert any(out.__class__ is tuple for _, _, out, _ in program.steps)
+    got = program.run(values)
+    for n in nx.topological_sort(training):
+        if n not in values:
+            values[n] = training.nodes[n]["op"].forward(*[values[i] for i in training.nodes[n]["inputs"]])
+    for t in targets:
+        np.testing.assert_allclose(got[t], values[t], rtol=1e-12, atol=1e-14, err_msg=t)
 
 
 @pytest.mark.parametrize("path", PARAMS)

@@ -146,6 +146,12 @@ class Op(BaseModel):
         """The NumPy kernel: the forward computation on arrays (inputs in the IR's order)."""
         raise NotImplementedError(f"{self.kind} has no NumPy kernel")
 
+    def fused_forward(self, xs: tuple[str, ...], other: "Op", other_xs: tuple[str, ...]):
+        """A kernel computing this node and a later node ``other`` at once, when they share work:
+        ``f(*my inputs, *other's inputs) -> (mine, other's)``, given both nodes' input names (the
+        interpreter runs it in one step). ``None``, the default: nothing to share."""
+        return None
+
     def vjp(self, g, xs: tuple[str, ...], y: str, gy: str) -> tuple[str | None, ...]:
         """Cotangents of the inputs ``xs`` given the output ``y`` and its cotangent ``gy``, as nodes
         emitted through ``g`` (``g.needs(i)`` says whether input ``i`` wants one)."""

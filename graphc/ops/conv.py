@@ -77,25 +77,52 @@ def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
 
 def conv2d_forward(x, w, b, stride, dilation, groups, pads) -> np.ndarray:
     """NCHW conv2d: im2col columns and ONE GEMM ``W (O, C/g·kh·kw) @ cols`` (stacked over groups)."""
-    n = x.shape[0]
-    o, cg, kh, kw = w.shape
+    kh, kw = w.shape[2:]
     hp = x.shape[2] + pads[0][0] + pads[0][1]
     wp = x.shape[3] + pads[1][0] + pads[1][1]
     ho = (hp - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (wp - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     cols, wq = im2col(x, (kh, kw), stride, dilation, pads, (ho, wo))
-    w2 = w.astype(x.dtype, copy=False).reshape(o, cg * kh * kw)
+    return _conv_from_columns(cols, wq, w, b, groups, (x.shape[0], ho, wo))
+
+
+def _conv_from_columns(cols, wq, w, b, groups, nhw) -> np.ndarray:
+    """The GEMM of a conv2d from its im2col columns, and the (N, O, Ho, Wo) result (plus the bias)."""
+    (n, ho, wo), o, dtype = nhw, w.shape[0], cols.dtype
+    w2 = w.astype(dtype, copy=False).reshape(o, -1)
     if groups == 1:
         y = w2 @ cols
     else:
         y = np.matmul(_grouped(w2, groups), _grouped(cols, groups))
     y = y.reshape(o, n, ho, wq)[:, :, :, :wo].transpose(1, 0, 2, 3)
-    out = np.empty((n, o, ho, wo), dtype=x.dtype)
+    out = np.empty((n, o, ho, wo), dtype=dtype)
     if b is None:
         np.copyto(out, y)
     else:
-        np.add(y, b.astype(x.dtype, copy=False).reshape(1, o, 1, 1), out=out)
+        np.add(y, b.astype(dtype, copy=False).reshape(1, o, 1, 1), out=out)
     return out
+
+
+def _flipped_pads(gy_shape, w_shape, stride, dilation, groups, pads, in_hw):
+    """The padding of gy under which the unit-stride input gradient is the convolution of gy with the
+    flipped kernel, ``d(k − 1) − p`` before, or None where col2im is the better road: at other
+    strides, or when gy has so many more channels than x that its columns (O·kh·kw per input pixel)
+    outgrow col2im's (C·kh·kw per output pixel, written once and read once)."""
+    if stride != (1, 1):
+        return None
+    o, (ho, wo), c, (kh, kw), (h, wd) = gy_shape[1], gy_shape[2:], w_shape[1] * groups, w_shape[2:], in_hw
+    flipped = tuple((d * (k - 1) - p, n_in - n_out + p) for d, k, p, n_in, n_out in
+                    zip(dilation, (kh, kw), (pads[0][0], pads[1][0]), in_hw, (ho, wo)))
+    if any(a < 0 or b < 0 for a, b in flipped) or o * h * (wd + flipped[1][0] + flipped[1][1]) > 2 * c * ho * wo:
+        return None
+    return flipped
+
+
+def _flipped_kernel(w, groups) -> np.ndarray:
+    """The kernel of the input gradient as a convolution: per group transposed and flipped, (C, O/g, kh, kw)."""
+    o, cg, kh, kw = w.shape
+    wt = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return wt.reshape(cg * groups, o // groups, kh, kw)
 
 
 def conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw) -> np.ndarray:
@@ -103,24 +130,17 @@ def conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw) -> np.ndarra
     ``w`` (O, C/g, kh, kw) onto an input of size ``in_hw`` whose padding began at ``pads[·][0]``.
 
     One GEMM gives every tap's contribution; col2im adds them into the padded input, one strided
-    slice per kernel tap (the scatter-add has overlapping targets, so it cannot be one fancy index)."""
+    slice per kernel tap (the scatter-add has overlapping targets, so it cannot be one fancy index).
+    At unit stride it is usually a convolution of gy with the flipped kernel (``_flipped_pads``):
+    im2col + one GEMM streams better than col2im."""
+    flipped = _flipped_pads(gy.shape, w.shape, stride, dilation, groups, pads, in_hw)
+    if flipped is not None:
+        return conv2d_forward(gy, _flipped_kernel(w, groups), None, stride, dilation, groups, flipped)
     n, o, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
     c = cg * groups
     (sh, sw), (dh, dw) = stride, dilation
     (h, wd), pt, pl = in_hw, pads[0][0], pads[1][0]
-    if stride == (1, 1):
-        # unit stride: the transposed convolution is a convolution of gy with the flipped, per-group
-        # transposed kernel, padded by d(k − 1) − p: im2col + one GEMM streams better than col2im —
-        # unless gy has many more channels than x, when its columns (O·kh·kw per input pixel) outgrow
-        # col2im's (C·kh·kw per output pixel, written once and read once)
-        flipped = tuple((d * (k - 1) - p, n_in - n_out + p) for d, k, p, n_in, n_out in
-                        zip(dilation, (kh, kw), (pt, pl), in_hw, (ho, wo)))
-        im2col_volume = o * h * (wd + flipped[1][0] + flipped[1][1])
-        col2im_volume = 2 * c * ho * wo
-        if all(a >= 0 and b >= 0 for a, b in flipped) and im2col_volume <= col2im_volume:
-            wt = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-            return conv2d_forward(gy, wt.reshape(c, o // groups, kh, kw), None, stride, dilation, groups, flipped)
     hb = max(pt + h, _span(ho, kh, sh, dh))
     wb = max(pl + wd, _span(wo, kw, sw, dw))
     # wide rows (unit stride along W): gy's rows are padded with zeros to the padded input width wb, so
@@ -171,6 +191,28 @@ def conv2d_weight_grad(x, gy, kernel, stride, dilation, groups, pads) -> np.ndar
         gw = np.matmul(_grouped(cols, groups), _grouped(g2, groups).transpose(0, 2, 1)).transpose(0, 2, 1)
     return np.ascontiguousarray(gw).reshape(o, cols.shape[0] // (kh * kw) // groups, kh, kw)
 
+
+
+def conv2d_grads(x, gy, w, stride, dilation, groups, pads, in_hw) -> tuple[np.ndarray, np.ndarray]:
+    """Both gradients of a conv2d, ``(gx, gw)``. Where the input gradient is the convolution of gy with
+    the flipped kernel (unit stride, ungrouped), the weight gradient reuses its columns instead of
+    building those of x: with ``cols[(o, u, v), (n, p, q)] = gy_pad[n, o, p + d·u, q + d·v]``,
+
+    ``gw[o, c, k−1−u, k−1−v] = Σ_{n, p, q} cols[(o, u, v), (n, p, q)] · x[n, c, p, q]``
+
+    — one im2col for two GEMMs (x laid out with the columns' wide rows, zeros past its width)."""
+    flipped = _flipped_pads(gy.shape, w.shape, stride, dilation, groups, pads, in_hw)
+    if flipped is None or groups != 1:
+        return (conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw),
+                conv2d_weight_grad(x, gy, w.shape[2:], stride, dilation, groups, pads))
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    cols, wq = im2col(gy, (kh, kw), stride, dilation, flipped, (h, wd))
+    gx = _conv_from_columns(cols, wq, _flipped_kernel(w, 1), None, 1, (n, h, wd))
+    x2 = np.zeros((c, n, h, wq), dtype=gy.dtype)
+    x2[:, :, :, :wd] = x.transpose(1, 0, 2, 3)
+    gw = (cols @ x2.reshape(c, -1).T).reshape(o, kh, kw, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
+    return gx, np.ascontiguousarray(gw, dtype=x.dtype)
 
 # --- ONNX lowering helpers ----------------------------------------------------------------------------
 
@@ -597,6 +639,15 @@ class Conv2dGradInput(_ConvGeometry):
 
     def forward(self, gy, w):
         return conv2d_input_grad(gy, w, self.stride, self.dilation, self.groups, self.pads, self.input_size)
+
+    def fused_forward(self, xs, other, other_xs):
+        """With the weight gradient of the same conv (same gy, same geometry): ``conv2d_grads``, which
+        builds one set of columns for both."""
+        geometry = ("kernel", "stride", "dilation", "groups", "pads")
+        if other.kind != Conv2dGradWeight.kind or xs[0] != other_xs[1] or any(getattr(self, a) != getattr(other, a) for a in geometry):
+            return None
+        stride, dilation, groups, pads, in_hw = self.stride, self.dilation, self.groups, self.pads, self.input_size
+        return lambda gy, w, x, _gy: conv2d_grads(x, gy, w, stride, dilation, groups, pads, in_hw)
 
     def onnx(self, ctx, xs, y):
         gy, w = xs
