@@ -16,6 +16,7 @@ from graphc.ops.loss import (L1, MSE, Hinge, HingeGrad, L1Grad, L2Penalty, MSEGr
 from graphc.ops.norm import (BatchNorm, BatchNormGradGamma, BatchNormRunningUpdate, BatchNormStats, BatchNormTrain,
                              BatchNormTrainGradInput, LayerNorm, LayerNormGradGamma, LayerNormGradInput)
 from graphc.ops.base import sample
+from graphc.ops.elementwise import ReluGrad
 from op_harness import one_op_graph, sample_values
 
 RNG = np.random.default_rng(1234)
@@ -69,6 +70,26 @@ def test_softmax_cross_entropy_is_stable_for_huge_scores():
     loss = SoftmaxCrossEntropy().forward(s, np.array([2, 1]))
     assert loss.dtype == np.float32 and np.isfinite(loss)
     assert loss == pytest.approx((2000.0 + 0.0) / 2)
+
+
+@pytest.mark.parametrize("c", [3, 10, 63, 64, 200])  # both sides of the column-major path for few classes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_cross_entropy_and_gradient_for_few_and_many_classes(c, dtype):
+    n = 37
+    s = (3 * RNG.standard_normal((n, c))).astype(dtype)
+    y = RNG.integers(0, c, n)
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    s64 = s.astype(np.float64)
+    loss = SoftmaxCrossEntropy().forward(s, y)
+    assert loss.dtype == dtype and loss == pytest.approx(softmax_ce_reference(s64, y), rel=rtol)
+    p = np.exp(s64 - s64.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    want = 0.5 * (p - np.eye(c)[y]) / n
+    for scores in (s, np.asfortranarray(s), np.repeat(s, 2, axis=1)[:, ::2]):  # any layout in, row-major out
+        g = SoftmaxCrossEntropyGrad().forward(scores, y, np.asarray(0.5, dtype))
+        assert g.dtype == dtype and g.flags.c_contiguous
+        np.testing.assert_allclose(g, want, rtol=rtol, atol=rtol * np.abs(want).max())
+        assert SoftmaxCrossEntropy().forward(scores, y) == loss
 
 
 def test_hinge_loss_reproduces_the_course_example():
@@ -327,3 +348,13 @@ def test_leaky_relu_elu_and_dropout():
     assert Dropout(p=0.5).forward(x) is x  # the inference form is the identity
     _, _, grads = op_gradients(Dropout, {"p": 0.5}, [(3, 4)], values={"r": np.full((3, 4), 2.0)})
     np.testing.assert_array_equal(grads["in0"], 2.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_grad_passes_gy_where_the_output_is_positive(dtype):
+    y = np.maximum(RNG.standard_normal((6, 5)), 0).astype(dtype)
+    y[0, :2] = [-0.0, np.nan]  # neither is > 0: both block the gradient
+    for gy in (RNG.standard_normal((6, 5)).astype(dtype), np.broadcast_to(np.arange(5, dtype=dtype) - 2, (6, 5))):
+        gx = ReluGrad().forward(y, gy)
+        assert gx.dtype == dtype and gx.shape == (6, 5)
+        np.testing.assert_array_equal(gx, np.where(y > 0, gy, 0))

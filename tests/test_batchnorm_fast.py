@@ -142,8 +142,8 @@ def test_training_step_running_updates_and_outputs_are_float32():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_uncentred_sums_keep_the_accuracy_of_the_centred_form(dtype):
-    """σ² from Σx² − nμ² and gγ from Σgy·x − μ·Σgy cancel as |μ|/σ grows; channels with μ² > 3σ² are
-    redone centred, so every channel keeps its variance and γ-gradient to a few units of roundoff."""
+    """σ² from Σx² − nμ² cancels as |μ|/σ grows; channels with μ² > 3σ² are redone centred, so every
+    channel keeps its variance to a few units of roundoff (and gγ, computed centred, too)."""
     shape, eps = (8, 12, 6, 6), np.finfo(dtype).eps
     ratio = np.array([0, 0.5, 1, 1.5, 1.7, 1.8, 2, 3, 5, 10, 30, 100])  # |μ|/σ per channel, either side of √3
     for _ in range(5):

@@ -14,7 +14,7 @@ from graphc.interpreter import Program
 from graphc.ops.attention import MultiHeadAttention
 from graphc.ops.elementwise import Mul
 from graphc.ops.recurrent import LSTM, RNN
-from graphc.ops.reduce import ReduceSum
+from graphc.ops.reduce import ReduceSum, SumTo
 from graphc.ops.shape_ops import (MASK_FILL, CausalMask, Concat, Flatten, MatMul, PositionalEncoding, Reshape, Select,
                                   SelectGrad, Slice, SliceGrad, Stack, Transpose)
 
@@ -101,6 +101,19 @@ def test_positional_encoding_table_by_the_formula():
 
 
 # --- graphs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("in_shape,shape", [((7, 5), (5,)), ((7, 1), (1,)), ((7, 5), (1, 5)), ((7, 5), (7, 1)),
+                                             ((2, 3, 4, 4), (3, 1, 1)), ((2, 3, 4), (4,)), ((6,), ()), ((3, 4), (3, 4))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_sum_to_undoes_broadcasting(in_shape, shape, dtype):
+    x = (10 * RNG.standard_normal(in_shape)).astype(dtype)
+    lead = len(in_shape) - len(shape)
+    want = x.sum(axis=tuple(range(lead)), dtype=dtype)  # the leading axes, then the size-1 axes kept
+    want = want.sum(axis=tuple(i for i, d in enumerate(shape) if d == 1), keepdims=True, dtype=dtype)
+    got = np.asarray(SumTo(shape=shape).forward(x))
+    assert got.dtype == dtype and got.shape == shape
+    np.testing.assert_array_equal(got, want)
 
 
 def test_course_example_sum_of_squares_of_xw():

