@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from graphc.ops.base import conv_out, pair
+from graphc.ops import conv
 from graphc.ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight, ConvTranspose2d
 from graphc.ops.pool import (AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, MaxPool2d, MaxPool2dGrad, Upsample,
                              UpsampleGrad)
@@ -185,9 +186,16 @@ CONV_CASES = [
 CONV_INPUTS = [(2, 4, 7, 6), (1, 4, 5, 8)]
 
 
+@pytest.fixture(params=["banded", "im2col"])
+def road(request, monkeypatch):
+    """Both roads of the conv kernels: the banded form (ungrouped only) and im2col."""
+    monkeypatch.setattr(conv, "_banded", lambda o, kw, wp, groups: request.param == "banded" and groups == 1)
+    return request.param
+
+
 @pytest.mark.parametrize("attrs", CONV_CASES, ids=[str(i) for i in range(len(CONV_CASES))])
 @pytest.mark.parametrize("x_shape", CONV_INPUTS, ids=["7x6", "5x8"])
-def test_conv2d_forward_and_gradients_match_naive_loops(attrs, x_shape):
+def test_conv2d_forward_and_gradients_match_naive_loops(attrs, x_shape, road):
     op = Conv2d.model_validate(attrs)
     params = op.params([TensorType(x_shape, "float64")])
     x = randn(*x_shape)
@@ -250,7 +258,7 @@ TRANSPOSE_CASES = [
 
 
 @pytest.mark.parametrize("attrs", TRANSPOSE_CASES, ids=[str(i) for i in range(len(TRANSPOSE_CASES))])
-def test_conv_transpose2d_matches_scatter_definition(attrs):
+def test_conv_transpose2d_matches_scatter_definition(attrs, road):
     op = ConvTranspose2d.model_validate(attrs)
     x_shape = (2, 4, 3, 4)
     w = randn(*op.params([TensorType(x_shape, "float64")])["weight"].shape)
@@ -259,6 +267,13 @@ def test_conv_transpose2d_matches_scatter_definition(attrs):
     got = op.forward(x, w, b)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     assert got.shape == op.infer([TensorType(x_shape, "float64"), TensorType(w.shape, "float64")]).shape
+
+
+def test_the_banded_form_is_taken_for_thin_convs_only():
+    """LeNet-5's 5×5 convs (6 and 16 filters over rows of 32 and 14) take the banded form; ResNet's
+    3×3 convs over rows of 34, VGG's wide layers and grouped convs take im2col."""
+    assert conv._banded(6, 5, 32, 1) and conv._banded(16, 5, 14, 1)
+    assert not conv._banded(16, 3, 34, 1) and not conv._banded(64, 3, 226, 1) and not conv._banded(6, 5, 32, 2)
 
 
 def test_conv2d_grad_input_is_the_adjoint_of_conv2d():

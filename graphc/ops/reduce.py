@@ -9,6 +9,14 @@ from ..tensor import TensorType, fmt_shape
 from .base import IntTuple, Op, ShapeTuple, sample
 
 
+def channel_sums(x: np.ndarray, dtype=None) -> np.ndarray:
+    """``Σ_{n, h, w} x[n, c, h, w]`` per channel of a C-contiguous (N, C, …) float array, as (C,) in
+    ``dtype`` (x's by default). The per-(n, c) row sums are a matrix-vector product with ones: BLAS
+    runs it 2–5× faster than NumPy's reduction over those axes."""
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)
+    return (x3 @ np.ones(x3.shape[2], x.dtype)).sum(axis=0, dtype=dtype or x.dtype)
+
+
 class ReduceSum(Op):
     """``y = Σ_{axes} x`` (``keepdims`` keeps reduced axes as size 1); all axes when ``axes`` is empty."""
 
@@ -36,7 +44,11 @@ class ReduceSum(Op):
         return None
 
     def forward(self, x):
-        return np.sum(x, axis=self._axes(x.ndim), keepdims=self.keepdims, dtype=x.dtype)
+        axes = self._axes(x.ndim)
+        if x.ndim > 2 and axes == (0, *range(2, x.ndim)) and x.dtype.kind == "f" and x.flags.c_contiguous:
+            y = channel_sums(x)  # a bias or β gradient
+            return y.reshape(1, -1, *(1,) * (x.ndim - 2)) if self.keepdims else y
+        return np.sum(x, axis=axes, keepdims=self.keepdims, dtype=x.dtype)
 
     def onnx(self, ctx, xs, y):
         axes = self._axes(ctx.type_of(xs[0]).rank)
