@@ -310,24 +310,36 @@ class Concat(Op):
 
 class MatMul(Op):
     """Matrix product with NumPy ``matmul`` semantics for rank ≥ 2: ``a (…, M, K) · b (…, K, P) → (…, M, P)``,
-    ``y[…, m, p] = Σ_k a[…, m, k] · b[…, k, p]``; the batch dims ``…`` broadcast.
+    ``y[…, m, p] = Σ_k a[…, m, k] · b[…, k, p]``; the batch dims ``…`` broadcast. ``transpose_a`` /
+    ``transpose_b`` use ``aᵀ`` / ``bᵀ`` (the last two axes swapped) instead, as ONNX Gemm's transA/transB:
+    the gradients use them, so no transpose is a node of its own.
     MACs per example: ``prod(batch) · M · K · P`` (symbolic dims count as 1).
     """
 
     kind = "matmul"
     arity = (2, 2)
+    transpose_a: bool = False
+    transpose_b: bool = False
 
     samples = (
         sample({}, (3, 4), (4, 5)),
         sample({}, (2, 3, 4), (4, 5), note="broadcast weight"),
         sample({}, (2, 2, 3, 4), (2, 2, 4, 3), note="batched heads"),
+        sample({"transpose_a": True}, (2, 4, 3), (4, 5), note="aᵀ"),
+        sample({"transpose_b": True}, (3, 4), (2, 5, 4), note="bᵀ"),
+        sample({"transpose_a": True, "transpose_b": True}, (4, 3), (5, 4), note="aᵀ bᵀ"),
     )
 
+    def _operands(self, a: TensorType, b: TensorType) -> tuple[TensorType, TensorType]:
+        def swapped(x, flag):
+            return x.with_shape(x.shape[:-2] + (x.shape[-1], x.shape[-2])) if flag else x
+        return swapped(a, self.transpose_a), swapped(b, self.transpose_b)
+
     def infer(self, xs):
-        a, b = xs
-        for x, what in ((a, "a (…, M, K)"), (b, "b (…, K, P)")):
+        for x, what in ((xs[0], "a (…, M, K)"), (xs[1], "b (…, K, P)")):
             if x.rank < 2:
                 raise ShapeError(f"matmul input {what} must have rank ≥ 2, got shape {x}")
+        a, b = self._operands(*xs)
         expect_float(a, "matmul input a")
         if a.dtype != b.dtype:
             raise ShapeError(f"matmul inputs have different dtypes {a.dtype} and {b.dtype}")
@@ -343,29 +355,38 @@ class MatMul(Op):
         return None
 
     def macs(self, xs, y):
-        k = xs[0].shape[-1]
+        k = self._operands(*xs)[0].shape[-1]
         return y.numel() * (k if isinstance(k, int) else 1)
 
-    def forward(self, a, b):
-        return np.matmul(a, b)
+    def describe(self):
+        return " ".join(f"{n}ᵀ" for n, flag in (("a", self.transpose_a), ("b", self.transpose_b)) if flag)
 
+    def forward(self, a, b):
+        return np.matmul(a.swapaxes(-1, -2) if self.transpose_a else a, b.swapaxes(-1, -2) if self.transpose_b else b)
 
     def onnx(self, ctx, xs, y):
-        ctx.node("MatMul", xs, y)
+        def operand(x, flag, hint):
+            if not flag:
+                return x
+            rank = ctx.type_of(x).rank
+            return ctx.node("Transpose", [x], hint=hint, perm=list(range(rank - 2)) + [rank - 1, rank - 2])
+        ctx.node("MatMul", [operand(xs[0], self.transpose_a, "a_t"), operand(xs[1], self.transpose_b, "b_t")], y)
 
     def vjp(self, g, xs, y, gy):
-        """``ga = Σ_bcast gy · bᵀ``, ``gb = Σ_bcast aᵀ · gy`` (ᵀ swaps the last two axes)."""
+        """With ``A = aᵀ or a`` and ``B = bᵀ or b`` as the flags say: ``gA = gy · Bᵀ``, ``gB = Aᵀ · gy``,
+        transposed back for a transposed operand (``ga = B · gyᵀ`` when ``transpose_a``, ``gb = gyᵀ · A``
+        when ``transpose_b``), each summed over broadcast batch dims."""
         a, b = xs
-
-        def swap_last(name, hint):
-            rank = g.type_of(name).rank
-            return g.op(Transpose(perm=tuple(range(rank - 2)) + (rank - 1, rank - 2)), [name], hint)
-
+        ta, tb = self.transpose_a, self.transpose_b
         ga = gb = None
         if g.needs(0):
-            ga = g.sum_to(g.op(MatMul(), [gy, swap_last(b, "b_t")], "d0_full"), a, "d0")
+            full = (g.op(MatMul(transpose_a=tb, transpose_b=True), [b, gy], "d0_full") if ta else
+                    g.op(MatMul(transpose_b=not tb), [gy, b], "d0_full"))
+            ga = g.sum_to(full, a, "d0")
         if g.needs(1):
-            gb = g.sum_to(g.op(MatMul(), [swap_last(a, "a_t"), gy], "d1_full"), b, "d1")
+            full = (g.op(MatMul(transpose_a=True, transpose_b=ta), [gy, a], "d1_full") if tb else
+                    g.op(MatMul(transpose_a=not ta), [a, gy], "d1_full"))
+            gb = g.sum_to(full, b, "d1")
         return ga, gb
 
 
