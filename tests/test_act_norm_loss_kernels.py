@@ -90,6 +90,11 @@ def test_softmax_cross_entropy_and_gradient_for_few_and_many_classes(c, dtype):
         assert g.dtype == dtype and g.flags.c_contiguous
         np.testing.assert_allclose(g, want, rtol=rtol, atol=rtol * np.abs(want).max())
         assert SoftmaxCrossEntropy().forward(scores, y) == loss
+    # the interpreter's fused step for the loss and its gradient: one softmax for both
+    both = SoftmaxCrossEntropy().fused_forward(("s", "y"), SoftmaxCrossEntropyGrad(), ("s", "y", "g"))
+    fused_loss, fused_g = both(s, y, s, y, np.asarray(0.5, dtype))
+    assert fused_loss == loss and np.array_equal(fused_g, SoftmaxCrossEntropyGrad().forward(s, y, np.asarray(0.5, dtype)))
+    assert SoftmaxCrossEntropy().fused_forward(("s", "y"), SoftmaxCrossEntropyGrad(), ("other", "y", "g")) is None
 
 
 def test_hinge_loss_reproduces_the_course_example():

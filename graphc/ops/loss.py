@@ -157,14 +157,32 @@ class SoftmaxCrossEntropy(_ClassLoss):
     kind = "softmax_cross_entropy"
 
     def forward(self, s, labels):
+        return self._loss_and_grad(s, labels, None)[0]
+
+    @staticmethod
+    def _loss_and_grad(s, labels, gy):
+        """The loss and, when ``gy`` is given, the score gradient from the same exponentials."""
         n = s.shape[0]
-        shifted = _shifted(s)
-        picked = shifted[np.arange(n), labels]
-        log_z = np.exp(shifted, out=shifted).sum(axis=1)  # the shifted scores are spent: exponentiate in place
-        np.log(log_z, out=log_z)
-        log_z -= picked
+        rows = np.arange(n)
+        e = _shifted(s)
+        picked = e[rows, labels]
+        np.exp(e, out=e)
+        z = e.sum(axis=1)
         # sum/N in the scores' dtype is np.mean's result without its Python-level wrapper (~2.5 µs)
-        return _scalar(log_z.sum() / n, s.dtype)
+        loss = _scalar((np.log(z) - picked).sum() / n, s.dtype)
+        if gy is None:
+            return loss, None
+        scale = gy / n  # gy is the loss's cotangent, of the scores' dtype; a Python int divisor takes that dtype
+        # softmax and the gy/N factor in one pass over (N, C): e_ij · (gy/N)/Σ_k e_ik, in place
+        e *= scale / z[:, None]
+        e[rows, labels] -= scale
+        return loss, np.ascontiguousarray(e)  # row-major like every other kernel's output
+
+    def fused_forward(self, xs, other, other_xs):
+        """With the gradient of this very loss (same scores and labels): both from one softmax."""
+        if other.kind != SoftmaxCrossEntropyGrad.kind or tuple(other_xs[:2]) != tuple(xs):
+            return None
+        return lambda s, labels, _s, _labels, gy: self._loss_and_grad(s, labels, gy)
 
     def onnx(self, ctx, xs, y):
         s, labels = xs
@@ -185,14 +203,7 @@ class SoftmaxCrossEntropyGrad(_LossGrad):
     samples = _CLASS_GRAD_SAMPLES
 
     def forward(self, s, labels, gy):
-        n = s.shape[0]
-        scale = gy / n  # gy is the loss's cotangent, of the scores' dtype; a Python int divisor takes that dtype
-        e = _shifted(s)
-        np.exp(e, out=e)
-        # softmax and the gy/N factor in one pass over (N, C): e_ij · (gy/N)/Σ_k e_ik, in place
-        e *= scale / e.sum(axis=1, keepdims=True)
-        e[np.arange(n), labels] -= scale
-        return np.ascontiguousarray(e)  # row-major like every other kernel's output
+        return SoftmaxCrossEntropy._loss_and_grad(s, labels, gy)[1]
 
     def onnx(self, ctx, xs, y):
         s, labels, gy = xs
