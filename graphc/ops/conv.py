@@ -156,6 +156,16 @@ def _band_weight_grad(x, gy2, kernel, stride, dilation, pads, out_hw) -> np.ndar
     return gw
 
 
+def _channel_major(a: np.ndarray, wq: int, dtype) -> np.ndarray:
+    """(N, C, H, W) as (C, N, H, Wq) of ``dtype``, rows padded with zeros to the columns' pitch ``Wq ≥ W``
+    (every element written once)."""
+    n, c, h, w = a.shape
+    out = np.empty((c, n, h, wq), dtype=dtype)
+    out[:, :, :, :w] = a.transpose(1, 0, 2, 3)
+    out[:, :, :, w:] = 0
+    return out
+
+
 def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
     """(R, K) → (groups, R/groups, K): group g owns the g-th block of rows."""
     return a.reshape(groups, a.shape[0] // groups, a.shape[1])
@@ -238,9 +248,7 @@ def conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw) -> np.ndarra
     # each tap's contributions land on ONE run of ho·wb elements per (c, n) plane (row pitch sh·wb)
     # instead of ho runs of wo; the zero columns carry nothing, wherever they land (sh spare rows)
     wq = wb if sw == 1 else wo
-    g2 = np.zeros((o, n, ho, wq), dtype=gy.dtype)
-    g2[:, :, :, :wo] = gy.transpose(1, 0, 2, 3)
-    g2 = g2.reshape(o, n * ho * wq)
+    g2 = _channel_major(gy, wq, gy.dtype).reshape(o, n * ho * wq)
     w2 = w.astype(gy.dtype, copy=False).reshape(o, cg * kh * kw)
     if groups == 1:
         cols = w2.T @ g2
@@ -269,9 +277,7 @@ def conv2d_weight_grad(x, gy, kernel, stride, dilation, groups, pads) -> np.ndar
     if _banded(o, kw, x.shape[3] + pads[1][0] + pads[1][1], groups):
         return _band_weight_grad(x, _band_cotangent(gy), kernel, stride, dilation, pads, (ho, wo))
     cols, wq = im2col(x, kernel, stride, dilation, pads, (ho, wo))
-    g2 = np.zeros((o, n, ho, wq), dtype=x.dtype)  # the garbage columns of wide rows get zero weight
-    g2[:, :, :, :wo] = gy.transpose(1, 0, 2, 3)
-    g2 = g2.reshape(o, n * ho * wq)
+    g2 = _channel_major(gy, wq, x.dtype).reshape(o, n * ho * wq)  # the garbage columns of wide rows get zero weight
     k = cols.shape[0]
     if groups == 1 and k * o <= 512:
         # a small output over a long reduction: BLAS splits a GEMM's work by output blocks, so one
@@ -306,8 +312,7 @@ def conv2d_grads(x, gy, w, stride, dilation, groups, pads, in_hw) -> tuple[np.nd
     o, _, kh, kw = w.shape
     cols, wq = im2col(gy, (kh, kw), stride, dilation, flipped, (h, wd))
     gx = _conv_from_columns(cols, wq, _flipped_kernel(w, 1), None, 1, (n, h, wd))
-    x2 = np.zeros((c, n, h, wq), dtype=gy.dtype)
-    x2[:, :, :, :wd] = x.transpose(1, 0, 2, 3)
+    x2 = _channel_major(x, wq, gy.dtype)
     gw = (cols @ x2.reshape(c, -1).T).reshape(o, kh, kw, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
     return gx, np.ascontiguousarray(gw, dtype=x.dtype)
 
