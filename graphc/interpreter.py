@@ -2,8 +2,8 @@
 
 The schedule lists, for each node needed by the requested outputs, its kernel, the slots of its
 inputs and the slots to release after it (each buffer is freed after its last use). Two nodes whose
-ops share work (``Op.fused_forward``: a conv's input and weight gradients) run as one step. Feeds (inputs,
-parameters, random masks) fill their slots directly.
+ops share work (``Op.fused_forward``: a conv's input and weight gradients, say) run as one step.
+Feeds (inputs, parameters, random masks) fill their slots directly; constants are computed once.
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ class Program:
         for n, step in last_use.items():
             if n not in keep:
                 frees.setdefault(step, []).append(self.slot[n])
+        # a step's output is one slot, or a tuple of slots for a fused step
         self.steps = [
-            (kernel, tuple(self.slot[i] for i in inputs), self.slot[made[0]] if len(made) == 1 else tuple(self.slot[m] for m in made),
-             tuple(frees.get(step, ())))
+            (kernel, tuple(self.slot[i] for i in inputs),
+             self.slot[made[0]] if len(made) == 1 else tuple(self.slot[m] for m in made), tuple(frees.get(step, ())))
             for step, (kernel, inputs, made) in enumerate(plan)
         ]
         self.size = len(order)

@@ -114,12 +114,7 @@ def _band_forward(x, w, b, stride, dilation, pads) -> np.ndarray:
     n, _, hp, wp = xp.shape
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     y = (_row_columns(xp, kh, sh, dh, ho) @ _band(w, wp, wo, sw, dw, x.dtype)).reshape(n, ho, o, wo).transpose(0, 2, 1, 3)
-    out = np.empty((n, o, ho, wo), dtype=x.dtype)
-    if b is None:
-        np.copyto(out, y)
-    else:
-        np.add(y, b.astype(x.dtype, copy=False).reshape(1, o, 1, 1), out=out)
-    return out
+    return _nchw_output(y, b)
 
 
 def _band_cotangent(gy: np.ndarray) -> np.ndarray:
@@ -131,7 +126,7 @@ def _band_cotangent(gy: np.ndarray) -> np.ndarray:
 def _band_input_grad(gy2, w, stride, dilation, pads, in_hw, out_hw) -> np.ndarray:
     """``gx`` in the banded form: the rows of ``gy2 @ Bᵀ`` added back into the padded input, one
     strided add per kernel row."""
-    (sh, sw), (dh, dw), (pt, pb), (pl, pr), (h, wd), (ho, wo) = stride, dilation, *pads, in_hw, out_hw
+    (sh, sw), (dh, dw), (pt, _), (pl, pr), (h, wd), (ho, wo) = stride, dilation, *pads, in_hw, out_hw
     _, c, kh, _ = w.shape
     wp = pl + wd + pr
     n = gy2.shape[0] // ho
@@ -193,12 +188,16 @@ def _conv_from_columns(cols, wq, w, b, groups, nhw) -> np.ndarray:
         y = w2 @ cols
     else:
         y = np.matmul(_grouped(w2, groups), _grouped(cols, groups))
-    y = y.reshape(o, n, ho, wq)[:, :, :, :wo].transpose(1, 0, 2, 3)
-    out = np.empty((n, o, ho, wo), dtype=dtype)
+    return _nchw_output(y.reshape(o, n, ho, wq)[:, :, :, :wo].transpose(1, 0, 2, 3), b)
+
+
+def _nchw_output(y: np.ndarray, b) -> np.ndarray:
+    """A GEMM's result viewed as (N, O, Ho, Wo), copied out contiguous, plus the bias if any."""
+    out = np.empty(y.shape, dtype=y.dtype)
     if b is None:
         np.copyto(out, y)
     else:
-        np.add(y, b.astype(dtype, copy=False).reshape(1, o, 1, 1), out=out)
+        np.add(y, b.astype(y.dtype, copy=False).reshape(1, -1, 1, 1), out=out)
     return out
 
 
@@ -291,7 +290,6 @@ def conv2d_weight_grad(x, gy, kernel, stride, dilation, groups, pads) -> np.ndar
     return np.ascontiguousarray(gw).reshape(o, cols.shape[0] // (kh * kw) // groups, kh, kw)
 
 
-
 def conv2d_grads(x, gy, w, stride, dilation, groups, pads, in_hw) -> tuple[np.ndarray, np.ndarray]:
     """Both gradients of a conv2d, ``(gx, gw)``. Where the input gradient is the convolution of gy with
     the flipped kernel (unit stride, ungrouped), the weight gradient reuses its columns instead of
@@ -315,6 +313,7 @@ def conv2d_grads(x, gy, w, stride, dilation, groups, pads, in_hw) -> tuple[np.nd
     x2 = _channel_major(x, wq, gy.dtype)
     gw = (cols @ x2.reshape(c, -1).T).reshape(o, kh, kw, c)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
     return gx, np.ascontiguousarray(gw, dtype=x.dtype)
+
 
 # --- ONNX lowering helpers ----------------------------------------------------------------------------
 
