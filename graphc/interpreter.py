@@ -2,7 +2,9 @@
 
 The schedule lists, for each node needed by the requested outputs, its kernel, the slots of its
 inputs and the slots to release after it (each buffer is freed after its last use). Two nodes whose
-ops share work (``Op.fused_forward``: a conv's input and weight gradients, say) run as one step.
+ops share work (``Op.fused_forward``: a conv's input and weight gradients, say) run as one step, and
+a node may take an earlier node's value that spares it work (``Op.reuse_forward``: a max pool's
+gradient takes the pool's output).
 Feeds (inputs, parameters, random masks) fill their slots directly; constants are computed once.
 """
 
@@ -137,5 +139,17 @@ def _fuse_siblings(graph: nx.DiGraph, order: list[str], ready: set[str]) -> list
         if n in fused:
             plan.append(fused[n])
         elif n not in taken:
-            plan.append((graph.nodes[n]["op"].forward, list(graph.nodes[n]["inputs"]), (n,)))
+            plan.append(_reusing(graph, n, position) or (graph.nodes[n]["op"].forward, list(graph.nodes[n]["inputs"]), (n,)))
     return plan
+
+
+def _reusing(graph: nx.DiGraph, n: str, position: dict[str, int]) -> tuple | None:
+    """Node ``n``'s step taking an earlier node's value too, when its op offers a ``reuse_forward``
+    with an earlier node that shares one of its inputs (a max pool's gradient, the pool's output)."""
+    node = graph.nodes[n]
+    for e in sorted({e for i in node["inputs"] for e in graph.successors(i) if position.get(e, len(position)) < position[n]},
+                    key=position.get):
+        kernel = node["op"].reuse_forward(tuple(node["inputs"]), graph.nodes[e]["op"], tuple(graph.nodes[e]["inputs"]))
+        if kernel is not None:
+            return kernel, [*node["inputs"], e], (n,)
+    return None

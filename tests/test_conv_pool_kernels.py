@@ -353,12 +353,17 @@ def test_maxpool_gradient_with_ties_matches_naive_loops(attrs, dtype):
     for x in (RNG.integers(-1, 2, (2, 3, 8, 6)), np.maximum(randn(2, 3, 8, 6), 0)):
         x = x.astype(dtype)
         _, arg = naive_maxpool(x, op._kernel(), op._stride(), op.pads(x.shape[2:]), op._dilation(), op.ceil_mode)
-        gy = randn(*MaxPool2d.model_validate(attrs).forward(x).shape).astype(dtype)
+        pool = MaxPool2d.model_validate(attrs)
+        gy = randn(*pool.forward(x).shape).astype(dtype)
         gx = op.forward(x, gy)
         assert gx.shape == x.shape and gx.dtype == dtype
         tol = 1e-6 if dtype == np.float32 else 1e-12  # overlapping windows: sums of a few gy in another order
         np.testing.assert_allclose(gx, naive_maxpool_grad(x, gy, arg), rtol=tol, atol=tol)
         assert not np.signbit(gx[gx == 0]).any()
+        # given the pool's output, as the interpreter's schedule does: the same routing
+        reusing = op.reuse_forward(("x", "gy"), pool, ("x",))
+        np.testing.assert_array_equal(reusing(x, gy, pool.forward(x)), gx)
+    assert op.reuse_forward(("x", "gy"), MaxPool2d.model_validate(attrs), ("other",)) is None
 
 AVGPOOL_CASES = [
     dict(kernel=2),

@@ -44,15 +44,19 @@ def test_every_node_has_the_inferred_shape(path):
             assert result[n].dtype == np.dtype(want.dtype), n
 
 
-@pytest.mark.parametrize("name", ["resnet20_cifar", "unet_small"])
+@pytest.mark.parametrize("name", ["resnet20_cifar", "unet_small", "lenet5"])
 def test_fused_steps_give_what_the_kernels_give_one_by_one(name):
-    """The schedule runs a conv's input and weight gradients as one step (``Op.fused_forward``)."""
+    """The schedule runs a conv's input and weight gradients as one step (``Op.fused_forward``), and
+    LeNet-5's max-pool gradients take the pools' outputs (``Op.reuse_forward``)."""
     training, _ = optimize(training_graph(graphc.compile_spec(SPECS[0].parent / f"{name}.yaml")))
     values = spec_values(training, 2, 0)
     values.update(draw_masks(training, {"N": 2}, 0))
     targets = list(training.graph["grads"].values())
     program = Program(training, targets)
     assert any(out.__class__ is tuple for _, _, out, _ in program.steps)
+    pool_grads = [n for n in training if training.nodes[n]["op"].kind == "maxpool2d_grad"]
+    reusing = [ins for _, ins, out, _ in program.steps if out.__class__ is int and out in {program.slot[n] for n in pool_grads}]
+    assert len(reusing) == len(pool_grads) and all(len(ins) == 3 for ins in reusing)
     got = program.run(values)
     for n in nx.topological_sort(training):
         if n not in values:

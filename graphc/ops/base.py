@@ -152,6 +152,11 @@ class Op(BaseModel):
         interpreter runs it in one step). ``None``, the default: nothing to share."""
         return None
 
+    def reuse_forward(self, xs: tuple[str, ...], earlier: "Op", earlier_xs: tuple[str, ...]):
+        """A kernel for this node that also takes the value of an ``earlier`` node which computed part of
+        its work from the same inputs: ``f(*my inputs, earlier's value)``. ``None``, the default."""
+        return None
+
     def vjp(self, g, xs: tuple[str, ...], y: str, gy: str) -> tuple[str | None, ...]:
         """Cotangents of the inputs ``xs`` given the output ``y`` and its cotangent ``gy``, as nodes
         emitted through ``g`` (``g.needs(i)`` says whether input ``i`` wants one)."""

@@ -272,12 +272,14 @@ class MaxPool2dGrad(_MaxPoolAttrs):
     def warnings(self, xs):
         return []
 
-    def forward(self, x, gy):
+    def forward(self, x, gy, best=None):
         """``gy`` routed tap by tap in row-major order: tap ``t`` takes the part of ``gy`` that no earlier
-        tap took where it holds the window's maximum, so a tie goes to the first maximum."""
+        tap took where it holds the window's maximum, so a tie goes to the first maximum. ``best``: the
+        windows' maxima, when the forward max pool's output is at hand."""
         xp, win = self._padded_windows(x, -np.inf)
         kernel, stride, dilation, out = self._kernel(), self._stride(), self._dilation(), gy.shape[2:]
-        best = window_max(xp, kernel, stride, dilation, out)
+        if best is None:
+            best = window_max(xp, kernel, stride, dilation, out)
         # windows at least their extent apart: no input is read by two windows, so each tap's view of
         # gx is written once, directly; if their o·k distinct inputs are all n inputs, nothing is left to zero
         disjoint = all(s >= _span(1, k, s, d) for k, s, d in zip(kernel, stride, dilation))
@@ -301,6 +303,12 @@ class MaxPool2dGrad(_MaxPoolAttrs):
                 view += dest
         (pt, _), (pl, _) = self.pads(x.shape[2:])
         return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
+
+    def reuse_forward(self, xs, earlier, earlier_xs):
+        """The forward max pool of the same x, same attributes: its output is the windows' maxima."""
+        if earlier.kind != MaxPool2d.kind or tuple(earlier_xs) != (xs[0],) or earlier.model_dump() != self.model_dump():
+            return None
+        return self.forward
 
     def onnx(self, ctx, xs, y):
         """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
