@@ -73,7 +73,7 @@ class Program:
         for value in self.constants.values():
             value.flags.writeable = False
         ready = fed | {n for n in order if self.slot[n] in self.constants}
-        plan = _fuse_siblings(graph, [n for n in order if n not in ready], ready)
+        plan = _plan_steps(graph, [n for n in order if n not in ready], ready)
         last_use: dict[str, int] = {}
         for step, (_, inputs, _) in enumerate(plan):
             for i in inputs:
@@ -110,10 +110,11 @@ class Program:
         return {o: slots[self.slot[o]] for o in self.outputs}
 
 
-def _fuse_siblings(graph: nx.DiGraph, order: list[str], ready: set[str]) -> list[tuple]:
+def _plan_steps(graph: nx.DiGraph, order: list[str], ready: set[str]) -> list[tuple]:
     """The schedule's steps ``(kernel, input names, computed names)`` in ``order``, where a node whose
     op offers a ``fused_forward`` with a later node sharing one of its inputs computes both in one
-    step (at the earlier one's place, when all the later one's inputs are computed by then)."""
+    step (at the earlier one's place, when all the later one's inputs are computed by then), and a
+    node whose op offers a ``reuse_forward`` takes the earlier node's value too (``_reusing``)."""
     position = {n: i for i, n in enumerate(order)}
     fused: dict[str, tuple] = {}
     taken: set[str] = set()
