@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from . import __version__
 from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
 from .files import write_atomic
+from .version import __version__
 
 EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
 2 invalid command line · 3 a numerical check failed"""
@@ -22,14 +22,14 @@ def _emit(text: str, out: str | None) -> None:
 
 
 def cmd_compile(args) -> int:
-    from . import compile_spec
-    from .analysis import warnings
+    from .ir.analysis import warnings
+    from .ir.build import compile_spec
     from .report import compile_report, format_table
 
     graph = compile_spec(args.spec)
     if args.backward:
-        from .autodiff import training_graph
-        from .passes import optimize
+        from .ir.autodiff import training_graph
+        from .ir.passes import optimize
         from .report import backward_report, format_backward
 
         training, log = optimize(training_graph(graph))
@@ -53,17 +53,17 @@ def cmd_compile(args) -> int:
 
 def _params(graph, args) -> dict:
     from .files import load_arrays
-    from .params import initial_params
-    from .trainer import run_params
+    from .ir.params import initial_params
+    from .train.loop import run_params
 
     given = load_arrays(run_params(args.params), "--params") if args.params else {}
     return initial_params(graph, args.seed, given)
 
 
 def cmd_run(args) -> int:
-    from . import compile_spec
+    from .backends.run import run_forward
     from .files import load_arrays, save_arrays
-    from .run import run_forward
+    from .ir.build import compile_spec
 
     if str(args.spec).endswith(".onnx"):
         return _run_onnx_file(args)
@@ -71,7 +71,7 @@ def cmd_run(args) -> int:
     inputs = load_arrays(args.inputs, "--inputs")
     params = _params(graph, args)
     if args.backend == "onnxruntime":
-        from .run import run_forward_ort
+        from .backends.run import run_forward_ort
 
         outputs, provider = run_forward_ort(graph, inputs, params, args.device)
         print(f"onnxruntime: {provider}", file=sys.stderr)
@@ -86,18 +86,18 @@ def cmd_run(args) -> int:
 
 
 def cmd_grad(args) -> int:
-    from . import compile_spec
-    from .autodiff import training_graph
+    from .backends.run import run_training_step
     from .files import load_arrays, save_arrays
-    from .passes import optimize
-    from .run import run_training_step
+    from .ir.autodiff import training_graph
+    from .ir.build import compile_spec
+    from .ir.passes import optimize
 
     graph = compile_spec(args.spec)
     training, _ = optimize(training_graph(graph))
     inputs = load_arrays(args.inputs, "--inputs")
     params = _params(graph, args)
     if args.backend == "onnxruntime":
-        from .run import run_training_step_ort
+        from .backends.run import run_training_step_ort
 
         (loss, grads, _), provider = run_training_step_ort(training, inputs, params, args.seed, args.device)
         print(f"onnxruntime: {provider}", file=sys.stderr)
@@ -109,9 +109,9 @@ def cmd_grad(args) -> int:
 
 
 def cmd_check_grad(args) -> int:
-    from . import compile_spec
     from .errors import EXIT_CHECK_FAILED
     from .gradcheck import check_spec
+    from .ir.build import compile_spec
 
     graph = compile_spec(args.spec)
     results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions)
@@ -131,8 +131,8 @@ def cmd_check_grad(args) -> int:
 
 def _run_onnx_file(args) -> int:
     """``graphc run MODEL.onnx``: any ONNX model on onnxruntime, inputs by name from the .npz."""
+    from .backends.ort import load_onnx, run, session
     from .files import load_arrays, save_arrays
-    from .ort_backend import load_onnx, run, session
 
     model = load_onnx(args.spec)
     sess, provider = session(model, args.device)
@@ -148,15 +148,15 @@ def _run_onnx_file(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from . import compile_spec
-    from .onnx_export import forward_model, save_model, training_model
+    from .backends.onnx_export import forward_model, save_model, training_model
+    from .ir.build import compile_spec
 
     graph = compile_spec(args.spec)
     params = _params(graph, args) if (args.params or not args.no_params) else None
     if args.training:
-        from .autodiff import training_graph
-        from .optimizers import Hyper, with_optimizer
-        from .passes import optimize
+        from .ir.autodiff import training_graph
+        from .ir.passes import optimize
+        from .train.optimizers import Hyper, with_optimizer
 
         training, _ = optimize(training_graph(graph))
         if args.optimizer:
@@ -183,7 +183,7 @@ def np_dtype(args):
 
 
 def cmd_schema(args) -> int:
-    from .schema import json_schema
+    from .spec.schema import json_schema
 
     _emit(json.dumps(json_schema(), indent=2), args.output)
     return 0
@@ -288,7 +288,9 @@ def parser() -> argparse.ArgumentParser:
     o = sub.add_parser("ops", help="list the ops a spec can use, with their attributes")
     o.set_defaults(run=cmd_ops)
 
-    from . import training, tune, viz  # each adds its own subcommand
+    from . import viz
+    from .train import command as training  # each adds its own subcommand
+    from .tune import command as tune
 
     training.add_subcommand(sub, EPILOG)
     tune.add_subcommand(sub, EPILOG)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .autodiff import differentiate
-from .interpreter import Program
+from .backends.interpreter import Program
+from .ir.autodiff import differentiate
 
 
 @dataclass
@@ -66,7 +66,7 @@ def check_gradients(graph, loss: str, values: dict[str, np.ndarray], wrt: list[s
 
 def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
     """Random float64 inputs with the symbolic dims set to ``batch``; labels valid for their loss."""
-    from .params import initial_params
+    from .ir.params import initial_params
 
     rng = np.random.default_rng(seed)
     values = {k: v.astype(np.float64) for k, v in initial_params(graph, seed).items()}
@@ -156,8 +156,8 @@ def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: flo
     """
     import networkx as nx
 
-    from .autodiff import training_graph
-    from .run import draw_masks
+    from .backends.run import draw_masks
+    from .ir.autodiff import training_graph
 
     training = training_graph(graph)
     loss, grads = training.graph["loss"], training.graph["grads"]

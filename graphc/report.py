@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from . import __version__
-from .analysis import NodeCost, costs, field_json, receptive_fields, warnings
-from .graph import topo_order
+from .ir.analysis import NodeCost, costs, field_json, receptive_fields, warnings
+from .ir.graph import topo_order
+from .version import __version__
 
 CONVENTIONS = {
     "macs": "multiply-accumulates of matmul and convolution products for one example (symbolic dims count as 1); "

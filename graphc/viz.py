@@ -132,7 +132,7 @@ class Drawing:
 
     def __init__(self, graph: nx.DiGraph, training: nx.DiGraph | None = None, depth: int | None = 0,
                  highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=()):
-        from .analysis import costs, receptive_fields
+        from .ir.analysis import costs, receptive_fields
 
         self.graph, self.training, self.depth = graph, training, depth
         self.rankdir, self.show_params = rankdir, show_params
@@ -203,7 +203,7 @@ class Drawing:
 
     def _collect(self):
         """Units (in topological order) and edges ``(src unit, dst unit, tensor node)``."""
-        from .graph import topo_order
+        from .ir.graph import topo_order
 
         edges: dict[tuple[str, str, str], bool] = {}  # (src unit, dst unit, tensor) -> on the highlighted path
         order = topo_order(self.drawn)
@@ -434,7 +434,7 @@ class Drawing:
 
 def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, highlight: str | None = None,
            rankdir: str = "TB", show_params: bool = False, loss_inputs=()) -> str:
-    """The DOT text of ``graph`` (a forward IR from :func:`graphc.build.build_graph`, possibly partial).
+    """The DOT text of ``graph`` (a forward IR from :func:`graphc.ir.build.build_graph`, possibly partial).
 
     ``backward`` also draws the training graph's backward nodes, one group per forward unit beside it;
     ``depth`` opens that many levels of block instances (``None``: all); ``highlight`` names a layer,
@@ -442,8 +442,8 @@ def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, hig
     """
     training = None
     if backward and not graph.graph.get("failed"):
-        from .autodiff import training_graph
-        from .passes import optimize
+        from .ir.autodiff import training_graph
+        from .ir.passes import optimize
 
         training, _ = optimize(training_graph(graph))
     return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs).dot()
@@ -480,8 +480,8 @@ def _depth(text: str) -> int:
 
 
 def cmd_viz(args) -> int:
-    from .build import build_graph
-    from .load import load_spec
+    from .ir.build import build_graph
+    from .spec.load import load_spec
 
     loaded = load_spec(args.spec)
     graph = build_graph(loaded, partial=True)

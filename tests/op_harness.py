@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc.graph import Builder, LayerContext
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops.elementwise import Mul
 from graphc.ops.reduce import ReduceSum
 

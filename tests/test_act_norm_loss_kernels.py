@@ -7,17 +7,37 @@ import math
 
 import numpy as np
 import pytest
+from op_harness import one_op_graph, sample_values
 
-from graphc.autodiff import differentiate, to_training_mode
-from graphc.interpreter import Program
+from graphc.backends.interpreter import Program
+from graphc.ir.autodiff import differentiate, to_training_mode
 from graphc.ops.activations import Dropout, Elu, LeakyRelu, Maxout, MaxoutGrad, PRelu
-from graphc.ops.loss import (L1, MSE, Hinge, HingeGrad, L1Grad, L2Penalty, MSEGrad, SigmoidCrossEntropy, SigmoidCrossEntropyGrad,
-                             SoftmaxCrossEntropy, SoftmaxCrossEntropyGrad)
-from graphc.ops.norm import (BatchNorm, BatchNormGradGamma, BatchNormRunningUpdate, BatchNormStats, BatchNormTrain,
-                             BatchNormTrainGradInput, LayerNorm, LayerNormGradGamma, LayerNormGradInput)
 from graphc.ops.base import sample
 from graphc.ops.elementwise import ReluGrad
-from op_harness import one_op_graph, sample_values
+from graphc.ops.loss import (
+    L1,
+    MSE,
+    Hinge,
+    HingeGrad,
+    L1Grad,
+    L2Penalty,
+    MSEGrad,
+    SigmoidCrossEntropy,
+    SigmoidCrossEntropyGrad,
+    SoftmaxCrossEntropy,
+    SoftmaxCrossEntropyGrad,
+)
+from graphc.ops.norm import (
+    BatchNorm,
+    BatchNormGradGamma,
+    BatchNormRunningUpdate,
+    BatchNormStats,
+    BatchNormTrain,
+    BatchNormTrainGradInput,
+    LayerNorm,
+    LayerNormGradGamma,
+    LayerNormGradInput,
+)
 
 RNG = np.random.default_rng(1234)
 

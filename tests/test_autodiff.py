@@ -2,18 +2,18 @@
 
 import numpy as np
 import pytest
+from helpers import compile_text
 
 import graphc
-from graphc.autodiff import differentiate, training_graph
+from graphc.backends.interpreter import Program
+from graphc.backends.run import run_training_step
 from graphc.errors import GraphcError
-from graphc.graph import Builder, LayerContext
-from graphc.interpreter import Program
+from graphc.ir.autodiff import differentiate, training_graph
+from graphc.ir.graph import Builder, LayerContext
+from graphc.ir.passes import optimize
 from graphc.ops.elementwise import Add, Mul, Sigmoid
 from graphc.ops.reduce import ReduceSum
 from graphc.ops.shape_ops import MatMul
-from graphc.passes import optimize
-from graphc.run import run_training_step
-from helpers import compile_text
 
 
 def grads_of(builder, loss, wrt, values):
@@ -90,7 +90,7 @@ def test_softmax_classifier_loss_at_initialisation_is_log_c():
         loss: {op: softmax_cross_entropy, inputs: [fc, label]}
     """)
     rng = np.random.default_rng(0)
-    from graphc.params import initial_params
+    from graphc.ir.params import initial_params
 
     loss, grads, _ = run_training_step(training_graph(graph), {"x": rng.standard_normal((50, 3072)).astype(np.float32),
                                                                "label": rng.integers(0, 10, 50)}, initial_params(graph, 0))
@@ -113,7 +113,7 @@ def test_no_gradient_flows_into_labels_or_unrequested_inputs():
 
 
 def test_training_graph_passes_shape_inference_again():
-    from graphc.analysis import infer_shapes
+    from graphc.ir.analysis import infer_shapes
 
     graph = graphc.compile_spec("specs/lenet5.yaml")
     training, _ = optimize(training_graph(graph))

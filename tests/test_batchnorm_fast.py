@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from graphc.autodiff import to_training_mode, training_graph
-from graphc.gradcheck import check_gradients
-from graphc.graph import Builder, LayerContext
-from graphc.interpreter import Program
-from graphc.ops.elementwise import Add, Mul
-from graphc.ops.norm import (BatchNorm, BatchNormGradGamma, BatchNormRunningUpdate, BatchNormStats, BatchNormStatsGrad,
-                             BatchNormTrain, BatchNormTrainGradInput, BatchNormTrainGradStats)
-from graphc.ops.reduce import ReduceSum
-from graphc.ops.base import sample
 from op_harness import one_op_graph, sample_values
+
+from graphc.backends.interpreter import Program
+from graphc.gradcheck import check_gradients
+from graphc.ir.autodiff import to_training_mode, training_graph
+from graphc.ir.graph import Builder, LayerContext
+from graphc.ops.base import sample
+from graphc.ops.elementwise import Add, Mul
+from graphc.ops.norm import (
+    BatchNorm,
+    BatchNormGradGamma,
+    BatchNormRunningUpdate,
+    BatchNormStats,
+    BatchNormStatsGrad,
+    BatchNormTrain,
+    BatchNormTrainGradInput,
+    BatchNormTrainGradStats,
+)
+from graphc.ops.reduce import ReduceSum
 
 RNG = np.random.default_rng(42)
 SHAPES = [(6, 4), (3, 2, 4, 3)]

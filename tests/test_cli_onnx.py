@@ -70,11 +70,10 @@ def test_onnxruntime_backend_matches_numpy(tmp_path, lenet_inputs, command):
 def test_device_cuda_without_cuda_is_a_clear_error(tmp_path, lenet_inputs):
     import onnxruntime as ort
 
-    from graphc.ort_backend import session
-    from graphc.errors import GraphcError
-
     import graphc as g
-    from graphc.onnx_export import forward_model
+    from graphc.backends.onnx_export import forward_model
+    from graphc.backends.ort import session
+    from graphc.errors import GraphcError
 
     model = forward_model(g.compile_spec(SPECS / "mlp_digits.yaml"))
     try:
@@ -123,9 +122,9 @@ def test_export_failure_leaves_nothing(tmp_path):
 def test_models_over_the_protobuf_limit_use_external_data(tmp_path, lenet_inputs):
     """The same path a >2 GB model takes, exercised with a lowered limit."""
     import graphc as g
-    from graphc.onnx_export import forward_model, save_model
-    from graphc.ort_backend import session
-    from graphc.params import initial_params
+    from graphc.backends.onnx_export import forward_model, save_model
+    from graphc.backends.ort import session
+    from graphc.ir.params import initial_params
 
     graph = g.compile_spec(SPECS / "lenet5.yaml")
     model = forward_model(graph, initial_params(graph, 0))

@@ -10,11 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from graphc.ops.base import conv_out, pair
 from graphc.ops import conv
+from graphc.ops.base import conv_out, pair
 from graphc.ops.conv import Conv2d, Conv2dGradInput, Conv2dGradWeight, ConvTranspose2d
-from graphc.ops.pool import (AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, MaxPool2d, MaxPool2dGrad, Upsample,
-                             UpsampleGrad)
+from graphc.ops.pool import AvgPool2d, AvgPool2dGrad, GlobalAvgPool, GlobalAvgPoolGrad, MaxPool2d, MaxPool2dGrad, Upsample, UpsampleGrad
 from graphc.tensor import TensorType
 
 RNG = np.random.default_rng(0)

@@ -1,9 +1,9 @@
 """The course's worked examples on convolution arithmetic, pooling and receptive fields."""
 
 import pytest
+from helpers import layer, report_of
 
 from graphc.errors import GraphcError
-from helpers import layer, report_of
 
 
 def test_ten_5x5_filters_pad_2_keep_32x32_with_760_params():

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from op_harness import concrete, one_op_graph, sample_values
 
-from graphc.autodiff import differentiate
+from graphc.backends.interpreter import Program
 from graphc.gradcheck import check_gradients
-from graphc.interpreter import Program
+from graphc.ir.autodiff import differentiate
 from graphc.ops import REGISTRY
 from graphc.ops.base import Op
-from op_harness import concrete, one_op_graph, sample_values
 
 RUNNABLE = [(cls, i, s) for cls in REGISTRY for i, s in enumerate(cls.samples)]
 IDS = [f"{c.kind}-{i}" for c, i, _ in RUNNABLE]

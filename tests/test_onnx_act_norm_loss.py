@@ -6,15 +6,15 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
+from op_harness import one_op_graph, sample_values
 
-from graphc.graph import Builder, LayerContext
-from graphc.interpreter import Program
-from graphc.onnx_export import export_model
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import export_model
+from graphc.backends.ort import run, session
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops import activations, loss, norm
 from graphc.ops.elementwise import Mul
 from graphc.ops.reduce import ReduceSum
-from graphc.ort_backend import run, session
-from op_harness import one_op_graph, sample_values
 
 OPS = activations.OPS + norm.OPS + loss.OPS
 CASES = [(cls, i, s) for cls in OPS for i, s in enumerate(cls.samples)]

@@ -7,14 +7,14 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
+from op_harness import one_op_graph, sample_values
 
-from graphc.graph import Builder, LayerContext
-from graphc.interpreter import Program
-from graphc.onnx_export import export_model
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import export_model
+from graphc.backends.ort import run, session
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops import conv, pool
 from graphc.ops.base import sample
-from graphc.ort_backend import run, session
-from op_harness import one_op_graph, sample_values
 
 C = conv
 P = pool

@@ -4,12 +4,12 @@ kernel, for every sample; every model passes the full checker and uses the defau
 import numpy as np
 import onnx
 import pytest
-
-from graphc.onnx_export import export_model
-from graphc.ops import REGISTRY
-from graphc.ort_backend import run, session
 from op_harness import one_op_graph, sample_values
-from graphc.interpreter import Program
+
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import export_model
+from graphc.backends.ort import run, session
+from graphc.ops import REGISTRY
 
 CASES = [(cls, i, s) for cls in REGISTRY for i, s in enumerate(cls.samples)]
 

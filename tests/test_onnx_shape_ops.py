@@ -5,13 +5,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx.reference import ReferenceEvaluator
+from op_harness import SYMBOL_SIZE, concrete
 
-from graphc.graph import Builder, LayerContext
-from graphc.interpreter import Program
-from graphc.onnx_export import export_model
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import export_model
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops import shape_ops
 from graphc.ops.shape_ops import CausalMask
-from op_harness import SYMBOL_SIZE, concrete
 
 CASES = [(cls, i, s) for cls in shape_ops.OPS for i, s in enumerate(cls.samples)]
 IDS = [f"{c.kind}-{i}" for c, i, _ in CASES]

@@ -23,13 +23,13 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 import graphc
-from graphc.autodiff import training_graph
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import forward_model, training_model, training_outputs
+from graphc.backends.ort import run, session
+from graphc.backends.run import draw_masks
 from graphc.gradcheck import KINKS, freeze_kinks, spec_values
-from graphc.interpreter import Program
-from graphc.onnx_export import forward_model, training_model, training_outputs
-from graphc.ort_backend import run, session
-from graphc.passes import optimize
-from graphc.run import draw_masks
+from graphc.ir.autodiff import training_graph
+from graphc.ir.passes import optimize
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 SLOW = {"vgg16", "resnet18", "unet_small", "resnet20_cifar"}

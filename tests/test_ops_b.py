@@ -8,14 +8,13 @@ import pydantic
 import pytest
 
 from graphc.errors import ShapeError
-from graphc.graph import Builder
+from graphc.ir.graph import Builder
 from graphc.ops.attention import MultiHeadAttention
 from graphc.ops.base import Init
 from graphc.ops.dense import Dense
 from graphc.ops.elementwise import Add, Mul, Scale, Softmax, Tanh
 from graphc.ops.recurrent import LSTM, RNN
-from graphc.ops.shape_ops import (CausalMask, Concat, Flatten, MatMul, PositionalEncoding, Reshape, Select, Slice, Stack,
-                                  Transpose)
+from graphc.ops.shape_ops import CausalMask, Concat, Flatten, MatMul, PositionalEncoding, Reshape, Select, Slice, Stack, Transpose
 from graphc.tensor import TensorType
 
 

@@ -5,9 +5,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphc.analysis import receptive_fields
 from graphc.errors import ShapeError
-from graphc.graph import Builder, LayerContext
+from graphc.ir.analysis import receptive_fields
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops.conv import Conv2d
 from graphc.ops.pool import AvgPool2d, MaxPool2d
 from graphc.tensor import TensorType

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from graphc.graph import Builder, LayerContext
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops import BY_KIND, LAYER_KINDS, LOSS_KINDS, REGISTRY
 from graphc.ops.base import Composite, Op, Window
 from graphc.tensor import TensorType

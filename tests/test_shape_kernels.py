@@ -8,15 +8,28 @@ import math
 import numpy as np
 import pytest
 
-from graphc.autodiff import differentiate
-from graphc.graph import Builder, LayerContext
-from graphc.interpreter import Program
+from graphc.backends.interpreter import Program
+from graphc.ir.autodiff import differentiate
+from graphc.ir.graph import Builder, LayerContext
 from graphc.ops.attention import MultiHeadAttention
 from graphc.ops.elementwise import Mul
 from graphc.ops.recurrent import LSTM, RNN
 from graphc.ops.reduce import ReduceSum, SumTo
-from graphc.ops.shape_ops import (MASK_FILL, CausalMask, Concat, Flatten, MatMul, PositionalEncoding, Reshape, Select,
-                                  SelectGrad, Slice, SliceGrad, Stack, Transpose)
+from graphc.ops.shape_ops import (
+    MASK_FILL,
+    CausalMask,
+    Concat,
+    Flatten,
+    MatMul,
+    PositionalEncoding,
+    Reshape,
+    Select,
+    SelectGrad,
+    Slice,
+    SliceGrad,
+    Stack,
+    Transpose,
+)
 
 RNG = np.random.default_rng(7)
 

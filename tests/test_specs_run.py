@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import graphc
-from graphc.autodiff import training_graph
+from graphc.backends.interpreter import Program
+from graphc.backends.run import draw_masks
 from graphc.gradcheck import check_spec, spec_values
-from graphc.interpreter import Program
-from graphc.passes import optimize
-from graphc.run import draw_masks
+from graphc.ir.autodiff import training_graph
+from graphc.ir.passes import optimize
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
 SLOW = {"vgg16", "resnet18"}

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphc import checkpoint
-from graphc.data import fit_normalization, prepare, split
 from graphc.errors import GraphcError
-from graphc.trainer import learning_rate, starting_params
-from graphc.trainspec import TrainDecl, apply_set, load_for_training
+from graphc.spec.models import TrainDecl
+from graphc.spec.overrides import apply_set
+from graphc.train import checkpoint
+from graphc.train.data import fit_normalization, prepare, split
+from graphc.train.training_spec import load_for_training
+from graphc.train.loop import learning_rate, starting_params
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "specs" / "mlp_digits.yaml"
@@ -165,7 +167,7 @@ def test_every_loss_and_optimizer_trains(tmp_path, loss, optimizer):
 
     from sklearn.datasets import load_digits
 
-    from graphc.trainer import Options, train
+    from graphc.train.loop import Options, train
 
     digits = load_digits()
     np.savez(tmp_path / "big.npz", x_train=digits.data, y_train=(digits.target >= 5).astype(np.float32).reshape(-1, 1))
@@ -189,7 +191,7 @@ def test_early_stopping_with_patience(tmp_path):
     import contextlib
     import io
 
-    from graphc.trainer import Options, train
+    from graphc.train.loop import Options, train
 
     with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
         code = train(Options(spec=str(MLP), out=str(tmp_path / "run"), sets=[

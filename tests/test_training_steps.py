@@ -8,13 +8,13 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 import graphc
-from graphc.autodiff import training_graph
-from graphc.interpreter import Program
-from graphc.onnx_export import training_model, training_outputs
-from graphc.optimizers import initial_state, with_optimizer
-from graphc.ort_backend import run, session
-from graphc.params import initial_params
-from graphc.passes import optimize
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import training_model, training_outputs
+from graphc.backends.ort import run, session
+from graphc.ir.autodiff import training_graph
+from graphc.ir.params import initial_params
+from graphc.ir.passes import optimize
+from graphc.train.optimizers import initial_state, with_optimizer
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "lenet5.yaml"
 

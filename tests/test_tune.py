@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from graphc.errors import GraphcError
-from graphc.tune import Budgets, Dim, TuneOptions, expand, parse_amount, parse_grid, parse_random, refine_space, tune
+from graphc.tune.prefilter import Budgets, parse_amount
+from graphc.tune.search import TuneOptions, refine_space, tune
+from graphc.tune.space import Dim, expand, parse_grid, parse_random
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "specs" / "mlp_digits.yaml"
@@ -99,7 +101,7 @@ def test_search_over_lr_and_width_completes(client, tmp_path, capsys):
         assert col in csv_head
     assert (out / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # best.yaml is a complete spec that graphc train accepts
-    from graphc.trainer import Options, train
+    from graphc.train.loop import Options, train
 
     best = (out / "best.yaml")
     assert str(rows[0]["value:train.lr"]) in best.read_text()
@@ -180,7 +182,7 @@ def test_cli_grid_and_refine(tmp_path):
 
 @pytest.mark.slow
 def test_random_search_is_at_least_as_good_as_the_defaults(client, tmp_path):
-    from graphc.tune import run_trial
+    from graphc.tune.trials import run_trial
 
     default = run_trial(str(MLP), [], str(tmp_path / "default"), "default")
     out = tmp_path / "random16"
@@ -196,7 +198,8 @@ def test_random_search_is_at_least_as_good_as_the_defaults(client, tmp_path):
 
 def test_a_specs_tune_section_is_its_search_space(tmp_path):
     """`tune:` in the spec itself (validated by the spec's schema) gives the space when --space is absent."""
-    from graphc.tune import _has_tune_section, space_from_file
+    from graphc.tune.space import has_tune_section as _has_tune_section
+    from graphc.tune.space import space_from_file
 
     spec = tmp_path / "s.yaml"
     spec.write_text((Path(__file__).resolve().parent.parent / "specs" / "mlp_digits.yaml").read_text()

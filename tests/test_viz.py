@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 import graphc
-from graphc.autodiff import training_graph
-from graphc.build import build_graph
-from graphc.load import load_spec
-from graphc.passes import optimize
+from graphc.ir.autodiff import training_graph
+from graphc.ir.build import build_graph
+from graphc.ir.passes import optimize
 from graphc.report import compile_report
+from graphc.spec.load import load_spec
 from graphc.viz import dot_string, html_text
 
 ROOT = Path(__file__).resolve().parent.parent

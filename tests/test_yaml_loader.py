@@ -5,7 +5,7 @@ import time
 import pytest
 
 from graphc.errors import GraphcError
-from graphc.yamlsafe import MAX_NODES, load_yaml_text
+from graphc.spec.safe_yaml import MAX_NODES, load_yaml_text
 
 
 def one_error(text):

@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 import graphc
-from graphc.analysis import costs
-from graphc.autodiff import training_graph
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import export_model
+from graphc.backends.ort import session
+from graphc.backends.run import draw_masks
 from graphc.gradcheck import spec_values
-from graphc.interpreter import Program
-from graphc.onnx_export import export_model
-from graphc.ort_backend import session
-from graphc.passes import optimize
-from graphc.run import draw_masks
+from graphc.ir.analysis import costs
+from graphc.ir.autodiff import training_graph
+from graphc.ir.passes import optimize
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 WORKLOADS = {"mlp_digits": 100, "keras_mnist_mlp": 128, "lenet5": 64, "resnet20_cifar": 32}

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import graphc
-from graphc.build import build_graph
-from graphc.load import load_spec
+from graphc.ir.build import build_graph
 from graphc.report import compile_report
+from graphc.spec.load import load_spec
 
 
 def generate(layers: int) -> str:

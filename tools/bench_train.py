@@ -23,8 +23,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from graphc import __version__
-from graphc.trainer import Options, train
+from graphc.train.loop import Options, train
+from graphc.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"mlp_digits": 97.5, "digits_cnn": 98.0}

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from graphc.tune import TuneOptions, tune  # noqa: E402
+from graphc.tune.search import TuneOptions, tune  # noqa: E402
 
 
 def search(workers: int, trials: int, epochs: int, spec: str, out: Path) -> tuple[float, float]:

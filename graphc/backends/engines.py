@@ -56,7 +56,7 @@ class OrtEngine:
 
     def __init__(self, step_graph: nx.DiGraph, forward: nx.DiGraph, device: str = "auto"):
         from .onnx_export import export_model, training_model, training_outputs
-        from .ort_backend import session
+        from .ort import session
 
         updates = step_graph.graph["step"]
         _, names = training_outputs(step_graph)

@@ -16,7 +16,7 @@ import ctypes.util
 import networkx as nx
 import numpy as np
 
-from .graph import topo_order
+from ..ir.graph import topo_order
 
 _ALLOCATOR_TUNED = False
 

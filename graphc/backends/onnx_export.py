@@ -12,14 +12,15 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
-from . import __version__
-from .tensor import TensorType
+from ..ir.graph import topo_order
+from ..ops.base import ONNX_DTYPES
+from ..tensor import TensorType
+from ..version import __version__
 
 OPSET = 21
 IR_VERSION = 10
-ONNX_DTYPES = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE, "int64": TensorProto.INT64}
 
 
 class OnnxContext:
@@ -83,8 +84,6 @@ def export_model(graph: nx.DiGraph, outputs: list[str], *, initial: dict[str, np
     inputs with an initializer as their default value. ``output_names`` renames outputs (spec output
     names, ``grad/<param>``…) through Identity nodes.
     """
-    from .graph import topo_order  # graph imports the ops, whose lowerings import this module
-
     initial = dict(initial or {})
     defaults = dict(defaults or {})
     output_names = output_names or {}
@@ -160,7 +159,7 @@ def save_model(model: onnx.ModelProto, path, limit: int = 2**31 - 2**26) -> None
     import tempfile
     from pathlib import Path
 
-    from .files import write_atomic
+    from ..files import write_atomic
 
     path = Path(path)
     if model.ByteSize() < limit:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .errors import GraphcError
+from ..errors import GraphcError
 
 _CUDA_OK: bool | None = None
 

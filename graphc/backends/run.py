@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from .errors import Diagnostic, GraphcError, did_you_mean
+from ..errors import Diagnostic, GraphcError, did_you_mean
 from .interpreter import Program
 
 
@@ -99,7 +99,7 @@ def run_training_step(training: nx.DiGraph, inputs: dict, params: dict, seed: in
 def run_forward_ort(graph: nx.DiGraph, inputs: dict, params: dict, device: str = "auto"):
     """The spec's outputs computed by onnxruntime from the exported forward graph; and the provider."""
     from .onnx_export import forward_model
-    from .ort_backend import run, session
+    from .ort import run, session
 
     sess, provider = session(forward_model(graph, None), device)
     needed = {i.name for i in sess.get_inputs()}
@@ -110,7 +110,7 @@ def run_forward_ort(graph: nx.DiGraph, inputs: dict, params: dict, device: str =
 def run_training_step_ort(training: nx.DiGraph, inputs: dict, params: dict, seed: int = 0, device: str = "auto"):
     """As :func:`run_training_step`, computed by onnxruntime from the exported training step."""
     from .onnx_export import training_model
-    from .ort_backend import run, session
+    from .ort import run, session
 
     sess, provider = session(training_model(training, None), device)
     feeds, sizes = check_inputs(training, inputs, "--inputs", np.float32)

@@ -20,9 +20,9 @@ from fractions import Fraction
 
 import networkx as nx
 
-from .errors import Diagnostic, GraphcError, ShapeError
+from ..errors import Diagnostic, GraphcError, ShapeError
+from ..tensor import TensorType
 from .graph import topo_order
-from .tensor import TensorType
 
 
 def infer_shapes(graph: nx.DiGraph) -> dict[str, TensorType]:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import networkx as nx
 
-from .errors import Diagnostic, GraphcError, NotDifferentiable, ShapeError
+from ..errors import Diagnostic, GraphcError, NotDifferentiable, ShapeError
+from ..ops.base import Op
+from ..ops.elementwise import Add
+from ..ops.reduce import SumTo
+from ..ops.source import Const
+from ..tensor import TensorType
 from .graph import topo_order
-from .ops.base import Op
-from .ops.elementwise import Add
-from .ops.reduce import SumTo
-from .ops.source import Const
-from .tensor import TensorType
 
 
 class GradBuilder:
@@ -133,9 +133,9 @@ def to_training_mode(graph: nx.DiGraph) -> nx.DiGraph:
     get update nodes ``<param>/update`` = ``batchnorm_running_update(x, stats, running)``, listed in
     ``graph.graph["updates"]``.
     """
-    from .ops import BY_KIND
-    from .ops.elementwise import Mul
-    from .ops.source import RandomMask
+    from ..ops import BY_KIND
+    from ..ops.elementwise import Mul
+    from ..ops.source import RandomMask
 
     g = graph.copy()
     for n in g.nodes:

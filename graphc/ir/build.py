@@ -10,17 +10,17 @@ from __future__ import annotations
 import networkx as nx
 from pydantic import ValidationError
 
-from .diagnose import diagnostics_from
-from .errors import Diagnostic, GraphcError, Loc, ShapeError, did_you_mean
-from .expand import Expanded, FlatLayer, expand
+from ..errors import Diagnostic, GraphcError, Loc, ShapeError, did_you_mean
+from ..ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
+from ..ops.base import Op
+from ..ops.elementwise import Add
+from ..ops.loss import L2Penalty
+from ..spec.diagnostics import diagnostics_from
+from ..spec.expand import Expanded, FlatLayer, expand
+from ..spec.load import LoadedSpec, load_spec
+from ..spec.models import RESERVED_LAYER_KEYS
+from ..spec.safe_yaml import LDict, loc_of
 from .graph import Builder, LayerContext
-from .load import LoadedSpec
-from .ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
-from .ops.base import Op
-from .ops.loss import L2Penalty
-from .ops.elementwise import Add
-from .spec import RESERVED_LAYER_KEYS
-from .yamlsafe import LDict, loc_of
 
 LOSS_NODE = "loss"
 
@@ -218,3 +218,8 @@ def _outputs(loaded: LoadedSpec, ex: Expanded, errors: list[Diagnostic]) -> dict
         else:
             out[oname] = ex.resolve(top[ref])
     return out
+
+
+def compile_spec(path, text: str | None = None) -> nx.DiGraph:
+    """Load, validate, expand and build a spec: the forward IR (a ``networkx.DiGraph``)."""
+    return build_graph(load_spec(path, text))

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .errors import Loc, ShapeError
-from .ops.base import Init, Op, Param
-from .ops.source import Input, ParamOp
-from .tensor import TensorType
+from ..errors import Loc, ShapeError
+from ..ops.base import Init, Op, Param
+from ..ops.source import Input, ParamOp
+from ..tensor import TensorType
 
 
 @dataclass
@@ -67,14 +67,6 @@ class Builder:
         self.graph.add_node(name, op=op, inputs=inputs, type=y, **attrs)
         for src in inputs:
             self.graph.add_edge(src, name)
-
-
-def scratch_expand(op: Op, xs: list[TensorType]) -> tuple[nx.DiGraph, str]:
-    """A composite expanded into a scratch graph over inputs of types ``xs``: (graph, output node)."""
-    b = Builder()
-    names = [b.input(f"x{i}", x.shape, x.dtype) for i, x in enumerate(xs)]
-    b.context = LayerContext("layer")
-    return b.graph, op.expand(b, "layer", names)
 
 
 def topo_order(graph: nx.DiGraph) -> list[str]:

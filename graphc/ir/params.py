@@ -14,7 +14,7 @@ import zlib
 import networkx as nx
 import numpy as np
 
-from .errors import Diagnostic, GraphcError, did_you_mean
+from ..errors import Diagnostic, GraphcError, did_you_mean
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from ..ops.source import Const
 from .graph import topo_order
-from .ops.source import Const
 
 SOURCE_KINDS = ("input", "param", "random_mask")
 NAMED_RESULTS = ("outputs", "grads", "updates")

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, fmt_shape, static
-from .base import Init, Op, Param, expect_float, sample
+from .base import ONNX_DTYPES, Init, Op, Param, expect_float, sample
 from .elementwise import Mul, Relu, Sub
 from .reduce import ReduceSum
 
@@ -29,8 +29,6 @@ def _channel_view(v: np.ndarray, ndim: int) -> np.ndarray:
 # --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
 def _onnx_as(ctx, name: str, dtype: str) -> str:
     """``name`` cast to ``dtype`` (itself when it already has that dtype)."""
-    from ..onnx_export import ONNX_DTYPES
-
     return name if ctx.type_of(name).dtype == dtype else ctx.node("Cast", [name], hint="cast", to=ONNX_DTYPES[dtype])
 
 

@@ -10,9 +10,9 @@ An op *is* its attributes: a frozen, strict pydantic model, equal and hashable b
 - ``expand(builder, name, inputs)``     composites emit primitive nodes here; primitives add themselves
 - ``forward(*arrays) -> array``          the NumPy kernel, vectorised, dtype-preserving
 - ``vjp(g, xs, y, gy) -> (name | None, …)`` emits graph nodes for each input's cotangent through the
-  :class:`~graphc.autodiff.GradBuilder` ``g`` (never NumPy closures); ``None`` where there is none
+  :class:`~graphc.ir.autodiff.GradBuilder` ``g`` (never NumPy closures); ``None`` where there is none
 - ``onnx(ctx, xs, y)``                   default-domain ONNX nodes computing ``y`` through
-  :class:`~graphc.onnx_export.OnnxContext` ``ctx``
+  :class:`~graphc.backends.onnx_export.OnnxContext` ``ctx``
 
 ``samples`` lists attribute sets and input shapes that the generated tests run every facet on.
 """
@@ -38,6 +38,8 @@ IntPair = Annotated[int | tuple[int, int], BeforeValidator(_list_to_tuple)]
 IntTuple = Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)]
 ShapeTuple = Annotated[tuple[int | str, ...], BeforeValidator(_list_to_tuple)]  # static and symbolic dims
 PositiveInt = Annotated[int, Field(ge=1)]
+#: ONNX's element types (``onnx.TensorProto.FLOAT`` …), spelled out so that the ops need not import onnx
+ONNX_DTYPES = {"float32": 1, "float64": 11, "int64": 7}
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -218,21 +220,41 @@ class Composite(Op):
     composite = True
 
     def infer(self, xs):
-        from ..graph import scratch_expand
-
-        graph, out = scratch_expand(self, xs)
-        return graph.nodes[out]["type"]
+        return _Expansion(self, xs).output
 
     def macs(self, xs, y):
         """The sum over the primitive nodes of the expansion."""
-        from ..graph import scratch_expand
-
-        graph, _ = scratch_expand(self, xs)
-        nodes = graph.nodes
-        return sum(a["op"].macs([nodes[i]["type"] for i in a["inputs"]], a["type"]) for _, a in nodes(data=True) if a["role"] == "op")
+        return _Expansion(self, xs).macs
 
     def window(self, xs):
         return None
 
     def expand(self, builder, name: str, inputs: list[str]) -> str:
         raise NotImplementedError
+
+
+class _Expansion:
+    """A composite expanded over inputs of types ``xs`` with only types and MACs kept: the builder
+    interface its ``expand`` writes to (``type_of``, ``param``, ``op``), without building a graph."""
+
+    def __init__(self, op: Composite, xs: list[TensorType]):
+        self.types: dict[str, TensorType] = {f"x{i}": x for i, x in enumerate(xs)}
+        self.macs = 0
+        self.output = self.types[op.expand(self, "layer", list(self.types))]
+
+    def type_of(self, name: str) -> TensorType:
+        return self.types[name]
+
+    def param(self, layer: str, pname: str, param: Param) -> str:
+        name = f"{layer}.{pname}"
+        self.types[name] = TensorType(tuple(param.shape))
+        return name
+
+    def op(self, name: str, op: Op, inputs) -> str:
+        if name in self.types:
+            raise ShapeError(f"node '{name}' is defined twice")
+        xs = [self.types[i] for i in inputs]
+        y = op.infer(xs)
+        self.macs += op.macs(xs, y)
+        self.types[name] = y
+        return name

@@ -11,8 +11,22 @@ from pydantic import BeforeValidator
 
 from ..errors import ShapeError
 from ..tensor import TensorType, static
-from .base import (KAIMING, ZEROS, IntPair, Op, Param, PositiveInt, Window, _list_to_tuple, conv_arith, conv_out, expect_float,
-                   expect_rank, pair, sample)
+from .base import (
+    KAIMING,
+    ZEROS,
+    IntPair,
+    Op,
+    Param,
+    PositiveInt,
+    Window,
+    _list_to_tuple,
+    conv_arith,
+    conv_out,
+    expect_float,
+    expect_rank,
+    pair,
+    sample,
+)
 from .reduce import ReduceSum
 
 Padding = IntPair | Literal["same", "valid"]

@@ -9,7 +9,6 @@ from .elementwise import Add
 from .shape_ops import MatMul
 
 
-
 class Dense(Composite):
     """Affine layer ``y = x · W + b`` on ``x (…, D)`` (D static): weight ``W (D, units)`` (Xavier),
     bias ``b (units,)`` (zeros); output ``(…, units)``.

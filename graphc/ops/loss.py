@@ -11,7 +11,7 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, fmt_shape
-from .base import Op, expect_float, expect_rank, sample
+from .base import ONNX_DTYPES, Op, expect_float, expect_rank, sample
 from .elementwise import Mul, Scale
 
 
@@ -44,8 +44,6 @@ def _hinge_margins(s: np.ndarray, labels: np.ndarray, rows: np.ndarray, margin: 
 
 # --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
 def _onnx_dtype(dtype: str) -> int:
-    from ..onnx_export import ONNX_DTYPES  # not at import time: onnx_export imports the ops
-
     return ONNX_DTYPES[dtype]
 
 

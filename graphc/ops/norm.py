@@ -9,10 +9,10 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, fmt_shape, static
-from .base import ONES, ZEROS, Op, Param, expect_float, expect_rank, sample
+from .activations import _onnx_as, _onnx_channel_view
+from .base import ONES, ONNX_DTYPES, ZEROS, Op, Param, expect_float, expect_rank, sample
 from .elementwise import Mul
 from .reduce import ReduceSum, channel_sums
-from .activations import _onnx_as, _onnx_channel_view
 from .source import Const
 
 
@@ -55,8 +55,6 @@ def _onnx_stats(ctx, x: str, axes, eps: float, hint: str, dtype: str | None = No
 
 def _onnx_per_channel_count(ctx, x: str, dtype: str) -> str:
     """The number of elements per channel (axis 1) of ``x`` — N or N·H·W — as a 0-d ``dtype`` value, at run time."""
-    from ..onnx_export import ONNX_DTYPES
-
     c = static(ctx.type_of(x).shape[1], "batchnorm channels (axis 1)")
     n = ctx.node("Div", [ctx.node("Size", [x]), ctx.const(c, "int64", "channels")], hint="per_channel")
     return ctx.node("Cast", [n], hint="n", to=ONNX_DTYPES[dtype])
@@ -216,8 +214,6 @@ def _onnx_channel_sum(ctx, a: str, ndim: int, dtype: str, output: str | None = N
     """``Σ a`` per channel (axis 1) of an (N, C, …) value of rank ``ndim``, as (C,) in ``dtype``, accumulated
     in float64 as the kernels do: these sums cancel (a batchnorm's γ-gradient is often tiny next to its
     terms), and runtimes add float32 sequentially."""
-    from ..onnx_export import ONNX_DTYPES
-
     wide = ctx.node("Cast", [a], hint="wide", to=ONNX_DTYPES["float64"])
     total = ctx.node("ReduceSum", [wide, ctx.ints(_bn_axes(ndim))], hint="channel_sum64", keepdims=0)
     return ctx.node("Cast", [total], output, hint="channel_sum", to=ONNX_DTYPES[dtype])

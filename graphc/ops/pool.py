@@ -11,8 +11,20 @@ from pydantic import BeforeValidator, Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, static
-from .base import (IDENTITY_WINDOW, Op, PositiveInt, Window, _list_to_tuple, conv_arith, conv_out, expect_float,
-                   expect_rank, pair, sample)
+from .base import (
+    IDENTITY_WINDOW,
+    ONNX_DTYPES,
+    Op,
+    PositiveInt,
+    Window,
+    _list_to_tuple,
+    conv_arith,
+    conv_out,
+    expect_float,
+    expect_rank,
+    pair,
+    sample,
+)
 from .conv import Size2, _span, _Windowed, onnx_transposed_conv, padded
 
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -328,8 +340,6 @@ class MaxPool2dGrad(_MaxPoolAttrs):
             win = ctx.node("Reshape", [win, ctx.ints([0, c, ho, wo, kh * kw])], hint="windows_flat")
             first = ctx.node("ArgMax", [win], hint="first_max", axis=-1, keepdims=1, select_last_index=0)
             hit = ctx.node("Equal", [first, ctx.ints(list(range(kh * kw)))], hint="is_first_max")
-            from ..onnx_export import ONNX_DTYPES
-
             mask = ctx.node("Cast", [hit], hint="first_max_mask", to=ONNX_DTYPES[dtype])  # Mul broadcasts faster than Where
             share = ctx.node("Mul", [mask, ctx.node("Unsqueeze", [gy, ctx.ints([-1])], hint="gy_")], hint="share")
             share = ctx.node("Reshape", [share, ctx.ints([0, c, ho, wo, kh, kw])], hint="share6")

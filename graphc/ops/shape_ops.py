@@ -9,7 +9,6 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
-
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import ShapeError

@@ -6,8 +6,8 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import Diagnostic, did_you_mean
-from .yamlsafe import locate
+from ..errors import Diagnostic, did_you_mean
+from .safe_yaml import locate
 
 
 def _shown(value) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import Diagnostic, Loc, did_you_mean
-from .ops.base import Init
-from .yamlsafe import LDict, LList, loc_of
+from ..errors import Diagnostic, Loc, did_you_mean
+from ..ops.base import Init
+from .safe_yaml import LDict, LList, loc_of
 
 MAX_BLOCK_DEPTH = 32
 MAX_LAYERS = 200_000

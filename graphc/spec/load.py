@@ -7,10 +7,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .diagnose import diagnostics_from
-from .errors import Diagnostic, GraphcError
-from .spec import Library, Spec
-from .yamlsafe import LDict, load_yaml_file, load_yaml_text, loc_of
+from ..errors import Diagnostic, GraphcError
+from .diagnostics import diagnostics_from
+from .models import Library, Spec
+from .safe_yaml import LDict, load_yaml_file, load_yaml_text, loc_of
 
 MAX_INCLUDE_DEPTH = 16
 
@@ -76,7 +76,13 @@ def _collect_blocks(data: LDict, base: Path, blocks: dict, origin: dict, errors:
 def load_spec(path: str | Path, text: str | None = None) -> LoadedSpec:
     """Load and structurally validate a spec file (or ``text`` shown as ``path``)."""
     path = str(path)
-    data = load_yaml_file(path) if text is None else load_yaml_text(text, path)
+    return validate_spec(path, load_yaml_file(path) if text is None else load_yaml_text(text, path))
+
+
+def validate_spec(path: str, data) -> LoadedSpec:
+    """Structurally validate spec ``data`` read from ``path`` (possibly changed since, by ``--set``),
+    with its includes. Raises every error found, unless the layers themselves are sound: then the
+    result carries the errors, so that building the graph reports the layers' errors too."""
     errors: list[Diagnostic] = []
     spec = _validate(data, Spec, "spec", errors)
     if spec is None and not _layers_are_sound(data):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")]  # "0" allowed: torchvision's layer2.0
 DimValue = Annotated[int, Field(ge=1)] | Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -68,6 +68,99 @@ class BlockDecl(Strict):
     description: str | None = None
 
 
+# --- the train: section (what graphc train reads) -----------------------------------------------
+
+DATA_SETS = ("digits",)
+
+
+class SplitDecl(Strict):
+    """How examples are held out, reproducibly (``seed``; stratified by class for integer labels).
+
+    ``test``: the fraction of all examples kept for the final test (when the data has no ``x_test``);
+    ``val``: the fraction of the remaining training examples kept for validation (when the data has
+    no ``x_val``); 0 means none (model selection and early stopping then watch the training split).
+    """
+
+    test: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    val: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    seed: int = 0
+    stratify: bool = True
+
+
+class NormalizeDecl(Strict):
+    """Input normalisation, computed on the training split only and applied to every split.
+
+    ``center``: subtract the training mean of each feature (``per_feature``, the course's mean
+    image), one global mean (``global``) or nothing. ``scale``: then divide by the standard deviation
+    of the centred training data (``std``, one number), by its largest absolute value (``max``) or
+    not at all (``none``).
+    """
+
+    center: Literal["per_feature", "global", "none"] = "per_feature"
+    scale: Literal["std", "max", "none"] = "std"
+
+
+class LRDecayDecl(Strict):
+    """Learning-rate decay per epoch ``e`` (starting at 0), from the course:
+    ``step``: ``lr·rate^⌊e/every⌋``; ``exponential``: ``lr·rate^e``; ``inverse_time`` (1/t):
+    ``lr/(1 + rate·e)``; ``none``: ``lr``."""
+
+    kind: Literal["none", "step", "exponential", "inverse_time"] = "none"
+    rate: Annotated[float, Field(gt=0)] = 0.5
+    every: Annotated[int, Field(ge=1)] = 1
+
+
+class EarlyStoppingDecl(Strict):
+    """Stop when the monitored metric has not improved by more than ``min_delta`` for ``patience`` epochs."""
+
+    patience: Annotated[int, Field(ge=1)] = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class TrainDecl(Strict):
+    """How ``graphc train`` trains the spec (the loss is the spec's ``loss:``).
+
+    ``data``: ``digits`` (scikit-learn's 8×8 digits, 1,797 examples, no download) or a path to an
+    ``.npz`` (relative to the spec) with ``x_train``, ``y_train`` and optionally ``x_val``/``y_val``,
+    ``x_test``/``y_test``. Features are reshaped to the spec's data input when the element counts
+    match (64 digits pixels → ``(N, 1, 8, 8)``). ``optimizer`` and its hyperparameters (``momentum``
+    μ for momentum/Nesterov, ``rho`` ρ for RMSProp, ``beta1``, ``beta2``, ``eps`` for Adam/RMSProp);
+    ``l2`` overrides the loss's L2 strength; ``init`` maps parameter names or glob patterns
+    (``fc1.weight``, ``*.bias``) to initialisers, overriding the spec's; ``monitor`` picks the
+    validation metric that selects ``best.npz`` and drives ``early_stopping``; ``overfit_epochs``
+    caps ``--overfit K`` runs, which stop at 100 % training accuracy.
+    """
+
+    data: str = "digits"
+    split: SplitDecl = SplitDecl()
+    normalize: NormalizeDecl = NormalizeDecl()
+    optimizer: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam"] = "adam"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    rho: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    lr_decay: LRDecayDecl = LRDecayDecl()
+    l2: Annotated[float, Field(ge=0)] | None = None
+    init: dict[str, InitName | InitDecl] = {}
+    epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
+    shuffle: bool = True
+    seed: int = 0
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    early_stopping: EarlyStoppingDecl | None = None
+    overfit_epochs: Annotated[int, Field(ge=1)] = 200
+
+    @field_validator("data")
+    @classmethod
+    def _data_source(cls, v: str) -> str:
+        if v not in DATA_SETS and not v.endswith(".npz"):
+            raise ValueError(f"must be a data set name ({', '.join(DATA_SETS)}) or a path to an .npz file")
+        return v
+
+
 class LossDecl(BaseModel):
     """The loss: a loss op over outputs and label inputs, plus optional L2 weight regularisation
     ``l2`` (λ in ``(λ/2)·Σ‖W‖²`` over every trainable parameter of rank ≥ 2, i.e. weights, not biases)."""
@@ -99,7 +192,7 @@ class Spec(Strict):
     layers: list[LayerEntry] = Field(min_length=1)
     outputs: list[str] | dict[Name, str] | None = None
     loss: LossDecl | None = None
-    train: trainspec.TrainDecl | None = None
+    train: TrainDecl | None = None
     tune: TuneDecl | None = None
 
 
@@ -112,5 +205,3 @@ class Library(Strict):
 
 
 RESERVED_LAYER_KEYS = frozenset(LayerEntry.model_fields)
-
-from . import trainspec  # noqa: E402 - the train section's models use this module's (resolved on first use)

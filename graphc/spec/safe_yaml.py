@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import Diagnostic, GraphcError, Loc
+from ..errors import Diagnostic, GraphcError, Loc
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64

@@ -11,8 +11,8 @@ from typing import Any, Literal, Union
 
 from pydantic import ConfigDict, Field, create_model
 
-from .ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
-from .spec import BlockDecl, LayerEntry, LossDecl, Spec
+from ..ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
+from .models import BlockDecl, LayerEntry, LossDecl, Spec
 
 ARG_REF = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$", "description": "a block argument"}
 

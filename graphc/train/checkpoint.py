@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphcError
-from .files import load_arrays, save_arrays
+from ..errors import GraphcError
+from ..files import load_arrays, save_arrays
 
 FORMAT = 1
 KEEP = 2

@@ -1,4 +1,4 @@
-"""``graphc train``: the command line of the training loop (graphc.trainer)."""
+"""``graphc train``: the command line of the training loop (graphc.train.loop)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 130
 or SIGTERM): a checkpoint was written, continue with --resume RUN_DIR"""
 
 
-def _positive(text: str) -> int:
+def non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be ≥ 0")
     return value
 
 
-def _at_least_one(text: str) -> int:
+def at_least_one(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be ≥ 1")
@@ -25,8 +25,8 @@ def _at_least_one(text: str) -> int:
 
 
 def cmd_train(args) -> int:
-    from .errors import GraphcError
-    from .trainer import Options, train
+    from ..errors import GraphcError
+    from .loop import Options, train
 
     if args.spec is None and args.resume is None:
         raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
@@ -52,12 +52,12 @@ def add_subcommand(sub, epilog: str) -> None:
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a spec value by dotted path, the value read as YAML (repeatable): --set train.lr=3e-4 "
                         "--set train.lr_decay.kind=step --set layers.fc1.units=200")
-    t.add_argument("--overfit", type=_at_least_one, metavar="K",
+    t.add_argument("--overfit", type=at_least_one, metavar="K",
                    help="the course's first check: train on K training examples only (no L2, no validation) until 100%% "
                         "training accuracy or train.overfit_epochs; exit 3 if it is not reached")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest usable checkpoint, exactly as if never stopped; "
                         "refused if the spec (or a --set value) changed")
-    t.add_argument("--checkpoint-every", type=_positive, metavar="N",
+    t.add_argument("--checkpoint-every", type=non_negative, metavar="N",
                    help="also write a checkpoint every N optimiser steps (batches); default: at the end of every epoch only")
     t.set_defaults(run=cmd_train)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphcError
-from .files import load_arrays, save_arrays
+from ..errors import GraphcError
+from ..files import load_arrays, save_arrays
 
 SPLITS = ("train", "val", "test")
 
@@ -52,7 +52,7 @@ class Normalization:
 
 
 def fit_normalization(x: np.ndarray, center: str, scale: str) -> Normalization:
-    """Statistics of the training split (see :class:`~graphc.trainspec.NormalizeDecl`)."""
+    """Statistics of the training split (see :class:`~graphc.spec.models.NormalizeDecl`)."""
     x = x.astype(np.float64)
     if center == "per_feature":
         mean = x.mean(axis=0)

@@ -12,7 +12,7 @@ Run directory (``--out``)::
     curves.png          loss and accuracy per epoch
     best.npz            parameters (and batchnorm running statistics) of the best epoch on the monitored metric
     final.npz           parameters at the end of the run
-    checkpoints/        the two newest checkpoints (see graphc.checkpoint)
+    checkpoints/        the two newest checkpoints (see graphc.train.checkpoint)
 
 Reproducibility: every random choice (initial parameters, example order, dropout masks) comes from
 ``train.seed``; the order and masks come from one generator whose state is checkpointed, so a
@@ -35,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint
+from ..backends.engines import ENGINES, accuracy_fn, loss_parts
+from ..backends.run import draw_masks
+from ..errors import EXIT_CHECK_FAILED, GraphcError, did_you_mean
+from ..files import save_arrays, write_atomic
+from ..version import __version__
+from . import checkpoint
 from .data import fingerprint, prepare
-from .engines import ENGINES, accuracy_fn, loss_parts
-from .errors import EXIT_CHECK_FAILED, GraphcError, did_you_mean
-from .files import save_arrays, write_atomic
-from .run import draw_masks
 
 EXIT_INTERRUPTED = 130
 CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
@@ -76,8 +77,8 @@ def learning_rate(t, epoch: int) -> float:
 
 def starting_params(graph, t) -> dict[str, np.ndarray]:
     """The spec's initial parameters (seed ``train.seed``), with ``train.init`` overrides applied."""
-    from .params import initial_params, initial_value, param_nodes
-    from .spec import InitDecl
+    from ..ir.params import initial_params, initial_value, param_nodes
+    from ..spec.models import InitDecl
 
     params = initial_params(graph, t.seed)
     nodes = param_nodes(graph)
@@ -124,10 +125,10 @@ class Trainer:
     # --- setup -------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        from .autodiff import training_graph
+        from ..ir.autodiff import training_graph
+        from ..ir.passes import optimize
+        from .training_spec import canonical, data_inputs, load_for_training, spec_hash
         from .optimizers import Hyper, initial_state, with_optimizer
-        from .passes import optimize
-        from .trainspec import canonical, data_inputs, load_for_training, spec_hash
 
         o = self.opts
         stored = None
@@ -217,7 +218,7 @@ class Trainer:
         self._checkpoint()  # step 0: there is always a good checkpoint to go back to
 
     def _restore(self, stored: dict) -> None:
-        from .trainspec import changed_paths
+        from .training_spec import changed_paths
 
         path, (params, state, order, meta) = checkpoint.newest_valid(self.run_dir)
         if meta["spec_hash"] != self.hash:
@@ -426,7 +427,7 @@ class Trainer:
               file=sys.stderr)
 
     def _finish(self) -> int:
-        from .files import load_arrays
+        from ..files import load_arrays
 
         best = load_arrays(self.run_dir / "best.npz", "best.npz") if (self.run_dir / "best.npz").exists() else self.params
         test_loss, test_acc = self.evaluate("test", best)

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from .errors import GraphcError
-from .ops import optim
-from .ops.elementwise import Add, AffineScalar
-from .ops.source import Input
-from .tensor import TensorType
+from ..errors import GraphcError
+from ..ops import optim
+from ..ops.elementwise import Add, AffineScalar
+from ..ops.source import Input
+from ..tensor import TensorType
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "rmsprop": ("cache",), "adam": ("m", "v")}
