@@ -190,15 +190,9 @@ def cmd_schema(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from .ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
+    from .spec.op_docs import op_page, ops_list
 
-    for title, kinds in (("layers", LAYER_KINDS), ("losses", LOSS_KINDS)):
-        print(f"{title}:")
-        for kind in kinds:
-            cls = BY_KIND[kind]
-            doc = (cls.__doc__ or "").strip().splitlines()[0]
-            fields = ", ".join(cls.model_fields)
-            print(f"  {kind:<22} {doc}" + (f"\n  {'':<22} attributes: {fields}" if fields else ""))
+    print(op_page(args.kind) if args.kind else ops_list())
     return 0
 
 
@@ -285,7 +279,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="write the schema to this file")
     s.set_defaults(run=cmd_schema)
 
-    o = sub.add_parser("ops", help="list the ops a spec can use, with their attributes")
+    o = sub.add_parser("ops", help="list the ops a spec can use; 'ops KIND' documents one", epilog=EPILOG,
+                       description="Without KIND: every layer and loss with a one-sentence summary. With KIND: its "
+                                   "formula, every attribute (type, default, bound), inputs, parameters and an example line.")
+    o.add_argument("kind", nargs="?", metavar="KIND", help="an op kind, such as conv2d")
     o.set_defaults(run=cmd_ops)
 
     from . import viz

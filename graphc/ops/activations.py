@@ -58,7 +58,8 @@ class LeakyRelu(Op):
     """``y = x if x > 0 else α·x`` (elementwise, any layout)."""
 
     kind = "leaky_relu"
-    alpha: float = Field(0.01, ge=0)
+    summary = "A leaky ReLU that keeps positive values and scales negative ones by alpha."
+    alpha: float = Field(0.01, ge=0, description="slope for negative inputs")
 
     samples = (sample({}, (2, 3, 4, 4)), sample({"alpha": 0.2}, (3, 7)))
 
@@ -113,6 +114,7 @@ class PRelu(Op):
     """
 
     kind = "prelu"
+    summary = "A parametric ReLU with a learnable negative slope per channel."
 
     samples = (sample({}, (2, 3, 4, 4)), sample({}, (4, 5)))
 
@@ -184,7 +186,8 @@ class Elu(Op):
     """``y = x if x > 0 else α·(eˣ − 1)`` (elementwise, any layout)."""
 
     kind = "elu"
-    alpha: float = Field(1.0, ge=0)
+    summary = "An exponential linear unit, smooth for negative inputs."
+    alpha: float = Field(1.0, ge=0, description="value approached for large negative inputs is −alpha")
 
     samples = (sample({}, (2, 3, 4, 4)), sample({"alpha": 0.5}, (3, 7)))
 
@@ -241,7 +244,8 @@ class Maxout(Op):
     """
 
     kind = "maxout"
-    pieces: int = Field(ge=2)
+    summary = "A maxout that keeps the largest of each group of consecutive channels."
+    pieces: int = Field(ge=2, description="channels per group (k); the input's channels must be a multiple of it")
 
     samples = (sample({"pieces": 2}, (2, 6, 3, 3)), sample({"pieces": 3}, (4, 9)))
 
@@ -310,7 +314,8 @@ class Dropout(Op):
     at inference ``y = x``. Shape and layout unchanged."""
 
     kind = "dropout"
-    p: float = Field(0.5, ge=0, lt=1)
+    summary = "An inverted dropout that zeroes random elements in training and passes values through at inference."
+    p: float = Field(0.5, ge=0, lt=1, description="probability of zeroing an element, in [0, 1)")
 
     samples = (sample({"p": 0.5}, (2, 3, 4, 4)), sample({"p": 0.2}, (4, 7)))
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 from ..errors import ShapeError
+from pydantic import Field
+
 from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, expect_rank, sample
 from .elementwise import Add, Scale, Softmax
@@ -25,10 +27,11 @@ class MultiHeadAttention(Composite):
     """
 
     kind = "attention"
+    summary = "A multi-head scaled dot-product attention with learnable projections."
     arity = (1, 2)
-    heads: PositiveInt
-    causal: bool = False
-    bias: bool = True
+    heads: PositiveInt = Field(description="number of heads; must divide the model width D")
+    causal: bool = Field(False, description="mask future positions (key j > query i), as in a decoder")
+    bias: bool = Field(True, description="add learnable biases to the four projections")
 
     samples = (
         sample({"heads": 2}, (2, 3, 4)),

@@ -38,6 +38,10 @@ IntPair = Annotated[int | tuple[int, int], BeforeValidator(_list_to_tuple)]
 IntTuple = Annotated[tuple[int, ...], BeforeValidator(_list_to_tuple)]
 ShapeTuple = Annotated[tuple[int | str, ...], BeforeValidator(_list_to_tuple)]  # static and symbolic dims
 PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+#: sizes per spatial dim: one int for both, or [h, w]; each bounded like the int
+PositivePair = Annotated[PositiveInt | tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
+NonNegativePair = Annotated[NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt], BeforeValidator(_list_to_tuple)]
 #: ONNX's element types (``onnx.TensorProto.FLOAT`` …), spelled out so that the ops need not import onnx
 ONNX_DTYPES = {"float32": 1, "float64": 11, "int64": 7}
 
@@ -114,6 +118,8 @@ class Op(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     kind: ClassVar[str]
+    #: one full sentence for ``graphc ops`` (user-facing ops); the docstring carries the formula
+    summary: ClassVar[str] = ""
     #: (min, max) data inputs written in a spec; max None = variadic. Param inputs follow them.
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
     #: False for ops that only the compiler creates (inputs, params, gradient-only ops)

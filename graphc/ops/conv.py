@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, static
@@ -15,9 +15,11 @@ from .base import (
     KAIMING,
     ZEROS,
     IntPair,
+    NonNegativePair,
     Op,
     Param,
     PositiveInt,
+    PositivePair,
     Window,
     _list_to_tuple,
     conv_arith,
@@ -29,7 +31,7 @@ from .base import (
 )
 from .reduce import ReduceSum
 
-Padding = IntPair | Literal["same", "valid"]
+Padding = NonNegativePair | Literal["same", "valid"]
 
 
 def _nested_tuple(value):
@@ -517,13 +519,14 @@ class Conv2d(_Windowed):
     """
 
     kind = "conv2d"
-    filters: PositiveInt
-    kernel: IntPair
-    stride: IntPair = 1
-    padding: Padding = 0
-    dilation: IntPair = 1
-    groups: PositiveInt = 1
-    bias: bool = True
+    summary = "A 2-D convolution (cross-correlation) with learnable filters, over NCHW images."
+    filters: PositiveInt = Field(description="number of output channels (O)")
+    kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
+    stride: PositivePair = Field(1, description="step between windows: one int or [sh, sw]")
+    padding: Padding = Field(0, description="zeros added on each side: one int, [ph, pw], 'same' (output size ceil(n/s)) or 'valid' (none)")
+    dilation: PositivePair = Field(1, description="spacing between kernel taps (1: contiguous): one int or [dh, dw]")
+    groups: PositiveInt = Field(1, description="channel groups; must divide input channels and filters (groups = channels = filters: depthwise)")
+    bias: bool = Field(True, description="add a learnable bias per output channel")
 
     samples = (
         sample({"filters": 4, "kernel": 3, "padding": 1}, (2, 3, 5, 5)),
@@ -592,14 +595,15 @@ class ConvTranspose2d(_Windowed):
     """
 
     kind = "conv_transpose2d"
-    filters: PositiveInt
-    kernel: IntPair
-    stride: IntPair = 1
-    padding: IntPair = 0
-    output_padding: IntPair = 0
-    dilation: IntPair = 1
-    groups: PositiveInt = 1
-    bias: bool = True
+    summary = "A transposed 2-D convolution that upsamples NCHW images with learnable filters."
+    filters: PositiveInt = Field(description="number of output channels")
+    kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
+    stride: PositivePair = Field(1, description="upsampling step: one int or [sh, sw]")
+    padding: NonNegativePair = Field(0, description="rows/columns removed from each side of the full output: one int or [ph, pw]")
+    output_padding: NonNegativePair = Field(0, description="extra rows/columns at the bottom/right, smaller than stride or dilation: one int or [h, w]")
+    dilation: PositivePair = Field(1, description="spacing between kernel taps: one int or [dh, dw]")
+    groups: PositiveInt = Field(1, description="channel groups; must divide input channels and filters")
+    bias: bool = Field(True, description="add a learnable bias per output channel")
 
     samples = (
         sample({"filters": 3, "kernel": 2, "stride": 2}, (2, 4, 3, 3)),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..errors import ShapeError
+from pydantic import Field
+
 from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, sample
 from .elementwise import Add
@@ -18,8 +20,9 @@ class Dense(Composite):
     """
 
     kind = "dense"
-    units: PositiveInt
-    bias: bool = True
+    summary = "A fully connected (affine) layer y = x·W + b over the last axis."
+    units: PositiveInt = Field(description="number of output features")
+    bias: bool = Field(True, description="add a learnable bias b")
 
     samples = (
         sample({"units": 4}, (2, 5)),

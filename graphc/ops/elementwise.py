@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, broadcast
@@ -27,6 +28,7 @@ class Add(_Binary):
     """``y = a + b`` with NumPy broadcasting (residual connections, biases); ``ga = Σ_bcast gy``, ``gb = Σ_bcast gy``."""
 
     kind = "add"
+    summary = "An elementwise sum of two tensors with NumPy broadcasting (residual connections)."
 
     def forward(self, a, b):
         return a + b
@@ -42,6 +44,7 @@ class Sub(_Binary):
     """``y = a − b`` with NumPy broadcasting; ``ga = gy``, ``gb = −gy`` (summed over broadcast axes)."""
 
     kind = "sub"
+    summary = "An elementwise difference of two tensors with NumPy broadcasting."
 
     def forward(self, a, b):
         return a - b
@@ -59,6 +62,7 @@ class Mul(_Binary):
     """``y = a ⊙ b`` (Hadamard product) with NumPy broadcasting; ``ga = gy ⊙ b``, ``gb = gy ⊙ a``."""
 
     kind = "mul"
+    summary = "An elementwise (Hadamard) product of two tensors with NumPy broadcasting."
 
     def forward(self, a, b):
         return a * b
@@ -77,6 +81,7 @@ class Div(_Binary):
     """``y = a / b`` with NumPy broadcasting; ``ga = gy / b``, ``gb = −gy ⊙ y / b``."""
 
     kind = "div"
+    summary = "An elementwise quotient of two tensors with NumPy broadcasting."
 
     def forward(self, a, b):
         return a / b
@@ -117,6 +122,7 @@ class Relu(_Unary):
     """Rectified linear unit ``y = max(0, x)``; its gradient passes ``gy`` where ``x > 0``."""
 
     kind = "relu"
+    summary = "A rectified linear unit that sets negative values to zero."
 
     def forward(self, x):
         return np.maximum(x, 0, dtype=x.dtype)
@@ -152,6 +158,7 @@ class Sigmoid(_Unary):
     """Logistic sigmoid ``y = σ(x) = 1 / (1 + e^−x)``; ``gx = gy ⊙ y(1 − y)``."""
 
     kind = "sigmoid"
+    summary = "A logistic sigmoid that squashes each value into (0, 1)."
 
     def forward(self, x):
         # σ(x) = ½(1 + tanh(x/2)): one transcendental, no overflow for large |x|
@@ -192,6 +199,7 @@ class Tanh(_Unary):
     """Hyperbolic tangent ``y = tanh(x) = (eˣ − e⁻ˣ)/(eˣ + e⁻ˣ)``; ``gx = gy ⊙ (1 − y²)``."""
 
     kind = "tanh"
+    summary = "A hyperbolic tangent that squashes each value into (−1, 1)."
 
     def forward(self, x):
         return np.tanh(x)
@@ -230,7 +238,8 @@ class Scale(_Unary):
     """``y = factor · x`` for a constant factor (attention's ``1/√d_k``); ``gx = factor · gy``."""
 
     kind = "scale"
-    factor: float
+    summary = "A multiplication of every element by a constant factor."
+    factor: float = Field(description="the constant every element is multiplied by")
 
     samples = (sample({"factor": 0.5}, (2, 3)),)
 
@@ -269,7 +278,8 @@ class Softmax(_Unary):
     """``y_i = e^{x_i − max x} / Σ_j e^{x_j − max x}`` along ``axis``; ``gx = y ⊙ (gy − Σ_axis gy ⊙ y)``."""
 
     kind = "softmax"
-    axis: int = -1
+    summary = "A softmax that turns scores along one axis into probabilities summing to 1."
+    axis: int = Field(-1, description="the axis normalised (negative counts from the end)")
 
     samples = (sample({}, (4, 10)), sample({"axis": 1}, (2, 3, 4, 4)))
 

@@ -153,6 +153,7 @@ class SoftmaxCrossEntropy(_ClassLoss):
     """
 
     kind = "softmax_cross_entropy"
+    summary = "A softmax cross-entropy of class scores against integer labels."
 
     def forward(self, s, labels):
         return self._loss_and_grad(s, labels, None)[0]
@@ -218,7 +219,8 @@ class Hinge(_ClassLoss):
     """
 
     kind = "hinge"
-    margin: float = Field(1.0, ge=0)
+    summary = "A multiclass SVM (hinge) loss of class scores against integer labels."
+    margin: float = Field(1.0, ge=0, description="the margin Δ by which the true class must win")
 
     def describe(self):
         return f"Δ{self.margin:g}"
@@ -271,6 +273,7 @@ class SigmoidCrossEntropy(_PairLoss):
     """
 
     kind = "sigmoid_cross_entropy"
+    summary = "A binary cross-entropy of logits against float targets in [0, 1]."
 
     def forward(self, x, t):
         loss = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
@@ -329,6 +332,7 @@ class MSE(_PairLoss):
     """Mean squared error over all elements: ``L = mean((p − t)²)``."""
 
     kind = "mse"
+    summary = "A mean squared error between predictions and targets."
 
     def forward(self, p, t):
         d = p - t
@@ -368,6 +372,7 @@ class L1(_PairLoss):
     """Mean absolute error over all elements: ``L = mean(|p − t|)``."""
 
     kind = "l1"
+    summary = "A mean absolute error between predictions and targets."
 
     def forward(self, p, t):
         d = np.abs(p - t)
@@ -408,8 +413,9 @@ class L2Penalty(_Loss):
     """
 
     kind = "l2_penalty"
+    summary = "An L2 weight penalty (λ/2)·Σ‖W‖² over parameter tensors."
     arity = (1, None)
-    strength: float = Field(ge=0)
+    strength: float = Field(ge=0, description="the weight λ of the penalty")
 
     samples = (
         sample({"strength": 0.1}, (3, 4)),

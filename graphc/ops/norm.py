@@ -84,8 +84,9 @@ class BatchNorm(Op):
     """
 
     kind = "batchnorm"
-    momentum: float = Field(0.9, ge=0, le=1)
-    eps: float = Field(1e-5, gt=0)
+    summary = "A batch normalisation per channel, on batch statistics in training and running ones at inference."
+    momentum: float = Field(0.9, ge=0, le=1, description="running statistics keep this share of their value at each step (Keras' momentum; PyTorch's is 1 − it)")
+    eps: float = Field(1e-5, gt=0, description="added to the variance before the square root")
 
     samples = (sample({}, (4, 3, 3, 3)), sample({}, (6, 5)), sample({"momentum": 0.5, "eps": 1e-3}, (3, 2, 4, 4)))
 
@@ -580,7 +581,8 @@ class LayerNorm(Op):
     """
 
     kind = "layernorm"
-    eps: float = Field(1e-5, gt=0)
+    summary = "A layer normalisation of each row over its last axis."
+    eps: float = Field(1e-5, gt=0, description="added to the variance before the square root")
 
     samples = (sample({}, (4, 6)), sample({}, (2, 3, 5), note="(N, T, D) sequence"))
 

@@ -15,7 +15,9 @@ from .base import (
     IDENTITY_WINDOW,
     ONNX_DTYPES,
     Op,
+    NonNegativePair,
     PositiveInt,
+    PositivePair,
     Window,
     _list_to_tuple,
     conv_arith,
@@ -27,9 +29,6 @@ from .base import (
 )
 from .conv import Size2, _span, _Windowed, onnx_transposed_conv, padded
 
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositivePair = Annotated[PositiveInt | tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
-NonNegativePair = Annotated[NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt], BeforeValidator(_list_to_tuple)]
 PoolPadding = NonNegativePair | Literal["same", "valid"]
 
 
@@ -217,11 +216,11 @@ class _Pool2d(_Windowed):
 class _MaxPoolAttrs(_Pool2d):
     """The attributes of max pooling, shared by the forward op and the ops derived from it."""
 
-    kernel: PositivePair
-    stride: PositivePair | None = None
-    padding: PoolPadding = 0
-    dilation: PositivePair = 1
-    ceil_mode: bool = False
+    kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
+    stride: PositivePair | None = Field(None, description="step between windows: one int or [sh, sw]; default: the kernel")
+    padding: PoolPadding = Field(0, description="−∞ padding on each side: one int, [ph, pw], 'same' or 'valid'")
+    dilation: PositivePair = Field(1, description="spacing between window taps: one int or [dh, dw]")
+    ceil_mode: bool = Field(False, description="round the output size up (a last partial window), as PyTorch's ceil_mode")
 
 
 class MaxPool2d(_MaxPoolAttrs):
@@ -235,6 +234,7 @@ class MaxPool2d(_MaxPoolAttrs):
     """
 
     kind = "maxpool2d"
+    summary = "A 2-D max pooling that keeps each window's largest value, channel by channel."
 
     samples = (
         sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4)),
@@ -378,11 +378,12 @@ class AvgPool2d(_Pool2d):
     """
 
     kind = "avgpool2d"
-    kernel: PositivePair
-    stride: PositivePair | None = None
-    padding: PoolPadding = 0
-    ceil_mode: bool = False
-    count_include_pad: bool = False
+    summary = "A 2-D average pooling that keeps each window's mean, channel by channel."
+    kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
+    stride: PositivePair | None = Field(None, description="step between windows: one int or [sh, sw]; default: the kernel")
+    padding: PoolPadding = Field(0, description="zero padding on each side: one int, [ph, pw], 'same' or 'valid'")
+    ceil_mode: bool = Field(False, description="round the output size up (a last partial window), as PyTorch's ceil_mode")
+    count_include_pad: bool = Field(False, description="divide by the whole window, padding included, instead of its real input positions")
 
     samples = (
         sample({"kernel": 2}, (2, 3, 4, 4)),
@@ -490,6 +491,7 @@ class GlobalAvgPool(Op):
     """Global average pooling: ``y[n, c] = (1/(H·W)) Σ_{h, w} x[n, c, h, w]``, (N, C, H, W) → (N, C)."""
 
     kind = "global_avgpool"
+    summary = "A global average pooling that turns each channel of an NCHW image into its mean."
 
     samples = (sample({}, (2, 3, 4, 5)), sample({}, (1, 4, 1, 1)))
 
@@ -566,8 +568,9 @@ class Upsample(Op):
     """
 
     kind = "upsample"
-    scale: PositivePair = 2
-    mode: Literal["nearest", "bilinear"] = "nearest"
+    summary = "An upsampling of NCHW images by integer factors, nearest or bilinear."
+    scale: PositivePair = Field(2, description="integer upsampling factor: one int or [sh, sw]")
+    mode: Literal["nearest", "bilinear"] = Field("nearest", description="'nearest' repeats pixels; 'bilinear' interpolates (align_corners=False)")
 
     samples = (
         sample({}, (2, 3, 3, 4)),

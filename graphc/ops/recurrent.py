@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, expect_rank, sample
 from .elementwise import Add, Mul, Sigmoid, Tanh
@@ -12,8 +14,8 @@ from .shape_ops import MatMul, Select, Slice, Stack
 
 
 class _Recurrent(Composite):
-    hidden: PositiveInt
-    return_sequences: bool = False
+    hidden: PositiveInt = Field(description="size H of the hidden state")
+    return_sequences: bool = Field(False, description="output every step's h (N, T, H) instead of the last h (N, H)")
 
     #: the pre-activation width is ``gates · H``
     gates: ClassVar[int] = 1
@@ -59,6 +61,7 @@ class RNN(_Recurrent):
     """
 
     kind = "rnn"
+    summary = "An Elman recurrent layer unrolled over a fixed number of time steps."
 
     samples = (
         sample({"hidden": 3}, (2, 4, 5)),
@@ -86,6 +89,7 @@ class LSTM(_Recurrent):
     """
 
     kind = "lstm"
+    summary = "A long short-term memory layer unrolled over a fixed number of time steps."
     gates: ClassVar[int] = 4
 
     samples = (

@@ -47,7 +47,8 @@ class Flatten(Op):
     """
 
     kind = "flatten"
-    axis: int = 1
+    summary = "A flattening of all dims from axis on into one, giving a matrix."
+    axis: int = Field(1, description="the first dim of the second factor: (d0…d_{axis−1}) × (d_axis…)")
 
     samples = (
         sample({}, (2, 3, 4, 4)),
@@ -94,7 +95,8 @@ class Reshape(Op):
     """
 
     kind = "reshape"
-    shape: IntTuple
+    summary = "A reshape with ONNX semantics (0 copies a dim, −1 is inferred)."
+    shape: IntTuple = Field(description="the new shape: sizes, 0 to copy the input's dim, one −1 to infer")
 
     samples = (
         sample({"shape": (0, -1)}, (2, 3, 4)),
@@ -209,7 +211,8 @@ class Transpose(Op):
     """
 
     kind = "transpose"
-    perm: IntTuple
+    summary = "A permutation of the axes of a tensor."
+    perm: IntTuple = Field(description="output axis i is input axis perm[i]; a permutation of 0…rank−1")
 
     samples = (
         sample({"perm": (0, 2, 1, 3)}, (2, 3, 4, 5)),
@@ -257,8 +260,9 @@ class Concat(Op):
     """
 
     kind = "concat"
+    summary = "A concatenation of two or more tensors along one axis."
     arity = (2, None)
-    axis: int = 1
+    axis: int = Field(1, description="the axis joined along (1: NCHW channels)")
 
     samples = (
         sample({}, (2, 3, 4, 4), (2, 5, 4, 4)),
@@ -316,9 +320,10 @@ class MatMul(Op):
     """
 
     kind = "matmul"
+    summary = "A matrix product of two tensors with NumPy matmul semantics (batch dims broadcast)."
     arity = (2, 2)
-    transpose_a: bool = False
-    transpose_b: bool = False
+    transpose_a: bool = Field(False, description="use the first input with its last two axes swapped")
+    transpose_b: bool = Field(False, description="use the second input with its last two axes swapped")
 
     samples = (
         sample({}, (3, 4), (4, 5)),
@@ -534,9 +539,10 @@ class Slice(Op):
     """
 
     kind = "slice"
-    axis: int
-    start: int = Field(ge=0)
-    end: PositiveInt
+    summary = "A slice of the indices start ≤ i < end along one axis."
+    axis: int = Field(description="the axis sliced (negative counts from the end)")
+    start: int = Field(ge=0, description="first index kept")
+    end: PositiveInt = Field(description="one past the last index kept; at most the axis' size")
 
     samples = (
         sample({"axis": -1, "start": 1, "end": 3}, (2, 5)),
@@ -730,6 +736,7 @@ class PositionalEncoding(Op):
     """
 
     kind = "positional_encoding"
+    summary = "An addition of the sinusoidal position table to a (N, T, D) sequence."
 
     samples = (
         sample({}, (2, 5, 4)),

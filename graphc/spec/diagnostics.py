@@ -108,24 +108,33 @@ def _field(model: type[BaseModel], path) -> tuple[str | None, typing.Any]:
     return None, None
 
 
+def _data_path(err, data) -> list:
+    """The error's location with only the path elements that exist in the data (pydantic adds union
+    branch names)."""
+    path, node = [], data
+    for key in err["loc"]:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+            path.append(key)
+        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
+            node = node[key]
+            path.append(key)
+        elif err["type"] in ("missing", "extra_forbidden") and key == err["loc"][-1]:
+            path.append(key)
+    return path
+
+
 def diagnostics_from(error: ValidationError, model: type[BaseModel], data, what: str) -> list[Diagnostic]:
     """One diagnostic per offending value (union alternatives folded into one message)."""
     seen: dict[tuple, Diagnostic] = {}
-    for err in error.errors():
-        # keep only path elements that exist in the data: pydantic adds union branch names
-        path, node = [], data
-        for key in err["loc"]:
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-                path.append(key)
-            elif isinstance(node, list) and isinstance(key, int) and key < len(node):
-                node = node[key]
-                path.append(key)
-            elif err["type"] in ("missing", "extra_forbidden") and key == err["loc"][-1]:
-                path.append(key)
+    errors = [(err, _data_path(err, data)) for err in error.errors()]
+    paths = {tuple(path) for _, path in errors}
+    for err, path in errors:
         key = tuple(path)
         if key in seen:
             continue
+        if _constraint(err) is None and any(len(p) > len(key) and p[:len(key)] == key for p in paths):
+            continue  # a union branch's type error where another branch went deeper: the deeper error says more
         dotted = ".".join(map(str, path))
         field, annotation = _field(model, path)
         kind = err["type"]

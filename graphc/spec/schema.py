@@ -7,6 +7,7 @@ block argument reference (``$name``) inside blocks, which the schema allows as a
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal, Union
 
 from pydantic import ConfigDict, Field, create_model
@@ -17,13 +18,18 @@ from .models import BlockDecl, LayerEntry, LossDecl, Spec
 ARG_REF = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$", "description": "a block argument"}
 
 
+def _doc(cls) -> str:
+    """An op's description in the schema: its summary, then its docstring (the formula)."""
+    return f"{cls.summary}\n\n{inspect.cleandoc(cls.__doc__ or '')}"
+
+
 def _layer_models():
     common = {k: (f.annotation, f) for k, f in LayerEntry.model_fields.items() if k in ("name", "inputs", "repeat", "init")}
     models = []
     for kind in LAYER_KINDS:
         cls = BY_KIND[kind]
         fields = {k: (f.annotation, f) for k, f in cls.model_fields.items()}
-        m = create_model(f"layer_{kind}", __config__=ConfigDict(extra="forbid", title=kind), __doc__=cls.__doc__,
+        m = create_model(f"layer_{kind}", __config__=ConfigDict(extra="forbid", title=kind), __doc__=_doc(cls),
                          op=(Literal[kind], ...), **common, **fields)
         models.append(m)
     block_call = create_model("block_call", __config__=ConfigDict(extra="forbid"),
@@ -39,7 +45,7 @@ def _loss_models():
         if kind == "l2_penalty":
             continue
         fields = {k: (f.annotation, f) for k, f in cls.model_fields.items()}
-        models.append(create_model(f"loss_{kind}", __config__=ConfigDict(extra="forbid", title=kind), __doc__=cls.__doc__,
+        models.append(create_model(f"loss_{kind}", __config__=ConfigDict(extra="forbid", title=kind), __doc__=_doc(cls),
                                    op=(Literal[kind], ...), inputs=(list[str], Field(min_length=1)),
                                    l2=(float, Field(0.0, ge=0, description=LossDecl.model_fields["l2"].description)), **fields))
     return models
