@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphc
+from helpers import compile_example
 from graphc.backends.interpreter import Program
 from graphc.backends.run import draw_masks
 from graphc.gradcheck import check_spec, spec_values
@@ -15,7 +16,7 @@ from graphc.ir.autodiff import training_graph
 from graphc.ir.passes import optimize
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
-SLOW = {"vgg16", "resnet18"}
+SLOW = {"vgg16", "resnet18", "resnet50", "googlenet"}
 
 
 def marks(path):
@@ -31,7 +32,7 @@ def concrete(shape, batch):
 
 @pytest.mark.parametrize("path", PARAMS)
 def test_every_node_has_the_inferred_shape(path):
-    graph = graphc.compile_spec(path)
+    graph = compile_example(path)
     training, _ = optimize(training_graph(graph))
     for g in (graph, training):
         values = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in spec_values(g, 2, 0).items()}
@@ -67,8 +68,8 @@ def test_fused_steps_give_what_the_kernels_give_one_by_one(name):
 
 @pytest.mark.parametrize("path", PARAMS)
 def test_check_grad_within_1e_6(path):
-    results = check_spec(graphc.compile_spec(path))
+    results = check_spec(compile_example(path))
     worst = max(results, key=lambda r: r.max_rel_error)
     assert worst.max_rel_error < 1e-6, f"{worst.name}: {worst.max_rel_error:.2e}"
-    trainable = {n for n, a in graphc.compile_spec(path).nodes(data=True) if a["role"] == "param" and a["op"].trainable}
+    trainable = {n for n, a in compile_example(path).nodes(data=True) if a["role"] == "param" and a["op"].trainable}
     assert {r.name for r in results} == trainable

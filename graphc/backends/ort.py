@@ -38,10 +38,24 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-def session(model, device: str = "auto"):
+# onnxruntime's graph optimisation level per kind of graph, the faster one as measured by
+# `python tools/bench_peers.py --ort-levels` (README, Performance)
+OPTIMIZATION = {"forward": "ORT_ENABLE_ALL", "training": "ORT_ENABLE_EXTENDED"}
+
+
+def graph_kind(model) -> str:
+    """``training`` for a graphc training step (outputs ``grad/…`` or ``new/…``), else ``forward``."""
+    graph = getattr(model, "graph", None)
+    names = [o.name for o in graph.output] if graph is not None else []
+    return "training" if any(n.startswith(("grad/", "new/")) for n in names) else "forward"
+
+
+def session(model, device: str = "auto", optimization: str | None = None):
     """An ``InferenceSession`` for ``model`` (a ModelProto, bytes or a path) and the provider it runs on.
 
     ``device``: ``cuda`` (an error if CUDA does not load), ``cpu``, or ``auto`` (CUDA when it loads).
+    ``optimization``: an onnxruntime ``GraphOptimizationLevel`` name; by default the level of
+    :data:`OPTIMIZATION` for the model's :func:`graph_kind`.
     """
     import onnxruntime as ort
 
@@ -49,9 +63,8 @@ def session(model, device: str = "auto"):
     payload = model.SerializeToString() if hasattr(model, "SerializeToString") else model
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    # EXTENDED, not ALL: ALL adds the NCHWc layout transform, whose reorders around every convolution
-    # cost more than they save in training steps (ResNet-20's step: 123 → 110 ms; forward graphs equal)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    level = optimization or OPTIMIZATION[graph_kind(model)]
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers() and _CUDA_OK is not False
     if want_cuda:
         try:

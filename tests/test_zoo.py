@@ -1,0 +1,93 @@
+"""The model zoo: the torchvision networks in specs/ give torchvision's parameter counts, per-stage
+output shapes at 224×224 and MACs, and the README's table says so.
+
+The expected figures are literals: parameter counts and ``_ops`` (GMACs, which torchvision calls
+GFLOPS) from the ``meta`` of torchvision's weights (``<Model>_Weights.IMAGENET1K_V1``), shapes from the
+comments in torchvision's model definitions or worked out by hand in the comments here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from test_specs import report, row
+
+ROOT = Path(__file__).parent.parent
+
+#: spec → (torchvision's num_params, torchvision's _ops in GMACs)
+TORCHVISION = {
+    "resnet18": (11_689_512, 1.814),
+    "resnet50": (25_557_032, 4.089),
+    "squeezenet1_1": (1_235_496, 0.349),
+    "googlenet": (6_624_904, 1.498),
+}
+
+#: spec → {layer: (C, H, W) at 224×224} (the batch dim N left out), or (D,) after the pool
+STAGES = {
+    "resnet50": {"conv1": (64, 112, 112), "maxpool": (64, 56, 56), "layer1": (256, 56, 56), "layer2": (512, 28, 28),
+                 "layer3": (1024, 14, 14), "layer4": (2048, 7, 7), "avgpool": (2048,), "fc": (1000,)},
+    # floor((224 − 3)/2) + 1 = 111; ceil-mode pools: ceil((111 − 3)/2) + 1 = 55, then 27, 13
+    "squeezenet1_1": {"conv1": (64, 111, 111), "pool1": (64, 55, 55), "fire2": (128, 55, 55), "pool2": (128, 27, 27),
+                      "fire3": (256, 27, 27), "pool3": (256, 13, 13), "fire4": (384, 13, 13), "fire5": (512, 13, 13),
+                      "final_conv": (1000, 13, 13), "avgpool": (1000,)},
+    "googlenet": {"conv1": (64, 112, 112), "maxpool1": (64, 56, 56), "conv2": (64, 56, 56), "conv3": (192, 56, 56),
+                  "maxpool2": (192, 28, 28), "inception3a": (256, 28, 28), "inception3b": (480, 28, 28),
+                  "maxpool3": (480, 14, 14), "inception4a": (512, 14, 14), "inception4b": (512, 14, 14),
+                  "inception4c": (512, 14, 14), "inception4d": (528, 14, 14), "inception4e": (832, 14, 14),
+                  "maxpool4": (832, 7, 7), "inception5a": (832, 7, 7), "inception5b": (1024, 7, 7),
+                  "avgpool": (1024,), "fc": (1000,)},
+}
+
+
+@pytest.mark.parametrize("stem", sorted(TORCHVISION))
+def test_params_and_macs_are_torchvisions(stem):
+    rep = report(stem)
+    params, gmacs = TORCHVISION[stem]
+    assert rep["params_trainable"] == params
+    assert round(rep["macs_total"] / 1e9, 3) == gmacs
+    assert rep["inputs"][0]["shape"] == ["N", 3, 224, 224]
+    assert rep["outputs"][0]["shape"] == ["N", 1000]
+
+
+@pytest.mark.parametrize("stem", sorted(STAGES))
+def test_stage_shapes_at_224_are_torchvisions(stem):
+    got = {name: tuple(row(stem, name)["shape"]) for name in STAGES[stem]}
+    assert got == {name: ("N",) + shape for name, shape in STAGES[stem].items()}
+
+
+def readme_zoo_table() -> dict[str, tuple[int, int]]:
+    """The README's model-zoo table: spec → (torchvision's count, graphc's count)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("| model | spec | torchvision's count | graphc's count | source |"):]
+    rows = {}
+    for line in section.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        spec = re.fullmatch(r"`specs/(\w+)\.yaml`", cells[1]).group(1)
+        rows[spec] = (int(cells[2].replace(",", "")), int(cells[3].replace(",", "")))
+    return rows
+
+
+def test_readme_table_gives_torchvisions_and_graphcs_counts():
+    table = readme_zoo_table()
+    assert set(table) == set(TORCHVISION)
+    for stem, (theirs, ours) in table.items():
+        assert theirs == TORCHVISION[stem][0], stem
+        assert ours == report(stem)["params_trainable"] == theirs, stem
+
+
+def test_resnet50_bottlenecks():
+    rows = {r["name"]: r for r in report("resnet50", True)["layers"]}
+    # the stride is on the 3x3 conv (torchvision's v1.5), the projection shortcut on block 0 of each stage
+    assert rows["layer2.0.conv1"]["shape"] == ["N", 128, 56, 56]
+    assert rows["layer2.0.conv2"]["shape"] == ["N", 128, 28, 28]
+    assert rows["layer2.0.downsample_conv"]["params"] == 256 * 512
+    assert rows["layer1.0.downsample_conv"]["shape"] == ["N", 256, 56, 56]  # 64 → 256 channels, stride 1
+    assert rows["layer3.rest.4.conv3"]["params"] == 256 * 1024
+    assert "layer3.rest.5" not in rows  # 6 blocks: '0' and rest.0 .. rest.4
+    # 53 batchnorms: running mean + variance of 26,560 channels
+    assert report("resnet50")["params_non_trainable"] == 53_120
