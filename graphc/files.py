@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphcError
+from .errors import GraphcError, MissingInput
 
 MAX_ARRAY_BYTES = 8 * 1024**3
 
@@ -39,7 +39,7 @@ def load_arrays(path: str | Path, what: str) -> dict[str, np.ndarray]:
     are checked against the file's headers before anything is allocated."""
     path = Path(path)
     if not path.is_file():
-        raise GraphcError(f"{what}: no such file: {path}")
+        raise MissingInput(f"{what}: no such file: {path}" if not path.exists() else f"{what}: {path} is not a regular file")
     try:
         if path.suffix == ".npy":
             with open(path, "rb") as f:

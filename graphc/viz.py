@@ -522,9 +522,9 @@ def add_subcommand(sub, epilog: str) -> None:
                     "receptive field as 'RF size /stride'), edges labelled with the inferred tensor shapes, block instances "
                     "collapsed to one node (--expand or --depth N opens them as clusters); inputs blue, outputs green, the loss "
                     "orange, gradient groups red and dashed. A spec that fails shape inference is still drawn up to the failing "
-                    "layer, marked red with the message; the picture is written and the exit code is 1. Graphviz comes from the "
+                    "layer, marked red with the message; the picture is written and the exit code is 65. Graphviz comes from the "
                     "system (apt-get install graphviz / brew install graphviz); without 'dot' on PATH, viz writes OUT.dot next "
-                    "to the requested output, says how to install Graphviz and exits 1. Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
+                    "to the requested output, says how to install Graphviz and exits 65. Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")
     v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot}",

@@ -205,7 +205,7 @@ def test_highlight_marks_the_receptive_field_path(tmp_path):
     # an unknown name is an error, and nothing is written
     bad = tmp_path / "bad.svg"
     r = graphc_cmd("viz", ROOT / "specs" / "resnet20_cifar.yaml", "-o", bad, "--highlight", "layer2.bo")
-    assert r.returncode == 1 and "no layer, block instance or node named 'layer2.bo'" in r.stderr and "did you mean" in r.stderr
+    assert r.returncode == 65 and "no layer, block instance or node named 'layer2.bo'" in r.stderr and "did you mean" in r.stderr
     assert not bad.exists()
 
 
@@ -234,7 +234,7 @@ def test_a_spec_failing_shape_inference_is_drawn_up_to_the_failing_layer(tmp_pat
     spec.write_text(FAILING)
     out = tmp_path / "f.svg"
     r = graphc_cmd("viz", spec, "-o", out, *args)
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert "failing.yaml:8:9: error: conv2d 'body.big': output height" in r.stderr
     pic = Picture(out)
     failed = [key for key, node in pic.nodes.items() if "failed" in node["classes"]]
@@ -263,7 +263,7 @@ def test_build_graph_partial_keeps_the_graph_up_to_the_failure(tmp_path):
     with pytest.raises(graphc.GraphcError):
         build_graph(load_spec(bad), partial=True)
     r = graphc_cmd("viz", bad, "-o", tmp_path / "bad.svg")
-    assert r.returncode == 1 and "did you mean 'relu'" in r.stderr and not (tmp_path / "bad.svg").exists()
+    assert r.returncode == 65 and "did you mean 'relu'" in r.stderr and not (tmp_path / "bad.svg").exists()
 
 
 HOSTILE_NAME = 'x"<b>bold</b> & {braces} \\N \\" ]; } digraph x { <<>> &amp; &#60; \x01 line\nbreak'
@@ -325,7 +325,7 @@ def test_without_dot_the_dot_file_is_written_with_install_instructions(tmp_path)
     env = dict(os.environ, PATH=str(bin_dir))
     out = tmp_path / "lenet.svg"
     r = subprocess.run([GRAPHC, "viz", ROOT / "specs" / "lenet5.yaml", "-o", out], capture_output=True, text=True, env=env, timeout=300, check=False)
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert not out.exists() and (tmp_path / "lenet.dot").read_text().startswith("digraph graphc {")
     assert "'dot' program is not on PATH" in r.stderr and "apt-get install graphviz" in r.stderr and "brew install graphviz" in r.stderr
     assert f"dot -Tsvg {tmp_path / 'lenet.dot'} -o {out}" in r.stderr
@@ -344,4 +344,4 @@ def test_png_pdf_and_a_bad_suffix(tmp_path):
     assert r.returncode == 2 and "must end in one of .svg, .png, .pdf, .dot" in r.stderr and not (tmp_path / "m.jpg").exists()
     r = graphc_cmd("viz", ROOT / "specs" / "dilated_stack.yaml", "-o", tmp_path / "b.svg", "--backward")
     if graphc.compile_spec(ROOT / "specs" / "dilated_stack.yaml").graph["loss"] is None:
-        assert r.returncode == 1 and "no loss" in r.stderr and not (tmp_path / "b.svg").exists()
+        assert r.returncode == 65 and "no loss" in r.stderr and not (tmp_path / "b.svg").exists()

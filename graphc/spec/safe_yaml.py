@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import Diagnostic, GraphcError, Loc
+from ..errors import Diagnostic, GraphcError, Loc, MissingInput
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -189,9 +189,9 @@ def load_yaml_file(path: str | Path):
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise GraphcError(f"no such file: {shown}") from None
+        raise MissingInput(f"no such file: {shown}") from None
     except OSError as e:
-        raise GraphcError(f"cannot read {shown}: {e.strerror}") from None
+        raise MissingInput(f"cannot read {shown}: {e.strerror}") from None
     if path.is_dir():
         raise GraphcError(f"{shown} is a directory, expected a YAML spec file")
     if size > MAX_FILE_BYTES:
