@@ -48,3 +48,17 @@ def test_a_top_level_scalar_is_located(tmp_path):
 
 def test_a_top_level_list_is_located(tmp_path):
     refused(graphc("compile", write(tmp_path, "- a\n- b\n"), cwd=tmp_path), "spec.yaml:1:1: error: spec must be a mapping")
+
+
+def test_dates_in_free_text_fields_are_strings(tmp_path):
+    import json
+
+    text = MLP.replace("name: mlp", "name: 2024-02-30\ndescription: 2024-02-03")
+    r = graphc("compile", "--json", write(tmp_path, text), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["name"] == "2024-02-30"
+    assert "timestamp" not in r.stderr
+    from graphc.spec.load import load_spec
+
+    assert load_spec(tmp_path / "spec.yaml").spec.description == "2024-02-03"

@@ -110,6 +110,11 @@ _Loader.yaml_implicit_resolvers = {
     k: [r for r in v if not (r[0] == "tag:yaml.org,2002:bool")] for k, v in _Loader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+# A spec holds no dates: ``2024-02-03`` in a name or a description is the text the user wrote, not a
+# timestamp (which would then be refused as a tag the user never wrote, or fail on ``2024-02-30``).
+_Loader.yaml_implicit_resolvers = {
+    k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"] for k, v in _Loader.yaml_implicit_resolvers.items()
+}
 _Loader.yaml_implicit_resolvers = {
     k: [(tag, rx) if tag != "tag:yaml.org,2002:int" else (tag, re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$")) for tag, rx in v]
     for k, v in _Loader.yaml_implicit_resolvers.items()
