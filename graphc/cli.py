@@ -61,14 +61,14 @@ def _params(graph, args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .backends.run import run_forward
-    from .files import load_arrays, save_arrays
+    from .backends.run import load_inputs, run_forward
+    from .files import save_arrays
     from .ir.build import compile_spec
 
     if str(args.spec).endswith(".onnx"):
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
-    inputs = load_arrays(args.inputs, "--inputs")
+    inputs, _ = load_inputs(graph, args.inputs)
     params = _params(graph, args)
     if args.backend == "onnxruntime":
         from .backends.run import run_forward_ort
@@ -86,15 +86,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_grad(args) -> int:
-    from .backends.run import run_training_step
-    from .files import load_arrays, save_arrays
+    from .backends.run import load_inputs, run_training_step
+    from .files import save_arrays
     from .ir.autodiff import training_graph
     from .ir.build import compile_spec
     from .ir.passes import optimize
 
     graph = compile_spec(args.spec)
     training, _ = optimize(training_graph(graph))
-    inputs = load_arrays(args.inputs, "--inputs")
+    inputs, _ = load_inputs(training, args.inputs)
     params = _params(graph, args)
     if args.backend == "onnxruntime":
         from .backends.run import run_training_step_ort

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 
 import yaml
 
 from ..errors import Diagnostic, GraphcError, Loc
+from ..files import file_kind
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -226,15 +226,6 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
     return convert(root, 0)
 
 
-def _file_kind(mode: int) -> str | None:
-    """What a non-regular file is, for the message that refuses it (None: a regular file)."""
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return None if stat.S_ISREG(mode) else "not a regular file"
-
-
 def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes:
     """The bytes of the regular file ``path``, refusing anything else by what it is and reading at
     most ``limit + 1`` bytes (a file that grows, or ``/proc`` files that claim size 0, stay bounded).
@@ -244,7 +235,7 @@ def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes
     path was replaced in between."""
     shown = str(path)
     try:
-        kind = _file_kind(os.stat(path).st_mode)
+        kind = file_kind(os.stat(path).st_mode)
     except FileNotFoundError:
         raise GraphcError(f"no such file: {shown}") from None
     except OSError as e:
@@ -256,7 +247,7 @@ def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes
     except OSError as e:
         raise GraphcError(f"cannot read {shown}: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        kind = _file_kind(os.fstat(fd).st_mode)
+        kind = file_kind(os.fstat(fd).st_mode)
         if kind is not None:
             raise GraphcError(f"{shown} is {kind}, expected a YAML {what}")
         try:
