@@ -29,6 +29,7 @@ from .base import (
     pair,
     sample,
 )
+from .fused_activation import ACTIVATION_DOC, ActivationName, activate
 from .reduce import ReduceSum
 
 Padding = NonNegativePair | Literal["same", "valid"]
@@ -515,7 +516,8 @@ class Conv2d(_Windowed):
 
     Output size per spatial dim: ``floor((n + p_begin + p_end − d(k−1) − 1)/s) + 1``.
     Parameters ``O·(C/g)·kh·kw`` weights plus ``O`` biases; MACs ``O·H'·W'·(C/g)·kh·kw`` per example.
-    ``groups = C = filters`` is a depthwise convolution.
+    ``groups = C = filters`` is a depthwise convolution. With ``activation: f`` the layer is
+    ``f(conv2d(x))``: the convolution node is ``<name>/conv`` and the activation node ``<name>``.
     """
 
     kind = "conv2d"
@@ -527,6 +529,7 @@ class Conv2d(_Windowed):
     dilation: PositivePair = Field(1, description="spacing between kernel taps (1: contiguous): one int or [dh, dw]")
     groups: PositiveInt = Field(1, description="channel groups; must divide input channels and filters (groups = channels = filters: depthwise)")
     bias: bool = Field(True, description="add a learnable bias per output channel")
+    activation: ActivationName | None = Field(None, description=ACTIVATION_DOC)
 
     samples = (
         sample({"filters": 4, "kernel": 3, "padding": 1}, (2, 3, 5, 5)),
@@ -563,7 +566,16 @@ class Conv2d(_Windowed):
         return y.numel() * (xs[1].shape[1]) * kh * kw
 
     def describe(self):
-        return f"{self.filters} " + super().describe() + (f" g{self.groups}" if self.groups != 1 else "")
+        return (f"{self.filters} " + super().describe() + (f" g{self.groups}" if self.groups != 1 else "")
+                + (f" {self.activation}" if self.activation else ""))
+
+    def expand(self, b, name, inputs):
+        """The convolution node, then the activation node named after the layer when there is one."""
+        if self.activation is None:
+            return super().expand(b, name, inputs)
+        conv = self.model_copy(update={"activation": None})
+        params = [b.param(name, pname, p) for pname, p in conv.params([b.type_of(i) for i in inputs]).items()]
+        return activate(b, name, b.op(f"{name}/conv", conv, list(inputs) + params), self.activation)
 
     def forward(self, x, w, b=None):
         return conv2d_forward(x, w, b, self._stride(), self._dilation(), self.groups, self.pads(x.shape[2:]))
