@@ -212,6 +212,11 @@ class Op(BaseModel):
         """Key attributes for tables and pictures, e.g. ``k3 s2 p1``."""
         return ""
 
+    def attributes(self, xs: list[TensorType]) -> dict[str, Any]:
+        """Every attribute as a JSON field (``compile --json``), plus values the input types resolve
+        (a window op's ``padding_resolved``)."""
+        return self.model_dump(mode="json")
+
 
 def expect_rank(x: TensorType, rank: int | tuple[int, ...], what: str = "input") -> None:
     ranks = (rank,) if isinstance(rank, int) else rank

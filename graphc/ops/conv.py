@@ -521,6 +521,15 @@ class _Windowed(Op):
             text += f" d{self._dilation()[0]}"
         return text
 
+    def attributes(self, xs):
+        """Adds ``padding_resolved``: ``[[top, bottom], [left, right]]``, the numbers ``same``/``valid``
+        (or a single int) became for this input size; absent while the spatial size is symbolic."""
+        out = super().attributes(xs)
+        spatial = xs[0].shape[2:] if xs and xs[0].rank == 4 else ()
+        if len(spatial) == 2 and all(isinstance(n, int) for n in spatial):
+            out["padding_resolved"] = [list(p) for p in self.pads(spatial)]
+        return out
+
 
 class Conv2d(_Windowed):
     """2-D cross-correlation, NCHW input, OIHW weight (O = filters, I = C/groups).
