@@ -10,17 +10,26 @@ into clusters (``--expand``: all of them); a collapsed instance is one node.
 The DOT text is written here (no Graphviz Python bindings): every node and cluster gets a synthetic
 id (``n12``, ``cluster_3``), so user text never appears as a DOT identifier; it appears only in
 HTML-like labels (escaped by :func:`html_text`) and quoted strings (escaped by :func:`dot_string`).
-``dot -T<fmt>`` renders it; the result is written atomically.
+``dot -T<fmt>`` renders it (:func:`find_renderer`: the system's Graphviz ``dot`` when it is on PATH,
+else the ``graphviz-pure`` program that graphc depends on — a port of Graphviz's dot, SVG and PNG, no
+PDF); the result is written atomically.
+
+Labels use only glyphs that graphviz-pure's bundled fonts (Arimo, Tinos, Cousine: Latin, Greek,
+Cyrillic, common symbols) carry, so a PNG shows no boxes: gradient groups are ``∂ conv1``
+(``∇``, U+2207, is not in them) and a failed layer is marked ``×``. Tooltips keep ``∇``: the
+viewer's own fonts show them.
 
 Exit codes: 0 when the picture is written; 1 when the spec has errors (for a spec that fails shape
 inference the picture is still written, up to the failing layer, which is marked and carries the
-message), and 1 when Graphviz's ``dot`` is not on PATH (the DOT text is then written next to the
-requested output, as ``OUT.dot``, with instructions to install Graphviz).
+message), and 1 when no renderer can write the format (no program at all, or PDF without the
+system's Graphviz): the DOT text is then written next to the requested output, as ``OUT.dot``, with
+instructions to install Graphviz.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -36,6 +45,9 @@ from .files import write_atomic
 from .tensor import TensorType
 
 FORMATS = ("svg", "png", "pdf", "dot")
+PURE_FORMATS = ("svg", "png")  # what graphviz-pure renders (it has no PDF output)
+GRAD_MARK = "∂"  # in labels; U+2207 ∇ renders as a box in graphviz-pure's fonts
+FAILED_MARK = "×"  # U+2717 ✗ too
 INSTALL_HINT = ("install Graphviz from your package manager (Debian/Ubuntu: sudo apt-get install graphviz; "
                 "Fedora: sudo dnf install graphviz; macOS: brew install graphviz), then run")
 
@@ -308,7 +320,7 @@ class Drawing:
             kinds = list(dict.fromkeys(self.drawn.nodes[n]["op"].kind for n in unit.nodes))
             gmacs = sum(self.grad_cost[n].macs for n in unit.nodes)
             of = unit.name.split(":", 1)[1]
-            lines.append(f"<b>∇ {html_text(of)}</b>")
+            lines.append(f"<b>{GRAD_MARK} {html_text(of)}</b>")
             shown = ", ".join(kinds[:3]) + (", …" if len(kinds) > 3 else "")
             lines.append(html_text(f"{len(unit.nodes)} node{'s' if len(unit.nodes) != 1 else ''}: {shown}"))
             if gmacs:
@@ -323,7 +335,7 @@ class Drawing:
         if stats:
             lines.append(f'<font point-size="8">{html_text(" · ".join(stats))}</font>')
         for diag in self._failures_in(unit):
-            lines.append('<font color="#7f1d1d"><b>✗ shape inference failed</b></font>')
+            lines.append(f'<font color="#7f1d1d"><b>{FAILED_MARK} shape inference failed</b></font>')
             wrapped = _wrap(diag.message) + (_wrap(diag.hint) if diag.hint else [])
             lines.append('<font point-size="8" color="#7f1d1d">' + '<br align="left"/>'.join(map(html_text, wrapped)) + '<br align="left"/></font>')
             tip.append(str(diag))
@@ -449,16 +461,73 @@ def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, hig
     return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs).dot()
 
 
+@dataclass(frozen=True)
+class Renderer:
+    """The program that turns DOT text into a picture, and which formats it writes."""
+
+    program: str  # full path
+    name: str  # as said to the user: "Graphviz dot" or "graphviz-pure"
+    formats: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.program})"
+
+
+def _graphviz_pure() -> str | None:
+    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv's ``bin``, used without
+    activating the venv)."""
+    found = shutil.which("graphviz-pure")
+    if found:
+        return found
+    import sysconfig
+
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "graphviz-pure"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def find_renderer() -> Renderer | None:
+    """The system's Graphviz ``dot`` when it is on PATH, else ``graphviz-pure``; ``None`` when neither.
+
+    ``GRAPHC_DOT`` overrides the search: a program name or path to render with (``graphviz-pure``
+    picks the bundled one even where ``dot`` is installed); set but naming nothing runnable (e.g.
+    ``GRAPHC_DOT=none``), no renderer is found."""
+    override = os.environ.get("GRAPHC_DOT")
+    if override is not None:
+        program = _graphviz_pure() if override == "graphviz-pure" else shutil.which(override)
+    else:
+        program = shutil.which("dot") or _graphviz_pure()
+    if program is None:
+        return None
+    if Path(program).name.startswith("graphviz-pure"):
+        return Renderer(program, "graphviz-pure", PURE_FORMATS)
+    return Renderer(program, "Graphviz dot", ("svg", "png", "pdf"))
+
+
 def render(dot_text: str, fmt: str, dot_program: str) -> bytes:
-    """``dot -T<fmt>`` over ``dot_text``: the rendered bytes; Graphviz's own errors as a GraphcError."""
+    """``dot -T<fmt>`` over ``dot_text``: the rendered bytes; the renderer's own errors as a GraphcError.
+    Its warnings are dropped when it succeeds (graphviz-pure warns that it estimates the width of
+    non-ASCII characters, as Graphviz does without its font libraries)."""
     try:
         done = subprocess.run([dot_program, f"-T{fmt}"], input=dot_text.encode("utf-8", "replace"), capture_output=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise GraphcError(f"could not run Graphviz's dot ({dot_program}): {e}") from None
+        raise GraphcError(f"could not run {dot_program}: {e}") from None
     if done.returncode != 0 or not done.stdout:
-        raise GraphcError(f"Graphviz's dot failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()}",
+        raise GraphcError(f"{Path(dot_program).name} failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()}",
                           hint="write the DOT text with -o OUT.dot to inspect it")
     return done.stdout
+
+
+def renderer_note() -> str:
+    """One sentence for ``--help``: which program would draw the picture here."""
+    r = find_renderer()
+    if r is None:
+        return "Here neither Graphviz's dot nor graphviz-pure is found, so only .dot can be written."
+    if r.name == "graphviz-pure":
+        return f"Here the picture is drawn by {r.describe()} (SVG and PNG; PDF needs the system's Graphviz)."
+    return f"Here the picture is drawn by {r.describe()}."
 
 
 def _output_path(text: str) -> Path:
@@ -499,16 +568,20 @@ def cmd_viz(args) -> int:
         write_atomic(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
-        dot = shutil.which("dot")
-        if dot is None:
+        renderer = find_renderer()
+        if renderer is None or fmt not in renderer.formats:
             fallback = out.with_suffix(".dot")
             write_atomic(fallback, text)
-            problems.append(Diagnostic(f"Graphviz's 'dot' program is not on PATH, so {out} was not rendered; wrote the graph to {fallback}",
+            if renderer is None:
+                why = "neither Graphviz's 'dot' nor 'graphviz-pure' (a graphc dependency: pip install graphviz-pure) is found"
+            else:
+                why = f"{fmt.upper()} needs Graphviz's own 'dot', which is not on PATH ({renderer.name} writes {', '.join(renderer.formats)})"
+            problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}",
                                        hint=f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}"))
         else:
-            write_atomic(out, render(text, fmt, dot))
+            write_atomic(out, render(text, fmt, renderer.program))
             print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
-                                    f"{', '.join(failed)})" if failed else ""), file=sys.stderr)
+                                    f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     if problems:
         raise GraphcError(problems)
     return 0
@@ -522,9 +595,11 @@ def add_subcommand(sub, epilog: str) -> None:
                     "receptive field as 'RF size /stride'), edges labelled with the inferred tensor shapes, block instances "
                     "collapsed to one node (--expand or --depth N opens them as clusters); inputs blue, outputs green, the loss "
                     "orange, gradient groups red and dashed. A spec that fails shape inference is still drawn up to the failing "
-                    "layer, marked red with the message; the picture is written and the exit code is 65. Graphviz comes from the "
-                    "system (apt-get install graphviz / brew install graphviz); without 'dot' on PATH, viz writes OUT.dot next "
-                    "to the requested output, says how to install Graphviz and exits 65. Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
+                    "layer, marked red with the message; the picture is written and the exit code is 65. The renderer is the "
+                    "system's Graphviz 'dot' when it is on PATH, else graphviz-pure (installed with graphc; SVG and PNG, no PDF); "
+                    "GRAPHC_DOT=PROGRAM picks one. Without a renderer for the format, viz writes OUT.dot next to the requested "
+                    "output, says how to install Graphviz and exits 65. " + renderer_note().replace("%", "%%") +
+                    " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")
     v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot}",
