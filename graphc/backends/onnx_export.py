@@ -65,6 +65,11 @@ class OnnxContext:
             self._consts[key] = name
         return self._consts[key]
 
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        """The value ``name`` as an initializer holding ``array`` (a node's own constant value)."""
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
     def ints(self, values, hint: str = "shape") -> str:
         return self.const(np.asarray(values, dtype=np.int64), "int64", hint)
 
