@@ -60,6 +60,24 @@ def _params(graph, args) -> dict:
     return initial_params(graph, args.seed, given)
 
 
+def _max_memory(args) -> int:
+    from .ir.memory import default_max_memory
+
+    return args.max_memory if args.max_memory is not None else default_max_memory()
+
+
+def _memory_check(graph, args, what: str, float_bytes: int | None = None, targets=None):
+    """A ``before_reading`` for :func:`~graphc.backends.run.load_inputs`: the run's estimated peak
+    memory at the batch the inputs' headers bind, against ``--max-memory``."""
+    from .ir.memory import require_memory
+
+    return lambda sizes: require_memory(graph, sizes, _max_memory(args), what, float_bytes, targets=targets)
+
+
+def _float_bytes(args) -> int | None:
+    return 8 if getattr(args, "float64", False) else None
+
+
 def cmd_run(args) -> int:
     from .backends.run import load_inputs, run_forward
     from .files import save_arrays
@@ -68,7 +86,7 @@ def cmd_run(args) -> int:
     if str(args.spec).endswith(".onnx"):
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
-    inputs, _ = load_inputs(graph, args.inputs)
+    inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     params = _params(graph, args)
     if args.backend == "onnxruntime":
         from .backends.run import run_forward_ort
@@ -94,7 +112,7 @@ def cmd_grad(args) -> int:
 
     graph = compile_spec(args.spec)
     training, _ = optimize(training_graph(graph))
-    inputs, _ = load_inputs(training, args.inputs)
+    inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
     params = _params(graph, args)
     if args.backend == "onnxruntime":
         from .backends.run import run_training_step_ort
@@ -114,6 +132,12 @@ def cmd_check_grad(args) -> int:
     from .ir.build import compile_spec
 
     graph = compile_spec(args.spec)
+    from .ir.autodiff import training_graph
+    from .ir.memory import require_memory
+
+    training = training_graph(graph)
+    symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
+    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8)
     results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
@@ -152,6 +176,11 @@ def cmd_export(args) -> int:
     from .ir.build import compile_spec
 
     graph = compile_spec(args.spec)
+    if args.params or not args.no_params:
+        from .ir.memory import require_memory
+
+        # the arrays, the model's copy of them and its serialised bytes
+        require_memory(graph, {}, _max_memory(args), "export with parameters embedded", factor=3, targets=set(graph.graph["outputs"].values()))
     params = _params(graph, args) if (args.params or not args.no_params) else None
     if args.training:
         from .ir.autodiff import training_graph
@@ -196,6 +225,29 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def memory_size(text: str) -> int:
+    """``--max-memory``'s type: ``4GiB``, ``512MiB``, ``8GB`` or bytes."""
+    from .ir.memory import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
+
+
+def memory_option(p) -> None:
+    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
+                   help="refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
+                        "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="graphc",
@@ -229,6 +281,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="onnxruntime device: CUDA when its provider loads (auto, the default), or force one")
         p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
+        memory_option(p)
 
     r = sub.add_parser("run", help="run the forward graph (NumPy interpreter or onnxruntime)", epilog=EPILOG,
                        description="Run the spec's forward graph (inference mode: dropout off, batchnorm on running statistics). "
@@ -248,10 +301,11 @@ def parser() -> argparse.ArgumentParser:
                                    "along random directions, on a random batch. Exits 3 above the tolerance.")
     k.add_argument("spec", help="the spec file (YAML)")
     k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
-    k.add_argument("--batch", type=int, default=1, help="size of the random batch (default 1)")
+    k.add_argument("--batch", type=_positive, default=1, help="size of the random batch (default 1)")
     k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")
+    memory_option(k)
     k.set_defaults(run=cmd_check_grad)
 
     e = sub.add_parser("export", help="write the forward graph or a whole training step as ONNX", epilog=EPILOG,
@@ -273,6 +327,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--params", metavar="P.npz", help="parameter values to embed (missing ones: the spec's initialisers)")
     e.add_argument("--seed", type=int, default=0, help="seed of the initialisers (default 0)")
     e.add_argument("--no-params", action="store_true", help="embed no parameter values: parameters are plain inputs")
+    memory_option(e)
     e.set_defaults(run=cmd_export)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")

@@ -87,12 +87,15 @@ def check_headers(graph: nx.DiGraph, headers: dict[str, tuple[tuple[int, ...], n
     return sizes
 
 
-def load_inputs(graph: nx.DiGraph, path, source: str = "--inputs") -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """The arrays of the file ``path`` and the symbolic sizes they bind, the headers checked against the
-    spec first (:func:`check_headers`): an array of the wrong shape or dtype is refused before any of
-    it is read or decompressed, so a small file holding gigabytes of zeros costs nothing."""
+def load_inputs(graph: nx.DiGraph, path, before_reading=None, source: str = "--inputs") -> dict[str, np.ndarray]:
+    """The arrays of the file ``path``, the headers checked against the spec first
+    (:func:`check_headers`): an array of the wrong shape or dtype is refused before any of it is read
+    or inflated, so a small file holding gigabytes of zeros costs nothing. ``before_reading`` is
+    called with the symbolic sizes the headers bind (to check the memory a run needs) before that."""
     sizes = check_headers(graph, array_headers(path, source), source)
-    return load_arrays(path, source), sizes
+    if before_reading is not None:
+        before_reading(sizes)
+    return load_arrays(path, source)
 
 
 def draw_masks(graph: nx.DiGraph, sizes: dict[str, int], seed: int, dtype=np.float32) -> dict[str, np.ndarray]:

@@ -23,6 +23,9 @@ from ..files import file_kind
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 200_000  # values constructed, counting every alias expansion
+#: the largest integer a spec may hold (int64, what ONNX and NumPy index with); longer digit strings
+#: are refused before Python converts them (a 5,000-digit literal would otherwise fail inside int())
+MAX_INT = 2**63 - 1
 
 
 class LDict(dict):
@@ -147,6 +150,17 @@ def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> GraphcError:
     return GraphcError(message, _loc(file, mark) if mark else Loc(file, 1, 1))
 
 
+def _check_int(literal: str, field: str | None, where: Loc) -> None:
+    """Refuse an integer literal beyond ``±MAX_INT``, from its digits, before converting it."""
+    digits = literal.lstrip("+-").replace("_", "")
+    if len(digits) < 19 or (len(digits) == 19 and int(digits) <= MAX_INT):
+        return
+    shown = digits if len(digits) <= 30 else f"{digits[:12]}…{digits[-6:]}"
+    raise GraphcError(f"{f'{field!r}' if field else 'an integer'} is {'-' if literal.startswith('-') else ''}{shown} "
+                      f"({len(digits)} digits), beyond the largest integer a spec may hold, 2^63 − 1 = {MAX_INT}",
+                      where, "no size in a network comes near it: check the value")
+
+
 def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False):
     """Parse ``text`` into LDict/LList/scalars, enforcing the limits above. ``document``: ``text`` is a
     whole file, so a lone top-level scalar is an error at its position."""
@@ -173,7 +187,7 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
     budget = [MAX_NODES]
     constructor = yaml.SafeLoader("")  # only for scalar construction
 
-    def convert(node, depth: int):
+    def convert(node, depth: int, field: str | None = None):
         budget[0] -= 1
         if budget[0] < 0:
             raise GraphcError(
@@ -188,6 +202,8 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
             if node.tag.startswith("tag:yaml.org,2002:") and node.tag.split(":")[-1] in {"str", "int", "float", "bool", "null"}:
                 if node.tag == "tag:yaml.org,2002:str" or node.style in ("'", '"', "|", ">"):
                     return str(node.value)
+                if node.tag == "tag:yaml.org,2002:int":
+                    _check_int(node.value, field, here)
                 try:
                     return constructor.construct_object(node, deep=True)
                 except (yaml.YAMLError, ValueError) as e:
@@ -199,7 +215,7 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
             out = LList()
             out.loc = here
             for item in node.value:
-                out.append(convert(item, depth + 1))
+                out.append(convert(item, depth + 1, field))
                 out.item_locs.append(_loc(file, item.start_mark))
             return out
         if isinstance(node, yaml.MappingNode):
@@ -217,7 +233,7 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
                 if key in out:
                     first = out.key_locs[key]
                     raise GraphcError(f"duplicate key '{key}' (first at line {first.line})", key_loc, "each key may appear once in a mapping")
-                out[key] = convert(value_node, depth + 1)
+                out[key] = convert(value_node, depth + 1, str(key))
                 out.key_locs[key] = key_loc
                 out.value_locs[key] = _loc(file, value_node.start_mark)
             return out
