@@ -37,8 +37,10 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 'graphc schema' need none
+    import networkx as nx
 
 from .errors import Diagnostic, GraphcError, did_you_mean
 from .files import write_atomic
@@ -208,6 +210,8 @@ class Drawing:
             raise GraphcError(f"--highlight: no layer, block instance or node named '{name}'" +
                               (" in the part of the graph that was built" if self.failed else ""),
                               hint=did_you_mean(name, choices, "name"))
+        import networkx as nx
+
         path = {n for n in nx.ancestors(self.graph, target) if self.graph.nodes[n]["role"] != "param"}
         return target, path | {target}
 
