@@ -68,3 +68,64 @@ def test_depth_opens_outer_instances_only():
     assert "\nlayer2.b0 " in table
     bad = graphc("compile", spec, "--depth", "x")
     assert bad.returncode == 2 and "not a number of levels" in bad.stderr
+
+
+def _files(tmp_path):
+    """Real files of each format, written by the libraries that make them."""
+    import bz2
+    import gzip
+    import zipfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    model = tmp_path / "lenet.onnx"
+    assert graphc("export", SPECS / "lenet5.yaml", "-o", model).returncode == 0
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(tmp_path / "plot.png")
+    fig.savefig(tmp_path / "plot.pdf")
+    plt.close(fig)
+    np.savez(tmp_path / "arrays.npz", x=np.zeros(3))
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    spec = (SPECS / "lenet5.yaml").read_bytes()
+    (tmp_path / "lenet5.yaml.gz").write_bytes(gzip.compress(spec))
+    (tmp_path / "lenet5.yaml.bz2").write_bytes(bz2.compress(spec))
+    with zipfile.ZipFile(tmp_path / "specs.zip", "w") as z:
+        z.writestr("lenet5.yaml", spec)
+    return {
+        model: "this is an ONNX model (IR version 10, produced by graphc), not a YAML spec file",
+        tmp_path / "plot.png": "this is a PNG image",
+        tmp_path / "plot.pdf": "this is a PDF document",
+        tmp_path / "arrays.npz": "this is a NumPy .npz archive",
+        tmp_path / "array.npy": "this is a NumPy .npy array",
+        tmp_path / "lenet5.yaml.gz": "this is gzip-compressed data",
+        tmp_path / "lenet5.yaml.bz2": "this is bzip2-compressed data",
+        tmp_path / "specs.zip": "this is a zip archive",
+    }
+
+
+def test_non_yaml_files_are_named_by_what_they_are(tmp_path):
+    for path, message in _files(tmp_path).items():
+        r = graphc("compile", path)
+        assert r.returncode == 1, (path, r.stderr)
+        line = r.stderr.strip()
+        assert line.startswith(f"{path}:1:1: error: {message}") and "\n" not in line and "UTF-8" not in line, line
+        assert "Traceback" not in r.stderr
+
+
+def test_an_onnx_model_larger_than_the_spec_limit_is_still_an_onnx_model(tmp_path):
+    model = tmp_path / "vgg.onnx"
+    assert graphc("export", SPECS / "mlp_digits.yaml", "-o", model).returncode == 0
+    model.write_bytes(model.read_bytes() + b"\0" * (5 << 20))  # past the 4 MiB spec limit
+    r = graphc("compile", model)
+    assert r.returncode == 1 and "this is an ONNX model" in r.stderr and "limit" not in r.stderr, r.stderr
+
+
+def test_latin1_text_still_says_utf8(tmp_path):
+    spec = tmp_path / "latin1.yaml"
+    spec.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    r = graphc("compile", spec)
+    assert r.returncode == 1 and "not UTF-8 text" in r.stderr
