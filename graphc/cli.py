@@ -225,16 +225,6 @@ def cmd_ops(args) -> int:
     return 0
 
 
-def memory_size(text: str) -> int:
-    """``--max-memory``'s type: ``4GiB``, ``512MiB``, ``8GB`` or bytes."""
-    from .ir.memory import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -243,9 +233,9 @@ def _positive(text: str) -> int:
 
 
 def memory_option(p) -> None:
-    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
-                        "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+    from .ir.memory import MAX_MEMORY_HELP, size_argument
+
+    p.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -122,6 +122,20 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+def size_argument(text: str) -> int:
+    """``--max-memory``'s argparse type (:func:`parse_bytes`, its error shown as argparse's)."""
+    import argparse
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+MAX_MEMORY_HELP = ("refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
+                   "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+
+
 def physical_memory() -> int | None:
     """The machine's physical memory in bytes (None where the platform does not say)."""
     try:
