@@ -127,17 +127,20 @@ def cmd_grad(args) -> int:
 
 
 def cmd_check_grad(args) -> int:
+    import networkx as nx
+
     from .errors import EXIT_CHECK_FAILED
     from .gradcheck import check_spec
-    from .ir.build import compile_spec
-
-    graph = compile_spec(args.spec)
     from .ir.autodiff import training_graph
+    from .ir.build import compile_spec
     from .ir.memory import require_memory
 
+    graph = compile_spec(args.spec)
     training = training_graph(graph)
     symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
-    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8)
+    # the check keeps every forward value (to freeze kinks and re-run from) and every gradient, in float64
+    kept = nx.ancestors(training, training.graph["loss"]) | {training.graph["loss"]} | set(training.graph["grads"].values())
+    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8, targets=kept)
     results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
