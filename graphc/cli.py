@@ -21,6 +21,12 @@ def _emit(text: str, out: str | None) -> None:
         print(text)
 
 
+def _levels(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of levels (0, 1, 2, …)")
+    return int(text)
+
+
 def cmd_compile(args) -> int:
     from .ir.analysis import warnings
     from .ir.build import compile_spec
@@ -38,13 +44,13 @@ def cmd_compile(args) -> int:
                 print(f"{name}: {len(changes)} change(s)", file=sys.stderr)
                 for change in changes:
                     print(f"  {change}", file=sys.stderr)
-        report = backward_report(training, compile_report(graph, expand=args.expand))
+        report = backward_report(training, compile_report(graph, expand=args.expand, depth=args.depth))
         _emit(json.dumps(report, indent=2) if args.json else format_backward(report), args.output)
         return 0
     found = warnings(graph)
     if args.strict and found:
         raise GraphcError([Diagnostic(w.message, w.loc, "--strict turns warnings into errors") for w in found])
-    report = compile_report(graph, expand=args.expand)
+    report = compile_report(graph, expand=args.expand, depth=args.depth)
     for w in found:
         print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
     _emit(json.dumps(report, indent=2) if args.json else format_table(report), args.output)
@@ -257,6 +263,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("spec", help="the spec file (YAML)")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object (see README: 'compile --json')")
     c.add_argument("--expand", action="store_true", help="one row per layer inside block instances and repeats")
+    c.add_argument("--depth", type=_levels, default=0, metavar="N",
+                   help="open the outermost N levels of block instances into rows of their own (default 0; --expand: all)")
     c.add_argument("--strict", action="store_true", help="treat warnings (such as windows that do not tile) as errors")
     c.add_argument("--backward", action="store_true", help="show the training graph: forward, loss and backward nodes")
     c.add_argument("--passes", action="store_true", help="with --backward: print what constant folding, CSE and dead-code elimination changed")

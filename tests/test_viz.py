@@ -135,8 +135,8 @@ def test_collapsed_view_has_one_node_per_entry_and_the_inferred_shapes(pictures,
     # nodes show op and key attributes, parameter counts and receptive fields
     for row in report["layers"]:
         texts = " ".join(pic.nodes[(kinds[row["name"]], row["name"])]["texts"])
-        if row.get("attributes"):
-            assert f"{row['op']} {row['attributes']}" in texts
+        if row.get("attributes_text"):
+            assert f"{row['op']} {row['attributes_text']}" in texts
         if row["params"]:
             assert "params" in texts
         if row["receptive_field"] and len(set(row["receptive_field"]["size"])) == 1:

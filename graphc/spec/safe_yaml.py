@@ -19,6 +19,7 @@ import yaml
 
 from ..errors import Diagnostic, GraphcError, Loc
 from ..files import file_kind
+from .sniff import sniff
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -270,6 +271,9 @@ def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes
             raw = f.read(limit + 1)
         except OSError as e:
             raise GraphcError(f"cannot read {shown}: {e.strerror}") from None
+    found = sniff(raw)
+    if found:  # before the size limit: a 50 MB ONNX model is "an ONNX model", not "too large"
+        raise GraphcError(f"this is {found[0]}, not a YAML {what}", Loc(shown, 1, 1), found[1])
     if len(raw) > limit:
         raise GraphcError(f"{what} holds more than the limit of {limit} bytes", Loc(shown, 1, 1), "split it with 'include:'")
     return raw
