@@ -198,7 +198,7 @@ def cmd_export(args) -> int:
 
         training, _ = optimize(training_graph(graph))
         if args.optimizer:
-            training = with_optimizer(training, args.optimizer, Hyper(momentum=args.momentum, decay=args.decay, beta1=args.beta1,
+            training = with_optimizer(training, args.optimizer, Hyper(momentum=args.momentum, rho=args.rho, beta1=args.beta1,
                                                                         beta2=args.beta2, eps=args.eps))
         model = training_model(training, params)
     else:
@@ -239,6 +239,24 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be ≥ 1")
     return value
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name kept working: stores into the new option's dest and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"graphc: warning: {option_string} is deprecated, use {self.new} (the spec's name for the setting)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
+    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI)."""
+    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
+                   metavar=new.lstrip("-").upper(), help=f"deprecated alias of {new}", **kwargs)
 
 
 def memory_option(p) -> None:
@@ -321,7 +339,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "rmsprop", "adam"),
                    help="with --training: add the update, so one session call is one training step")
     e.add_argument("--momentum", type=float, default=0.9, help="momentum/nesterov μ (default 0.9)")
-    e.add_argument("--decay", type=float, default=0.99, help="rmsprop ρ (default 0.99)")
+    e.add_argument("--rho", type=float, default=0.99, help="rmsprop ρ (default 0.99; the spec's train.rho)")
+    deprecated_alias(e, "--decay", "--rho", type=float)
     e.add_argument("--beta1", type=float, default=0.9, help="adam β₁ (default 0.9)")
     e.add_argument("--beta2", type=float, default=0.999, help="adam β₂ (default 0.999)")
     e.add_argument("--eps", type=float, default=1e-8, help="rmsprop/adam ε (default 1e-8)")

@@ -37,14 +37,16 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 'graphc schema' need none
+    import networkx as nx
 
 from .errors import Diagnostic, GraphcError, did_you_mean
 from .files import write_atomic
 from .tensor import TensorType
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
 PURE_FORMATS = ("svg", "png")  # what graphviz-pure renders (it has no PDF output)
 GRAD_MARK = "∂"  # in labels; U+2207 ∇ renders as a box in graphviz-pure's fonts
 FAILED_MARK = "×"  # U+2717 ✗ too
@@ -208,6 +210,8 @@ class Drawing:
             raise GraphcError(f"--highlight: no layer, block instance or node named '{name}'" +
                               (" in the part of the graph that was built" if self.failed else ""),
                               hint=did_you_mean(name, choices, "name"))
+        import networkx as nx
+
         path = {n for n in nx.ancestors(self.graph, target) if self.graph.nodes[n]["role"] != "param"}
         return target, path | {target}
 
@@ -345,6 +349,7 @@ class Drawing:
 
     def dot(self) -> str:
         units, edges = self._collect()
+        self.edges = edges
         by_id = {u.id: u for u in units}
         lit_units = {self.unit_of(n).id for n in self.lit if n in self.drawn}
         target_unit = self.unit_of(self.highlight).id if self.highlight in self.drawn else None
@@ -444,6 +449,68 @@ class Drawing:
         return "\n".join(out) + "\n"
 
 
+    # -- what the interactive page's side panel shows -----------------------------------------------
+
+    def panel(self) -> dict[str, dict]:
+        """Per drawn unit (by its DOT id), after :meth:`dot`: what the page's side panel shows — op and
+        attributes, input and output shapes, parameters, MACs, memory, receptive field, backward group."""
+        from .ir.analysis import field_json
+
+        g, drawn = self.graph, self.drawn
+        ins: dict[str, list] = {}
+        outs: dict[str, list] = {}
+        by_id = {u.id: u for u in self.units.values()}
+        for src, dst, tensor in self.edges:
+            shape = shape_text(drawn.nodes[tensor]["type"])
+            ins.setdefault(dst, []).append([by_id[src].name, shape])
+            outs.setdefault(src, []).append([by_id[dst].name, shape])
+        data = {}
+        for unit in self.units.values():
+            forward = [n for n in unit.nodes if n in g]
+            params = [n for n in forward if g.nodes[n]["role"] == "param"]
+            out_type = drawn.nodes[unit.output]["type"] if unit.output in drawn else None
+            info = {"key": f"{unit.kind}:{unit.name}", "kind": unit.kind, "name": unit.name, "cluster": list(unit.cluster),
+                    "inputs": ins.get(unit.id, []), "outputs": outs.get(unit.id, []),
+                    "shape": shape_text(out_type) if out_type is not None else None,
+                    "params": sum(self.cost[n].params for n in params),
+                    "params_trainable": sum(self.cost[n].params_trainable for n in params),
+                    "param_bytes": sum(g.nodes[n]["type"].nbytes() for n in params),
+                    "macs": sum(self.cost[n].macs for n in forward if n in self.cost),
+                    "activation_bytes": sum(self.cost[n].activation_bytes for n in forward if g.nodes[n]["role"] not in ("param", "input")),
+                    "failed": [str(d) for d in self._failures_in(unit)]}
+            field_ = self.fields.get(unit.output) if unit.kind in ("layer", "instance", "input") else None
+            if field_:
+                info["receptive_field"] = field_json(field_) | {"text": _rf_text(field_)}
+            if unit.kind == "layer":
+                op = g.graph.get("layer_ops", {}).get(unit.name)
+                layer = self.layers.get(unit.name)
+                info["op"] = op.kind if op is not None else (layer.kind if layer else "")
+                info["describe"] = op.describe() if op is not None else ""
+                info["attributes"] = op.model_dump(mode="json") if op is not None else {}
+                info["loc"] = str(layer.loc) if layer is not None and layer.loc else None
+            elif unit.kind == "instance":
+                inst = self.instances[unit.name]
+                info["op"] = f"block {inst.block}"
+                info["attributes"] = {"block": inst.block, "layers": sum(1 for l in self.layers.values() if unit.name in l.scope)}
+                info["loc"] = str(inst.loc) if inst.loc else None
+                info["opens_at_depth"] = len(inst.scope) + 1
+            elif unit.kind == "grad":
+                kinds = list(dict.fromkeys(drawn.nodes[n]["op"].kind for n in unit.nodes))
+                info["op"] = "backward: " + ", ".join(kinds)
+                info["macs"] = sum(self.grad_cost[n].macs for n in unit.nodes)
+                info["activation_bytes"] = sum(self.grad_cost[n].activation_bytes for n in unit.nodes)
+                info["backward_nodes"] = list(unit.nodes)
+                info["of"] = unit.name  # the forward unit's key: "layer:conv1"
+            else:
+                info["op"] = unit.kind
+            grad = self.units.get(("grad", f"{unit.kind}:{unit.name}"))
+            if grad is not None:
+                info["backward"] = {"id": grad.id, "nodes": len(grad.nodes),
+                                    "macs": sum(self.grad_cost[n].macs for n in grad.nodes)}
+            data[unit.id] = info
+        return data
+
+
 def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, highlight: str | None = None,
            rankdir: str = "TB", show_params: bool = False, loss_inputs=()) -> str:
     """The DOT text of ``graph`` (a forward IR from :func:`graphc.ir.build.build_graph`, possibly partial).
@@ -530,6 +597,31 @@ def renderer_note() -> str:
     return f"Here the picture is drawn by {r.describe()}."
 
 
+def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool, loss_inputs, highlight: str | None,
+              program: str) -> str:
+    """The interactive page: one SVG layout per depth (0: every block instance collapsed, up to every
+    one open), each drawn by ``program``, with the side panel's data of every drawn unit; expanding an
+    instance shows the next depth's layout, centred on that instance."""
+    from .viz_html import page
+
+    training = None
+    if backward and not graph.graph.get("failed"):
+        from .ir.autodiff import training_graph
+        from .ir.passes import optimize
+
+        training, _ = optimize(training_graph(graph))
+    instances = graph.graph.get("instances", {})
+    deepest = max((len(i.scope) + 1 for i in instances.values()), default=0)
+    layouts = []
+    for depth in range(deepest + 1):
+        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs)
+        svg = render(drawing.dot(), "svg", program).decode("utf-8")
+        layouts.append({"depth": depth, "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
+    title = graph.graph.get("name") or graph.graph.get("file") or "graph"
+    return page(title, layouts, {"file": graph.graph.get("file"), "backward": training is not None,
+                                 "instances": {n: len(i.scope) for n, i in instances.items()}})
+
+
 def _output_path(text: str) -> Path:
     path = Path(text)
     fmt = path.suffix[1:].lower()
@@ -567,9 +659,13 @@ def cmd_viz(args) -> int:
     if fmt == "dot":
         write_atomic(out, text)
         print(f"wrote {out}", file=sys.stderr)
+    elif fmt == "html" and (renderer := find_renderer()) is not None:
+        write_atomic(out, html_page(graph, args.backward, args.rankdir, args.params, loss_inputs, args.highlight, renderer.program))
+        print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
+                                f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     else:
         renderer = find_renderer()
-        if renderer is None or fmt not in renderer.formats:
+        if renderer is None or fmt not in renderer.formats + ("html",):
             fallback = out.with_suffix(".dot")
             write_atomic(fallback, text)
             if renderer is None:
@@ -602,8 +698,9 @@ def add_subcommand(sub, epilog: str) -> None:
                     " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")
-    v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot}",
-                   help="where to write the picture (atomically); the suffix picks the format, .dot writes the DOT text")
+    v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot,html}",
+                   help="where to write the picture (atomically); the suffix picks the format, .dot writes the DOT text, "
+                        ".html one self-contained interactive page (pan, zoom, click a node for its details, expand blocks, search)")
     v.add_argument("--backward", action="store_true",
                    help="draw the training graph: beside each forward node, its group of backward nodes (red, dashed), "
                         "with the cotangent shapes on the backward edges")
