@@ -58,11 +58,11 @@ def cmd_compile(args) -> int:
 
 
 def _params(graph, args) -> dict:
-    from .files import load_arrays
+    from .backends.run import load_params
     from .ir.params import initial_params
     from .train.loop import run_params
 
-    given = load_arrays(run_params(args.params), "--params") if args.params else {}
+    given = load_params(graph, run_params(args.params)) if args.params else {}
     return initial_params(graph, args.seed, given)
 
 
