@@ -17,7 +17,8 @@ PDF); the result is written atomically.
 Labels use only glyphs that graphviz-pure's bundled fonts (Arimo, Tinos, Cousine: Latin, Greek,
 Cyrillic, common symbols) carry, so a PNG shows no boxes: gradient groups are ``∂ conv1``
 (``∇``, U+2207, is not in them) and a failed layer is marked ``×``. Tooltips keep ``∇``: the
-viewer's own fonts show them.
+viewer's own fonts show them. graphviz-pure sizes text past Latin-1 by estimate, short of what it
+draws; for it, labels are widened (:func:`widen_for_estimate`); the DOT text written to a file is not.
 
 Exit codes: 0 when the picture is written; 1 when the spec has errors (for a spec that fails shape
 inference the picture is still written, up to the failing layer, which is marked and carries the
@@ -29,22 +30,26 @@ instructions to install Graphviz.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 'graphc schema' need none
+    import networkx as nx
 
 from .errors import Diagnostic, GraphcError, did_you_mean
 from .files import write_atomic
 from .tensor import TensorType
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
 PURE_FORMATS = ("svg", "png")  # what graphviz-pure renders (it has no PDF output)
 GRAD_MARK = "∂"  # in labels; U+2207 ∇ renders as a box in graphviz-pure's fonts
 FAILED_MARK = "×"  # U+2717 ✗ too
@@ -90,6 +95,31 @@ def dot_string(s) -> str:
     backslashes make one) and other versions may not, so no backslash sequence is a portable literal."""
     s = _printable(s).replace("\\", "\u29f5").replace("&", "&amp;").replace('"', '\\"')
     return '"' + s.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n") + '"'
+
+
+SPACE_EM = 0.278  # a space in Helvetica/Arial, in em
+
+
+def _em(ch: str) -> float:
+    """A generous guess at a character's advance in Arial/Arimo, in em (ASCII and Latin-1 are sized exactly
+    by the renderer and not counted here)."""
+    if unicodedata.east_asian_width(ch) in "WF":
+        return 1.0
+    return 0.92 if unicodedata.category(ch) == "Lu" else 0.62
+
+
+def widen_for_estimate(s, bold: bool = False) -> str:
+    """``s`` with trailing spaces on each line that make up for graphviz-pure's width estimate.
+
+    Without Graphviz's font libraries, text is sized from per-character tables that stop at Latin-1;
+    any other character counts as one space per UTF-8 byte (Ш: 2 × 0.278 em, drawn 0.83 em), so a
+    Cyrillic or Greek title overflows its box. Trailing spaces are sized exactly, and the text starts
+    where the estimate put it, so padding by the shortfall makes the box fit the drawn text."""
+    lines = []
+    for line in str(s).split("\n"):
+        short = sum(_em(ch) * (1.1 if bold else 1.0) - len(ch.encode("utf-8")) * SPACE_EM for ch in line if ord(ch) > 0xFF)
+        lines.append(line + " " * max(0, math.ceil(short / SPACE_EM)))
+    return "\n".join(lines)
 
 
 def shape_text(t: TensorType) -> str:
@@ -143,7 +173,8 @@ class Drawing:
     """Builds the DOT text of a forward graph (and optionally its training graph)."""
 
     def __init__(self, graph: nx.DiGraph, training: nx.DiGraph | None = None, depth: int | None = 0,
-                 highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=()):
+                 highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=(),
+                 estimated_widths: bool = False):
         from .ir.analysis import costs, receptive_fields
 
         self.graph, self.training, self.depth = graph, training, depth
@@ -157,7 +188,12 @@ class Drawing:
         self.fields = receptive_fields(graph)
         self.units: dict[tuple[str, str], Unit] = {}
         self.loss_inputs = loss_inputs
+        self.estimated_widths = estimated_widths  # the renderer sizes non-ASCII text by estimate (graphviz-pure)
         self.highlight, self.lit = self._highlight(highlight)
+
+    def _t(self, s, bold: bool = False) -> str:
+        """Label text: :func:`html_text`, widened for a renderer that estimates non-ASCII widths."""
+        return html_text(widen_for_estimate(s, bold) if self.estimated_widths else s)
 
     # -- which unit an IR node belongs to ------------------------------------------------------------
 
@@ -208,6 +244,8 @@ class Drawing:
             raise GraphcError(f"--highlight: no layer, block instance or node named '{name}'" +
                               (" in the part of the graph that was built" if self.failed else ""),
                               hint=did_you_mean(name, choices, "name"))
+        import networkx as nx
+
         path = {n for n in nx.ancestors(self.graph, target) if self.graph.nodes[n]["role"] != "param"}
         return target, path | {target}
 
@@ -287,42 +325,42 @@ class Drawing:
             layer = self.layers.get(unit.name)
             kind = op.kind if op is not None else (layer.kind if layer else "")
             desc = op.describe() if op is not None else ""
-            lines.append(f"<b>{html_text(short)}</b>")
-            lines.append(html_text(f"{kind} {desc}".strip()))
+            lines.append(f"<b>{self._t(short, bold=True)}</b>")
+            lines.append(self._t(f"{kind} {desc}".strip()))
             tip.append(f"{kind} {desc}".strip())
             if layer is not None and layer.loc:
                 tip.append(str(layer.loc))
         elif unit.kind == "instance":
             inst = self.instances[unit.name]
             inside = sum(1 for l in self.layers.values() if unit.name in l.scope)
-            lines.append(f"<b>{html_text(short)}</b>")
-            lines.append(html_text(f"{inst.block} · {inside} layers"))
+            lines.append(f"<b>{self._t(short, bold=True)}</b>")
+            lines.append(self._t(f"{inst.block} · {inside} layers"))
             tip.append(f"block {inst.block}, {inside} layers")
             if inst.loc:
                 tip.append(str(inst.loc))
         elif unit.kind == "input":
-            lines.append(f"<b>{html_text(unit.name)}</b>")
+            lines.append(f"<b>{self._t(unit.name, bold=True)}</b>")
             if out_type is not None:
-                lines.append(html_text(shape_text(out_type)))
+                lines.append(self._t(shape_text(out_type)))
         elif unit.kind == "output":
-            lines.append(f"<b>{html_text(unit.name)}</b>")
+            lines.append(f"<b>{self._t(unit.name, bold=True)}</b>")
             lines.append("output")
         elif unit.kind == "param":
-            lines.append(html_text(unit.name.rsplit(".", 1)[-1]))
+            lines.append(self._t(unit.name.rsplit(".", 1)[-1]))
             if out_type is not None:
-                lines.append(html_text(shape_text(out_type)))
+                lines.append(self._t(shape_text(out_type)))
         elif unit.kind == "loss":
             loss_data = "loss/data" if "loss/data" in g else "loss"
             kind = g.nodes[loss_data]["op"].kind if loss_data in g else "loss"
             lines.append("<b>loss</b>")
-            lines.append(html_text(kind + (" + l2" if "loss/l2" in g else "")))
+            lines.append(self._t(kind + (" + l2" if "loss/l2" in g else "")))
         elif unit.kind == "grad":
             kinds = list(dict.fromkeys(self.drawn.nodes[n]["op"].kind for n in unit.nodes))
             gmacs = sum(self.grad_cost[n].macs for n in unit.nodes)
             of = unit.name.split(":", 1)[1]
-            lines.append(f"<b>{GRAD_MARK} {html_text(of)}</b>")
+            lines.append(f"<b>{GRAD_MARK} {self._t(of)}</b>")
             shown = ", ".join(kinds[:3]) + (", …" if len(kinds) > 3 else "")
-            lines.append(html_text(f"{len(unit.nodes)} node{'s' if len(unit.nodes) != 1 else ''}: {shown}"))
+            lines.append(self._t(f"{len(unit.nodes)} node{'s' if len(unit.nodes) != 1 else ''}: {shown}"))
             if gmacs:
                 stats.append(f"{_short(gmacs)} MACs")
             tip += [f"{len(unit.nodes)} backward nodes"] + unit.nodes
@@ -333,11 +371,11 @@ class Drawing:
                 stats.append(_rf_text(field_))
             tip.append(f"params {params:,} · MACs {macs:,}" + (f" · {_rf_text(field_)}" if field_ else ""))
         if stats:
-            lines.append(f'<font point-size="8">{html_text(" · ".join(stats))}</font>')
+            lines.append(f'<font point-size="8">{self._t(" · ".join(stats))}</font>')
         for diag in self._failures_in(unit):
             lines.append(f'<font color="#7f1d1d"><b>{FAILED_MARK} shape inference failed</b></font>')
             wrapped = _wrap(diag.message) + (_wrap(diag.hint) if diag.hint else [])
-            lines.append('<font point-size="8" color="#7f1d1d">' + '<br align="left"/>'.join(map(html_text, wrapped)) + '<br align="left"/></font>')
+            lines.append('<font point-size="8" color="#7f1d1d">' + '<br align="left"/>'.join(map(self._t, wrapped)) + '<br align="left"/></font>')
             tip.append(str(diag))
         if unit.kind == "output" and out_type is not None:
             tip.append(shape_text(out_type))
@@ -345,6 +383,7 @@ class Drawing:
 
     def dot(self) -> str:
         units, edges = self._collect()
+        self.edges = edges
         by_id = {u.id: u for u in units}
         lit_units = {self.unit_of(n).id for n in self.lit if n in self.drawn}
         target_unit = self.unit_of(self.highlight).id if self.highlight in self.drawn else None
@@ -355,16 +394,16 @@ class Drawing:
                 'labelloc=t, tooltip=" "];'),
                '  node [fontname="Helvetica", fontsize=10, margin="0.12,0.04"];',
                '  edge [fontname="Helvetica", fontsize=8, color="#4b5563", arrowsize=0.6];']
-        title = [f"<b>{html_text(g.graph.get('name') or '')}</b> {html_text(g.graph.get('file') or '')}"]
+        title = [f"<b>{self._t(g.graph.get('name') or '', bold=True)}</b> {self._t(g.graph.get('file') or '')}"]
         total_params = sum(c.params for c in self.cost.values())
         total_macs = sum(c.macs for c in self.cost.values())
-        title.append(html_text(f"{total_params:,} params · {total_macs:,} MACs per example"
+        title.append(self._t(f"{total_params:,} params · {total_macs:,} MACs per example"
                                + (" · backward in red" if self.training is not None else "")))
         if self.highlight is not None:
             f = self.fields.get(self.highlight)
-            title.append(html_text(f"highlighted: {self.highlight} and its receptive-field path" + (f" ({_rf_text(f)})" if f else "")))
+            title.append(self._t(f"highlighted: {self.highlight} and its receptive-field path" + (f" ({_rf_text(f)})" if f else "")))
         if self.failed:
-            title.append('<font color="#b91c1c">' + html_text(f"shape inference failed at {', '.join(self.failed)}: drawn up to there") + "</font>")
+            title.append('<font color="#b91c1c">' + self._t(f"shape inference failed at {', '.join(self.failed)}: drawn up to there") + "</font>")
         out.append(f"  label=<{'<br/>'.join(title)}>;")
 
         def node_line(u: Unit, indent: str) -> str:
@@ -412,7 +451,7 @@ class Drawing:
                 block = f" · {inst.block}" if inst else ""
                 prefix = child[-2] + "." if len(child) > 1 and child[-1].startswith(child[-2] + ".") else ""
                 tip = "\n".join([child[-1], f"block {inst.block}" if inst else ""] + ([str(inst.loc)] if inst and inst.loc else []))
-                out.append(f'{indent}  label=<<b>{html_text(child[-1][len(prefix):])}</b>{html_text(block)}>; class="instance"; '
+                out.append(f'{indent}  label=<<b>{self._t(child[-1][len(prefix):], bold=True)}</b>{self._t(block)}>; class="instance"; '
                            f'tooltip={dot_string(tip)}; style="rounded,filled"; fillcolor="#f5f3ff"; color="#8b5cf6"; fontsize=10; labeljust=l;')
                 emit(child, indent + "  ")
                 out.append(f"{indent}}}")
@@ -427,7 +466,7 @@ class Drawing:
         for (src, dst), tensors in merged.items():
             a, b = by_id[src], by_id[dst]
             shapes = list(dict.fromkeys(shape_text(self.drawn.nodes[t]["type"]) for t in tensors))
-            attrs = [f"label=<{'<br/>'.join(map(html_text, shapes))}>"]
+            attrs = [f"label=<{'<br/>'.join(map(self._t, shapes))}>"]
             classes = ["shape"]
             if a.kind == "grad" and b.kind == "grad":
                 attrs.append('color="#dc2626", fontcolor="#991b1b", style=dashed, constraint=false')
@@ -444,8 +483,70 @@ class Drawing:
         return "\n".join(out) + "\n"
 
 
+    # -- what the interactive page's side panel shows -----------------------------------------------
+
+    def panel(self) -> dict[str, dict]:
+        """Per drawn unit (by its DOT id), after :meth:`dot`: what the page's side panel shows — op and
+        attributes, input and output shapes, parameters, MACs, memory, receptive field, backward group."""
+        from .ir.analysis import field_json
+
+        g, drawn = self.graph, self.drawn
+        ins: dict[str, list] = {}
+        outs: dict[str, list] = {}
+        by_id = {u.id: u for u in self.units.values()}
+        for src, dst, tensor in self.edges:
+            shape = shape_text(drawn.nodes[tensor]["type"])
+            ins.setdefault(dst, []).append([by_id[src].name, shape])
+            outs.setdefault(src, []).append([by_id[dst].name, shape])
+        data = {}
+        for unit in self.units.values():
+            forward = [n for n in unit.nodes if n in g]
+            params = [n for n in forward if g.nodes[n]["role"] == "param"]
+            out_type = drawn.nodes[unit.output]["type"] if unit.output in drawn else None
+            info = {"key": f"{unit.kind}:{unit.name}", "kind": unit.kind, "name": unit.name, "cluster": list(unit.cluster),
+                    "inputs": ins.get(unit.id, []), "outputs": outs.get(unit.id, []),
+                    "shape": shape_text(out_type) if out_type is not None else None,
+                    "params": sum(self.cost[n].params for n in params),
+                    "params_trainable": sum(self.cost[n].params_trainable for n in params),
+                    "param_bytes": sum(g.nodes[n]["type"].nbytes() for n in params),
+                    "macs": sum(self.cost[n].macs for n in forward if n in self.cost),
+                    "activation_bytes": sum(self.cost[n].activation_bytes for n in forward if g.nodes[n]["role"] not in ("param", "input")),
+                    "failed": [str(d) for d in self._failures_in(unit)]}
+            field_ = self.fields.get(unit.output) if unit.kind in ("layer", "instance", "input") else None
+            if field_:
+                info["receptive_field"] = field_json(field_) | {"text": _rf_text(field_)}
+            if unit.kind == "layer":
+                op = g.graph.get("layer_ops", {}).get(unit.name)
+                layer = self.layers.get(unit.name)
+                info["op"] = op.kind if op is not None else (layer.kind if layer else "")
+                info["describe"] = op.describe() if op is not None else ""
+                info["attributes"] = op.model_dump(mode="json") if op is not None else {}
+                info["loc"] = str(layer.loc) if layer is not None and layer.loc else None
+            elif unit.kind == "instance":
+                inst = self.instances[unit.name]
+                info["op"] = f"block {inst.block}"
+                info["attributes"] = {"block": inst.block, "layers": sum(1 for l in self.layers.values() if unit.name in l.scope)}
+                info["loc"] = str(inst.loc) if inst.loc else None
+                info["opens_at_depth"] = len(inst.scope) + 1
+            elif unit.kind == "grad":
+                kinds = list(dict.fromkeys(drawn.nodes[n]["op"].kind for n in unit.nodes))
+                info["op"] = "backward: " + ", ".join(kinds)
+                info["macs"] = sum(self.grad_cost[n].macs for n in unit.nodes)
+                info["activation_bytes"] = sum(self.grad_cost[n].activation_bytes for n in unit.nodes)
+                info["backward_nodes"] = list(unit.nodes)
+                info["of"] = unit.name  # the forward unit's key: "layer:conv1"
+            else:
+                info["op"] = unit.kind
+            grad = self.units.get(("grad", f"{unit.kind}:{unit.name}"))
+            if grad is not None:
+                info["backward"] = {"id": grad.id, "nodes": len(grad.nodes),
+                                    "macs": sum(self.grad_cost[n].macs for n in grad.nodes)}
+            data[unit.id] = info
+        return data
+
+
 def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, highlight: str | None = None,
-           rankdir: str = "TB", show_params: bool = False, loss_inputs=()) -> str:
+           rankdir: str = "TB", show_params: bool = False, loss_inputs=(), estimated_widths: bool = False) -> str:
     """The DOT text of ``graph`` (a forward IR from :func:`graphc.ir.build.build_graph`, possibly partial).
 
     ``backward`` also draws the training graph's backward nodes, one group per forward unit beside it;
@@ -458,7 +559,7 @@ def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, hig
         from .ir.passes import optimize
 
         training, _ = optimize(training_graph(graph))
-    return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs).dot()
+    return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs, estimated_widths).dot()
 
 
 @dataclass(frozen=True)
@@ -530,6 +631,32 @@ def renderer_note() -> str:
     return f"Here the picture is drawn by {r.describe()}."
 
 
+def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool, loss_inputs, highlight: str | None,
+              program: str) -> str:
+    """The interactive page: one SVG layout per depth (0: every block instance collapsed, up to every
+    one open), each drawn by ``program``, with the side panel's data of every drawn unit; expanding an
+    instance shows the next depth's layout, centred on that instance."""
+    from .viz_html import page
+
+    training = None
+    if backward and not graph.graph.get("failed"):
+        from .ir.autodiff import training_graph
+        from .ir.passes import optimize
+
+        training, _ = optimize(training_graph(graph))
+    instances = graph.graph.get("instances", {})
+    deepest = max((len(i.scope) + 1 for i in instances.values()), default=0)
+    layouts = []
+    for depth in range(deepest + 1):
+        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs,
+                          estimated_widths=Path(program).name.startswith("graphviz-pure"))
+        svg = render(drawing.dot(), "svg", program).decode("utf-8")
+        layouts.append({"depth": depth, "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
+    title = graph.graph.get("name") or graph.graph.get("file") or "graph"
+    return page(title, layouts, {"file": graph.graph.get("file"), "backward": training is not None,
+                                 "instances": {n: len(i.scope) for n, i in instances.items()}})
+
+
 def _output_path(text: str) -> Path:
     path = Path(text)
     fmt = path.suffix[1:].lower()
@@ -558,20 +685,28 @@ def cmd_viz(args) -> int:
     loss = loaded.data.get("loss")
     loss_inputs = loss.get("inputs", []) if isinstance(loss, dict) and isinstance(loss.get("inputs"), list) else []
     depth = None if args.expand else args.depth
-    text = to_dot(graph, args.backward, depth, args.highlight, args.rankdir, args.params, loss_inputs)
     out: Path = args.output
     fmt = out.suffix[1:].lower()
+    renderer = find_renderer() if fmt != "dot" else None
+    estimated = renderer is not None and renderer.name == "graphviz-pure"
+
+    def text(estimated_widths: bool) -> str:  # the DOT written to a file is for any renderer: no widening
+        return to_dot(graph, args.backward, depth, args.highlight, args.rankdir, args.params, loss_inputs, estimated_widths)
+
     problems = list(failed.values())
     if args.backward and failed:
         problems.append(Diagnostic("the backward graph is not drawn: the forward graph failed shape inference"))
     if fmt == "dot":
-        write_atomic(out, text)
+        write_atomic(out, text(False))
         print(f"wrote {out}", file=sys.stderr)
+    elif fmt == "html" and renderer is not None:
+        write_atomic(out, html_page(graph, args.backward, args.rankdir, args.params, loss_inputs, args.highlight, renderer.program))
+        print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
+                                f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     else:
-        renderer = find_renderer()
-        if renderer is None or fmt not in renderer.formats:
+        if renderer is None or fmt not in renderer.formats + ("html",):
             fallback = out.with_suffix(".dot")
-            write_atomic(fallback, text)
+            write_atomic(fallback, text(False))
             if renderer is None:
                 why = "neither Graphviz's 'dot' nor 'graphviz-pure' (a graphc dependency: pip install graphviz-pure) is found"
             else:
@@ -579,7 +714,7 @@ def cmd_viz(args) -> int:
             problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}",
                                        hint=f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}"))
         else:
-            write_atomic(out, render(text, fmt, renderer.program))
+            write_atomic(out, render(text(estimated), fmt, renderer.program))
             print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
                                     f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     if problems:
@@ -602,8 +737,9 @@ def add_subcommand(sub, epilog: str) -> None:
                     " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")
-    v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot}",
-                   help="where to write the picture (atomically); the suffix picks the format, .dot writes the DOT text")
+    v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot,html}",
+                   help="where to write the picture (atomically); the suffix picks the format, .dot writes the DOT text, "
+                        ".html one self-contained interactive page (pan, zoom, click a node for its details, expand blocks, search)")
     v.add_argument("--backward", action="store_true",
                    help="draw the training graph: beside each forward node, its group of backward nodes (red, dashed), "
                         "with the cotangent shapes on the backward edges")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from graphc.train import checkpoint
+from graphc.train.loop import TIMING_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "specs" / "mlp_digits.yaml"
@@ -47,7 +48,7 @@ def assert_same_params(a: Path, b: Path):
 
 def rows(run: Path) -> list[dict]:
     with open(run / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")

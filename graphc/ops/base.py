@@ -137,7 +137,7 @@ def sample(attrs: dict | None = None, *shapes, dtypes=None, note: str = "", posi
 class Op(BaseModel):
     """Base of every op. Subclasses set ``kind`` and declare their attributes as fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     kind: ClassVar[str]
     #: one full sentence for ``graphc ops`` (user-facing ops); the docstring carries the formula

@@ -15,7 +15,6 @@ import numpy as np
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
-from scipy.special import erf
 
 from ..errors import ShapeError
 from ..tensor import fmt_shape
@@ -225,6 +224,14 @@ class HardSwish(_Pointwise):
                                ctx.const(6.0, dtype)], hint="mid")
         upper = ctx.node("Where", [ctx.node("Greater", [x, ctx.const(3.0, dtype)]), ctx.const(1.0, dtype), mid])
         return ctx.node("Where", [ctx.node("Less", [x, ctx.const(-3.0, dtype)]), ctx.const(0.0, dtype), upper])
+
+
+def erf(x):
+    """The error function, elementwise (scipy's, imported on first use: it costs a quarter of a
+    second of start-up that ``graphc compile`` never needs)."""
+    from scipy.special import erf as scipy_erf
+
+    return scipy_erf(x)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
