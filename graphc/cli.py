@@ -13,6 +13,17 @@ from .version import __version__
 EPILOG = EXIT_CODES_HELP
 
 
+def _refuse_overwriting_inputs(args, **outputs) -> None:
+    """Before anything runs: no output may be one of the command's inputs (exit 73)."""
+    from .files import check_outputs
+    from .train.loop import run_params
+
+    params = getattr(args, "params", None)
+    inputs = {"SPEC": args.spec, "--inputs": getattr(args, "inputs", None),
+              "--params": run_params(params) if params else None}
+    check_outputs({flag: getattr(args, attr) for flag, attr in outputs.items()}, inputs)
+
+
 def _emit(text: str, out: str | None) -> None:
     if out:
         write_atomic(out, text + "\n")
@@ -31,6 +42,7 @@ def cmd_compile(args) -> int:
     from .ir.build import compile_spec
     from .report import compile_report, format_table
 
+    _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
     if args.backward:
         from .ir.autodiff import training_graph
@@ -88,6 +100,7 @@ def cmd_run(args) -> int:
     from .files import save_arrays
     from .ir.build import compile_spec
 
+    _refuse_overwriting_inputs(args, **{"--out": "out", "--save-params": "save_params"})
     if str(args.spec).endswith(".onnx"):
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
@@ -115,6 +128,7 @@ def cmd_grad(args) -> int:
     from .ir.build import compile_spec
     from .ir.passes import optimize
 
+    _refuse_overwriting_inputs(args, **{"--out": "out"})
     graph = compile_spec(args.spec)
     training, _ = optimize(training_graph(graph))
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
@@ -188,6 +202,7 @@ def cmd_export(args) -> int:
     from .backends.onnx_export import forward_model, save_model, training_model
     from .ir.build import compile_spec
 
+    _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
     if args.params or not args.no_params:
         from .ir.memory import require_memory
