@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -243,11 +244,15 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
 
 
 def safe_component(text: str, default: str = "run") -> str:
-    """``text`` made safe as one path component (a run directory named after a spec's ``name``): no
-    ``/``, ``\\``, ``..``, leading dot or control characters, at most 100 characters."""
-    cleaned = "".join("_" if (c in "/\\" or ord(c) < 32 or 0x7f <= ord(c) < 0xa0) else c for c in str(text))
-    cleaned = cleaned.strip().lstrip(".").strip()[:100]
-    return cleaned if cleaned and cleaned not in {".", ".."} else default
+    """``text`` made safe as one path component (a run directory named after a spec's ``name``): the
+    parts between ``/`` and ``\\`` joined by ``_``, less ``.``, ``..`` and leading dots; control
+    characters become ``_``; at most 100 characters; ``default`` when nothing is left.
+
+    ``../../x`` → ``x``, ``/abs/path`` → ``abs_path``."""
+    cleaned = "".join("_" if (ord(c) < 32 or 0x7f <= ord(c) < 0xa0) else c for c in str(text))
+    parts = [part.strip().lstrip(".") for part in re.split(r"[/\\]", cleaned)]
+    joined = "_".join(part for part in parts if part)[:100]
+    return joined or default
 
 
 def make_directory(path: str | Path, what: str) -> Path:
