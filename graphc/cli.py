@@ -58,11 +58,11 @@ def cmd_compile(args) -> int:
 
 
 def _params(graph, args) -> dict:
-    from .files import load_arrays
+    from .backends.run import load_params
     from .ir.params import initial_params
     from .train.loop import run_params
 
-    given = load_arrays(run_params(args.params), "--params") if args.params else {}
+    given = load_params(graph, run_params(args.params)) if args.params else {}
     return initial_params(graph, args.seed, given)
 
 
@@ -133,17 +133,20 @@ def cmd_grad(args) -> int:
 
 
 def cmd_check_grad(args) -> int:
+    import networkx as nx
+
     from .errors import EXIT_CHECK_FAILED
     from .gradcheck import check_spec
-    from .ir.build import compile_spec
-
-    graph = compile_spec(args.spec)
     from .ir.autodiff import training_graph
+    from .ir.build import compile_spec
     from .ir.memory import require_memory
 
+    graph = compile_spec(args.spec)
     training = training_graph(graph)
     symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
-    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8)
+    # the check keeps every forward value (to freeze kinks and re-run from) and every gradient, in float64
+    kept = nx.ancestors(training, training.graph["loss"]) | {training.graph["loss"]} | set(training.graph["grads"].values())
+    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8, targets=kept)
     results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions, wrt=args.wrt)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
@@ -236,16 +239,6 @@ def cmd_ops(args) -> int:
     return 0
 
 
-def memory_size(text: str) -> int:
-    """``--max-memory``'s type: ``4GiB``, ``512MiB``, ``8GB`` or bytes."""
-    from .ir.memory import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -272,9 +265,9 @@ def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
 
 
 def memory_option(p) -> None:
-    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
-                        "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+    from .ir.memory import MAX_MEMORY_HELP, size_argument
+
+    p.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -398,3 +398,17 @@ def test_labels_use_only_glyphs_the_bundled_fonts_draw(pictures):
                 assert set("".join(t.itertext())) <= DRAWN_GLYPHS, (stem, "".join(t.itertext()))
     backward = [pic for (stem, expanded), (pic, args) in pictures.items() if "--backward" in args]
     assert backward and all(any(t.startswith("∂ ") for n in pic.nodes.values() for t in n["texts"]) for pic in backward)
+
+
+def test_non_latin_text_gets_the_room_it_is_drawn_in(tmp_path):
+    # graphviz-pure sizes characters past Latin-1 as one space per UTF-8 byte (Ш: 0.56 em, drawn 0.83 em):
+    # without graphc's widening, a Cyrillic title runs out of the picture
+    (tmp_path / "cy.yaml").write_text("name: " + "Ш" * 30 + "\ninputs:\n  x: {shape: [N, 4]}\n"
+                                      "layers:\n  - {name: fc, op: dense, units: 2}\noutputs: {y: fc}\n")
+    r = graphc_cmd("viz", "cy.yaml", "-o", "cy.svg", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    width = float(ET.parse(tmp_path / "cy.svg").getroot().get("viewBox").split()[2])
+    assert width >= 30 * 0.83 * 11  # the bold 11 pt title alone, at Arial's advance for Ш
+    # the DOT text, which any renderer may draw, is not widened
+    r = graphc_cmd("viz", "cy.yaml", "-o", "cy.dot", cwd=tmp_path)
+    assert "Ш" * 30 + "</b>" in (tmp_path / "cy.dot").read_text()

@@ -31,7 +31,8 @@ def cmd_train(args) -> int:
     if args.spec is None and args.resume is None:
         raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
     return train(Options(spec=args.spec, out=args.out, backend=args.backend, device=args.device, sets=args.set or [],
-                         overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0))
+                         overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0,
+                         max_memory=args.max_memory))
 
 
 def add_subcommand(sub, epilog: str) -> None:
@@ -60,4 +61,8 @@ def add_subcommand(sub, epilog: str) -> None:
                         "refused if the spec (or a --set value) changed")
     t.add_argument("--checkpoint-every", type=non_negative, metavar="N",
                    help="also write a checkpoint every N optimiser steps (batches); default: at the end of every epoch only")
+    from ..ir.memory import MAX_MEMORY_HELP, size_argument
+
+    t.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP + "; checked for one training "
+                   "step at train.batch_size and one evaluation batch at train.eval_batch_size")
     t.set_defaults(run=cmd_train)

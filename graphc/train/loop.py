@@ -58,6 +58,7 @@ class Options:
     resume: str | None = None
     checkpoint_every: int = 0
     progress: bool | None = None  # None: when stderr is a terminal
+    max_memory: int | None = None  # bytes; None: ir.memory.default_max_memory()
 
 
 class NonFinite(Exception):
@@ -158,6 +159,7 @@ class Trainer:
                                                                       beta2=t.beta2, eps=t.eps))
         self.masks = [n for n, a in self.step_graph.nodes(data=True) if a["op"].kind == "random_mask"]
         self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}
+        self._check_memory(graph)
         self.engine = ENGINES[o.backend](self.step_graph, graph, o.device)
         self.params = starting_params(graph, t)
         self.state = initial_state(self.step_graph)
@@ -183,6 +185,18 @@ class Trainer:
             self._restore(stored)
         else:
             self._create_run_dir(canonical)
+
+    def _check_memory(self, graph) -> None:
+        """One training step at ``batch_size`` and one evaluation batch at ``eval_batch_size`` (each at
+        most the largest split) must fit in ``--max-memory``, before parameters or engines exist."""
+        from ..ir.memory import default_max_memory, require_memory
+
+        limit = self.opts.max_memory if self.opts.max_memory is not None else default_max_memory()
+        largest = max(len(split) for split in self.splits.values())
+        step = dict.fromkeys(self.batch_dims, min(self.t.batch_size, len(self.splits["train"])))
+        require_memory(self.step_graph, step, limit, f"train (a step at batch_size {self.t.batch_size})")
+        evaluation = dict.fromkeys(self.batch_dims, min(self.t.eval_batch_size, largest))
+        require_memory(graph, evaluation, limit, f"train (an evaluation at eval_batch_size {self.t.eval_batch_size})")
 
     def _read_run_json(self) -> dict:
         path = self.run_dir / "run.json"
