@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 
-from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
+from .errors import EXIT_CODES_HELP, Diagnostic, GraphcError
 from .files import write_atomic
 from .version import __version__
 
-EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
-2 invalid command line · 3 a numerical check failed"""
+EPILOG = EXIT_CODES_HELP
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -382,18 +381,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import run_guarded
+
     args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except GraphcError as e:
-        for d in e.diagnostics:
-            print(f"graphc: {d}" if d.loc is None else str(d), file=sys.stderr)
-        return EXIT_SPEC_ERROR
-    except KeyboardInterrupt:
-        print("graphc: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+    return run_guarded(lambda: args.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

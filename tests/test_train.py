@@ -112,7 +112,7 @@ def test_trained_model_runs_and_exports_from_the_run_directory(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     np.testing.assert_allclose(np.load(tmp_path / "b.npz")["scores"], scores, rtol=1e-4, atol=1e-4)
     r = graphc("run", MLP, "--inputs", tmp_path / "in.npz", "--params", tmp_path, "--out", tmp_path / "c.npz")
-    assert r.returncode == 1 and "without best.npz" in r.stderr
+    assert r.returncode == 65 and "without best.npz" in r.stderr
 
 
 def test_overfit_a_small_subset(tmp_path):
@@ -158,7 +158,7 @@ def test_set_overrides_every_train_value(tmp_path):
 ])
 def test_set_errors_name_the_path_and_write_nothing(tmp_path, assignment, message):
     r = graphc("train", MLP, "--out", tmp_path / "r", "--set", assignment)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 65, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "r").exists(), "nothing is written when the command fails"
@@ -180,7 +180,7 @@ def test_npz_data_source_and_reshaping_to_the_input(tmp_path):
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["examples"] == {"train": 240, "val": 60, "test": 100}
     r = graphc("train", MLP, "--out", tmp_path / "bad", "--set", f"train.data={tmp_path / 'missing.npz'}")
-    assert r.returncode == 1 and "no such file" in r.stderr
+    assert r.returncode == 66 and "no such file" in r.stderr
 
 
 def test_schema_documents_the_train_section():

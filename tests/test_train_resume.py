@@ -138,15 +138,15 @@ def test_resuming_with_a_changed_spec_is_refused(tmp_path):
     before = {p.name: p.read_bytes() for p in checkpoint.listed(out)}
     spec.write_text(MLP.read_text().replace("units: 100", "units: 50").replace("lr: 0.005", "lr: 0.004"))
     r = graphc("train", "--resume", out)
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert "the spec has changed since this run started (layers.0.units, train.lr)" in r.stderr
     assert "Traceback" not in r.stderr
     assert {p.name: p.read_bytes() for p in checkpoint.listed(out)} == before, "the run directory is left alone"
     spec.write_text(MLP.read_text())
     r = graphc("train", "--resume", out, "--set", "train.seed=3")  # a different override is a different spec too
-    assert r.returncode == 1 and "train.seed" in r.stderr
+    assert r.returncode == 65 and "train.seed" in r.stderr
     r = graphc("train", spec, "--out", out)
-    assert r.returncode == 1 and "already holds a training run" in r.stderr
+    assert r.returncode == 65 and "already holds a training run" in r.stderr
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

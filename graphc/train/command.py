@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-TRAIN_EPILOG = """exit codes: 0 success · 1 invalid spec, data or option (messages name file:line:col) ·
-2 invalid command line · 3 a numerical check failed: a non-finite loss stopped the run (the last good
-checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 130 interrupted (Ctrl-C
-or SIGTERM): a checkpoint was written, continue with --resume RUN_DIR"""
+TRAIN_EPILOG = """exit codes: 0 success · 2 invalid command line · 3 a numerical check failed: a non-finite loss
+stopped the run (the last good checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 65 invalid
+spec, data or option (messages name file:line:col) · 66 an input file is missing · 70 internal error (traceback in a
+crash log) · 73 an output cannot be created (another process holds the run directory) · 74 I/O error while writing ·
+130 interrupted (Ctrl-C or SIGTERM): a checkpoint was written, continue with --resume RUN_DIR"""
 
 
 def non_negative(text: str) -> int:

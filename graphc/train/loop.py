@@ -39,13 +39,12 @@ import numpy as np
 
 from ..backends.engines import ENGINES, accuracy_fn, loss_parts
 from ..backends.run import draw_masks
-from ..errors import EXIT_CHECK_FAILED, GraphcError, did_you_mean
+from ..errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, GraphcError, MissingInput, did_you_mean
 from ..files import save_arrays, write_atomic
 from ..version import __version__
 from . import checkpoint
 from .data import fingerprint, prepare
 
-EXIT_INTERRUPTED = 130
 CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "examples_per_second", "eta_seconds")
 #: The columns that measure time, so differ between two runs of the same training.
 TIMING_COLUMNS = ("seconds", "examples_per_second", "eta_seconds")
@@ -245,7 +244,7 @@ class Trainer:
     def _read_run_json(self) -> dict:
         path = self.run_dir / "run.json"
         if not path.is_file():
-            raise GraphcError(f"--resume {self.run_dir}: not a graphc run directory (no run.json)")
+            raise MissingInput(f"--resume {self.run_dir}: not a graphc run directory (no run.json)")
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
