@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 
-from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
+from .errors import EXIT_CODES_HELP, Diagnostic, GraphcError
 from .files import write_atomic
 from .version import __version__
 
-EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
-2 invalid command line · 3 a numerical check failed"""
+EPILOG = EXIT_CODES_HELP
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -58,11 +57,11 @@ def cmd_compile(args) -> int:
 
 
 def _params(graph, args) -> dict:
-    from .files import load_arrays
+    from .backends.run import load_params
     from .ir.params import initial_params
     from .train.loop import run_params
 
-    given = load_arrays(run_params(args.params), "--params") if args.params else {}
+    given = load_params(graph, run_params(args.params)) if args.params else {}
     return initial_params(graph, args.seed, given)
 
 
@@ -380,18 +379,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import run_guarded
+
     args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except GraphcError as e:
-        for d in e.diagnostics:
-            print(f"graphc: {d}" if d.loc is None else str(d), file=sys.stderr)
-        return EXIT_SPEC_ERROR
-    except KeyboardInterrupt:
-        print("graphc: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+    return run_guarded(lambda: args.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

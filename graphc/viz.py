@@ -730,10 +730,10 @@ def add_subcommand(sub, epilog: str) -> None:
                     "receptive field as 'RF size /stride'), edges labelled with the inferred tensor shapes, block instances "
                     "collapsed to one node (--expand or --depth N opens them as clusters); inputs blue, outputs green, the loss "
                     "orange, gradient groups red and dashed. A spec that fails shape inference is still drawn up to the failing "
-                    "layer, marked red with the message; the picture is written and the exit code is 1. The renderer is the "
+                    "layer, marked red with the message; the picture is written and the exit code is 65. The renderer is the "
                     "system's Graphviz 'dot' when it is on PATH, else graphviz-pure (installed with graphc; SVG and PNG, no PDF); "
                     "GRAPHC_DOT=PROGRAM picks one. Without a renderer for the format, viz writes OUT.dot next to the requested "
-                    "output, says how to install Graphviz and exits 1. " + renderer_note().replace("%", "%%") +
+                    "output, says how to install Graphviz and exits 65. " + renderer_note().replace("%", "%%") +
                     " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")
