@@ -229,10 +229,12 @@ def cmd_export(args) -> int:
 
     onnx.checker.check_model(model, full_check=True)
     save_model(model, args.output)
+    from .report import format_model_inputs, model_inputs
+
     kinds = sorted({n.op_type for n in model.graph.node})
+    rows = model_inputs(model, graph, training.graph.get("masks", {}) if args.training else ())
     print(f"wrote {args.output}: {len(model.graph.node)} nodes ({', '.join(kinds)}), opset {model.opset_import[0].version}, "
-          f"inputs {', '.join(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}) or '-'}",
-          file=sys.stderr)
+          f"{len(rows)} inputs, {len(model.graph.output)} outputs:\n{format_model_inputs(rows)}", file=sys.stderr)
     return 0
 
 
