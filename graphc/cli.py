@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 
-from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
+from .errors import EXIT_CODES_HELP, Diagnostic, GraphcError
 from .files import write_atomic
 from .version import __version__
 
-EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
-2 invalid command line · 3 a numerical check failed"""
+EPILOG = EXIT_CODES_HELP
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -58,11 +57,11 @@ def cmd_compile(args) -> int:
 
 
 def _params(graph, args) -> dict:
-    from .files import load_arrays
+    from .backends.run import load_params
     from .ir.params import initial_params
     from .train.loop import run_params
 
-    given = load_arrays(run_params(args.params), "--params") if args.params else {}
+    given = load_params(graph, run_params(args.params)) if args.params else {}
     return initial_params(graph, args.seed, given)
 
 
@@ -133,17 +132,20 @@ def cmd_grad(args) -> int:
 
 
 def cmd_check_grad(args) -> int:
+    import networkx as nx
+
     from .errors import EXIT_CHECK_FAILED
     from .gradcheck import check_spec
-    from .ir.build import compile_spec
-
-    graph = compile_spec(args.spec)
     from .ir.autodiff import training_graph
+    from .ir.build import compile_spec
     from .ir.memory import require_memory
 
+    graph = compile_spec(args.spec)
     training = training_graph(graph)
     symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
-    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8)
+    # the check keeps every forward value (to freeze kinks and re-run from) and every gradient, in float64
+    kept = nx.ancestors(training, training.graph["loss"]) | {training.graph["loss"]} | set(training.graph["grads"].values())
+    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8, targets=kept)
     results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions, wrt=args.wrt)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
@@ -209,10 +211,12 @@ def cmd_export(args) -> int:
 
     onnx.checker.check_model(model, full_check=True)
     save_model(model, args.output)
+    from .report import format_model_inputs, model_inputs
+
     kinds = sorted({n.op_type for n in model.graph.node})
+    rows = model_inputs(model, graph, training.graph.get("masks", {}) if args.training else ())
     print(f"wrote {args.output}: {len(model.graph.node)} nodes ({', '.join(kinds)}), opset {model.opset_import[0].version}, "
-          f"inputs {', '.join(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}) or '-'}",
-          file=sys.stderr)
+          f"{len(rows)} inputs, {len(model.graph.output)} outputs:\n{format_model_inputs(rows)}", file=sys.stderr)
     return 0
 
 
@@ -234,16 +238,6 @@ def cmd_ops(args) -> int:
 
     print(op_page(args.kind) if args.kind else ops_list())
     return 0
-
-
-def memory_size(text: str) -> int:
-    """``--max-memory``'s type: ``4GiB``, ``512MiB``, ``8GB`` or bytes."""
-    from .ir.memory import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(text: str) -> int:
@@ -272,9 +266,9 @@ def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
 
 
 def memory_option(p) -> None:
-    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
-                        "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+    from .ir.memory import MAX_MEMORY_HELP, size_argument
+
+    p.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -387,18 +381,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import run_guarded
+
     args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except GraphcError as e:
-        for d in e.diagnostics:
-            print(f"graphc: {d}" if d.loc is None else str(d), file=sys.stderr)
-        return EXIT_SPEC_ERROR
-    except KeyboardInterrupt:
-        print("graphc: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+    return run_guarded(lambda: args.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

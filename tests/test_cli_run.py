@@ -141,7 +141,7 @@ def test_inputs_are_checked(tmp_path, case, message):
     path, out = tmp_path / "in.npz", tmp_path / "g.npz"
     np.savez(path, **arrays)
     r = graphc("grad", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
-    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert r.returncode == 65 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
 
 
@@ -149,7 +149,7 @@ def test_pickled_arrays_are_refused(tmp_path):
     path, out = tmp_path / "in.npz", tmp_path / "o.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object), allow_pickle=True)
     r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
-    assert r.returncode == 1 and "pickle" in r.stderr and not out.exists()
+    assert r.returncode == 65 and "pickle" in r.stderr and not out.exists()
 
 
 def test_lying_npy_header_is_refused_before_allocating(tmp_path):
@@ -162,7 +162,7 @@ def test_lying_npy_header_is_refused_before_allocating(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("x.npy", header.getvalue())  # the header claims 256 GB; no data follows
     r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
-    assert r.returncode == 1 and "claims" in r.stderr, r.stderr
+    assert r.returncode == 65 and "claims" in r.stderr, r.stderr
     assert not out.exists()
 
 
@@ -171,4 +171,4 @@ def test_a_spec_without_loss_cannot_be_differentiated(tmp_path):
     spec.write_text("inputs: {x: {shape: [N, 3]}}\nlayers: [{op: dense, units: 2}]\n")
     np.savez(tmp_path / "in.npz", x=np.ones((2, 3), np.float32))
     r = graphc("grad", spec, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "g.npz")
-    assert r.returncode == 1 and "no loss" in r.stderr
+    assert r.returncode == 65 and "no loss" in r.stderr
