@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.engines import ENGINES, accuracy_fn, loss_parts
+from ..backends.engines import ENGINES, accuracy_fn, choose_backend, engine_line, loss_parts
 from ..backends.run import draw_masks
 from ..errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, GraphcError, MissingInput, did_you_mean
 from ..files import make_directory, safe_component, save_arrays, write_atomic
@@ -202,7 +202,7 @@ class Trainer:
             o.backend = o.backend or stored.get("backend", "numpy")
             if not o.checkpoint_every:
                 o.checkpoint_every = stored.get("checkpoint_every", 0)
-        o.backend = o.backend or "numpy"
+        o.backend = choose_backend(o.backend, o.device)  # --device cuda selects onnxruntime, or is an error
         graph, t, data, blocks = load_for_training(o.spec, o.sets, overfit=o.overfit is not None)
         self.graph, self.t, self.data = graph, t, data
         self.hash = spec_hash(data, blocks, {"overfit": o.overfit})
@@ -221,6 +221,7 @@ class Trainer:
         self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}
         self._check_memory(graph)
         self.engine = ENGINES[o.backend](self.step_graph, graph, o.device)
+        print(engine_line(o.backend, self.engine.provider, o.device), file=sys.stderr)
         self.params = starting_params(graph, t)
         self.state = initial_state(self.step_graph)
         self.epochs = t.overfit_epochs if o.overfit is not None else t.epochs
