@@ -113,7 +113,7 @@ if CParser is None:
 else:
     class _FastLoader(_Bounded, yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
         """The same composer and resolvers on libyaml's scanner and parser (``yaml.CParser``: events in C,
-        with the same line:col marks), about 10× faster on a large spec; :func:`load_yaml_text` falls back
+        with the same line:col marks), about 5× faster on a large spec; :func:`load_yaml_text` falls back
         to :class:`_Loader` on any error, so the messages do not depend on which one ran."""
 
         def __init__(self, stream):
