@@ -213,6 +213,35 @@ def cmd_check_grad(args) -> int:
     return 0 if ok else EXIT_CHECK_FAILED
 
 
+def _check_onnx_input_headers(sess, args) -> None:
+    """The ``--inputs`` of ``run MODEL.onnx`` checked from their ``.npy`` headers before any array is
+    read or inflated: each of the model's inputs keeps its rank, its static sizes and its element
+    kind, and all of them together fit in ``--max-memory``."""
+    import math
+
+    from .files import array_headers
+    from .ir.memory import format_bytes
+
+    headers = array_headers(args.inputs, "--inputs")
+    kinds = {"tensor(float)": "f", "tensor(double)": "f", "tensor(float16)": "f", "tensor(int64)": "iu", "tensor(int32)": "iu"}
+    errors = []
+    for i in sess.get_inputs():
+        if i.name not in headers:
+            continue
+        shape, dtype = headers[i.name]
+        want = tuple(d if isinstance(d, int) else (d or "?") for d in i.shape)
+        if len(shape) != len(want) or any(isinstance(w, int) and w != g for g, w in zip(shape, want)):
+            errors.append(f"--inputs: '{i.name}' has shape {shape}, the model declares ({', '.join(map(str, want))})")
+        elif i.type in kinds and dtype.kind not in kinds[i.type]:
+            errors.append(f"--inputs: '{i.name}' has dtype {dtype}, the model declares {i.type}")
+    if errors:
+        raise GraphcError([Diagnostic(e) for e in errors])
+    need = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+    if need > _max_memory(args):
+        raise GraphcError(f"--inputs holds {format_bytes(need)} ({need:,} bytes) of arrays, more than --max-memory "
+                          f"{format_bytes(_max_memory(args))}", hint="use smaller inputs, or raise --max-memory")
+
+
 def _run_onnx_file(args) -> int:
     """``graphc run MODEL.onnx``: any ONNX model on onnxruntime, inputs by name from the .npz."""
     from .backends.engines import engine_line
@@ -221,6 +250,7 @@ def _run_onnx_file(args) -> int:
 
     model = load_onnx(args.spec)
     sess, provider = session(model, args.device)
+    _check_onnx_input_headers(sess, args)
     inputs = load_arrays(args.inputs, "--inputs")
     _check_finite(args, inputs)
     declared = {i.name for i in sess.get_inputs()}

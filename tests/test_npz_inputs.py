@@ -84,3 +84,19 @@ def test_training_data_of_gigabytes_is_refused_from_the_headers(tmp_path):
     r = graphc("train", "spec.yaml", "--max-memory", "256MiB", cwd=tmp_path, memory_limit=LIMIT)
     refused(r, "train.data:", "data.npz holds", "more than --max-memory 256 MiB", "the largest is 'x_train' (150000000, 4) float32")
     assert snapshot(tmp_path) == before
+
+
+def test_inputs_of_an_onnx_model_are_checked_from_the_headers(tmp_path):
+    setup(tmp_path)
+    r = graphc("export", "spec.yaml", "-o", "model.onnx", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    zip_bomb(tmp_path / "in.npz", "x", (10, 60_000_000))
+    before = snapshot(tmp_path)
+    r = graphc("run", "model.onnx", "--inputs", "in.npz", "--out", "out.npz", cwd=tmp_path, memory_limit=2 * LIMIT)
+    refused(r, "--inputs: 'x' has shape (10, 60000000), the model declares (N, 4)")
+    assert snapshot(tmp_path) == before
+    zip_bomb(tmp_path / "in.npz", "x", (150_000_000, 4))
+    r = graphc("run", "model.onnx", "--inputs", "in.npz", "--out", "out.npz", "--max-memory", "256MiB", cwd=tmp_path,
+               memory_limit=2 * LIMIT)
+    refused(r, "--inputs holds", "more than --max-memory 256 MiB")
+    assert not (tmp_path / "out.npz").exists()
