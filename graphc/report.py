@@ -66,8 +66,9 @@ def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
         if len([n for n in nodes if graph.nodes[n]["role"] == "op"]) > 1:
             parts = [Row(n, graph.nodes[n]["op"].kind, list(graph.nodes[n]["inputs"]), n, [n], None)
                      for n in nodes if graph.nodes[n]["role"] == "op"]
+        op = graph.graph["layer_ops"].get(name)  # absent for layers a pass adds (input normalisation)
         return Row(name, layer.kind, list(layer.inputs), name, nodes, str(layer.loc) if layer.loc else None,
-                   graph.graph["layer_ops"][name].describe(), parts)
+                   op.describe() if op is not None else "", parts)
 
     def instance_row(name: str) -> Row:
         inst = instances[name]

@@ -31,7 +31,8 @@ def cmd_train(args) -> int:
     if args.spec is None and args.resume is None:
         raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
     return train(Options(spec=args.spec, out=args.out, backend=args.backend, device=args.device, sets=args.set or [],
-                         overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0))
+                         overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0,
+                         params=args.params))
 
 
 def add_subcommand(sub, epilog: str) -> None:
@@ -58,6 +59,9 @@ def add_subcommand(sub, epilog: str) -> None:
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its newest usable checkpoint, exactly as if never stopped; "
                         "refused if the spec (or a --set value) changed")
+    t.add_argument("--params", metavar="RUN_DIR|P.npz",
+                   help="fine-tune: start from these trained weights (a run directory's best.npz, or a parameter file) "
+                        "instead of the initialisers; shapes must match the spec; recorded in run.json with a SHA-256")
     t.add_argument("--checkpoint-every", type=non_negative, metavar="N",
                    help="also write a checkpoint every N optimiser steps (batches); default: at the end of every epoch only")
     t.set_defaults(run=cmd_train)
