@@ -3,7 +3,8 @@ training step, evaluation in inference mode, model selection, early stopping, ch
 
 Run directory (``--out``)::
 
-    run.json            how the run was started: spec path, --set values, --overfit, backend, hashes
+    run.json            how the run was started: spec path, --set values, --overfit, backend, hashes, the data
+                        input, init_params (--params: path and SHA-256), continued (resumes that changed epochs)
     spec.yaml           a copy of the spec file as it was at the start
     spec.json           the effective spec (after --set and overrides), to name what changed on --resume
     normalization.npz   mean and scale fitted on the training split: x' = (x − mean) / scale
