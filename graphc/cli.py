@@ -55,7 +55,7 @@ def cmd_compile(args) -> int:
 
 def _model(graph, args):
     """(the forward graph, parameters): ``--params RUN_DIR`` adds the run's input normalisation as nodes."""
-    from .train.model import trained_model
+    from .backends.trained import trained_model
 
     graph, params, note = trained_model(graph, getattr(args, "params", None), getattr(args, "seed", 0))
     if note:

@@ -487,7 +487,7 @@ def cmd_viz(args) -> int:
     graph = build_graph(loaded, partial=True)
     failed = graph.graph.get("failed", {})
     if args.trained and not failed:
-        from .train.model import trained_model
+        from .backends.trained import trained_model
 
         graph, _, note = trained_model(graph, args.trained)
         if note:

@@ -43,7 +43,7 @@ from ..files import save_arrays, write_atomic
 from ..version import __version__
 from . import checkpoint
 from .data import fingerprint, prepare
-from .model import run_params  # noqa: F401  (graphc.train.loop.run_params, as before)
+from ..backends.trained import run_params  # noqa: F401  (graphc.train.loop.run_params, as before)
 
 EXIT_INTERRUPTED = 130
 CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
@@ -198,7 +198,7 @@ class Trainer:
         """Fine-tuning: the given parameters replace the initial ones (shapes checked against the spec)."""
         from ..files import load_arrays
         from ..ir.params import initial_params
-        from .model import file_sha256, run_params, split_normalization
+        from ..backends.trained import file_sha256, run_params, split_normalization
 
         file = run_params(arg)
         given, _ = split_normalization(load_arrays(file, "--params"), self.graph)  # re-fitted on this run's data

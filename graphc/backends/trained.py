@@ -62,13 +62,13 @@ def _data_input(graph: nx.DiGraph, run_dir: Path | None) -> str:
             return name
     floats = [n for n, a in graph.nodes(data=True) if a["role"] == "input" and a["op"].kind == "input"
               and a["type"].dtype.startswith("float")]
-    if graph.graph.get("loss") is not None:
-        from .training_spec import data_inputs
+    if graph.graph.get("loss") is not None:  # as graphc train picks it: the input beside the loss's label
+        from .engines import loss_parts
 
-        try:
-            return data_inputs(graph)[0]
-        except GraphcError:
-            pass
+        _, loss_op, _ = loss_parts(graph)
+        beside = [n for n in floats if n not in graph.nodes[loss_op]["inputs"]]
+        if len(beside) == 1:
+            return beside[0]
     if len(floats) == 1:
         return floats[0]
     raise GraphcError(f"--params {run_dir}: cannot tell which input the run's normalisation applies to "
@@ -99,10 +99,8 @@ def trained_model(graph: nx.DiGraph, params_arg, seed: int = 0) -> tuple[nx.DiGr
         name, mean, scale = carried
         origin = str(file)
     elif run_dir is not None and (run_dir / "normalization.npz").is_file():
-        from .data import Normalization
-
-        norm = Normalization.load(run_dir / "normalization.npz")
-        name, mean, scale = _data_input(graph, run_dir), norm.mean, norm.scale
+        norm = load_arrays(run_dir / "normalization.npz", "normalization")  # written by graphc.train.data.Normalization
+        name, mean, scale = _data_input(graph, run_dir), norm["mean"], norm["scale"]
         origin = str(run_dir / "normalization.npz")
     else:
         return graph, initial_params(graph, seed, given), None
