@@ -21,6 +21,12 @@ def _emit(text: str, out: str | None) -> None:
         print(text)
 
 
+def _levels(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of levels (0, 1, 2, …)")
+    return int(text)
+
+
 def cmd_compile(args) -> int:
     from .ir.analysis import warnings
     from .ir.build import compile_spec
@@ -40,13 +46,13 @@ def cmd_compile(args) -> int:
                 print(f"{name}: {len(changes)} change(s)", file=sys.stderr)
                 for change in changes:
                     print(f"  {change}", file=sys.stderr)
-        report = backward_report(training, compile_report(graph, expand=args.expand))
+        report = backward_report(training, compile_report(graph, expand=args.expand, depth=args.depth))
         _emit(json.dumps(report, indent=2) if args.json else format_backward(report), args.output)
         return 0
     found = warnings(graph)
     if args.strict and found:
         raise GraphcError([Diagnostic(w.message, w.loc, "--strict turns warnings into errors") for w in found])
-    report = compile_report(graph, expand=args.expand)
+    report = compile_report(graph, expand=args.expand, depth=args.depth)
     for w in found:
         print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
     _emit(json.dumps(report, indent=2) if args.json else format_table(report), args.output)
@@ -63,16 +69,34 @@ def _model(graph, args):
     return graph, params
 
 
+def _max_memory(args) -> int:
+    from .ir.memory import default_max_memory
+
+    return args.max_memory if args.max_memory is not None else default_max_memory()
+
+
+def _memory_check(graph, args, what: str, float_bytes: int | None = None, targets=None):
+    """A ``before_reading`` for :func:`~graphc.backends.run.load_inputs`: the run's estimated peak
+    memory at the batch the inputs' headers bind, against ``--max-memory``."""
+    from .ir.memory import require_memory
+
+    return lambda sizes: require_memory(graph, sizes, _max_memory(args), what, float_bytes, targets=targets)
+
+
+def _float_bytes(args) -> int | None:
+    return 8 if getattr(args, "float64", False) else None
+
+
 def cmd_run(args) -> int:
-    from .backends.run import run_forward
-    from .files import load_arrays, save_arrays
+    from .backends.run import load_inputs, run_forward
+    from .files import save_arrays
     from .ir.build import compile_spec
 
     if str(args.spec).endswith(".onnx"):
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
-    inputs = load_arrays(args.inputs, "--inputs")
     graph, params = _model(graph, args)
+    inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     if args.backend == "onnxruntime":
         from .backends.run import run_forward_ort
 
@@ -89,15 +113,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_grad(args) -> int:
-    from .backends.run import run_training_step
-    from .files import load_arrays, save_arrays
+    from .backends.run import load_inputs, run_training_step
+    from .files import save_arrays
     from .ir.autodiff import training_graph
     from .ir.build import compile_spec
     from .ir.passes import optimize
 
     graph, params = _model(compile_spec(args.spec), args)
     training, _ = optimize(training_graph(graph))
-    inputs = load_arrays(args.inputs, "--inputs")
+    inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
     if args.backend == "onnxruntime":
         from .backends.run import run_training_step_ort
 
@@ -116,6 +140,12 @@ def cmd_check_grad(args) -> int:
     from .ir.build import compile_spec
 
     graph = compile_spec(args.spec)
+    from .ir.autodiff import training_graph
+    from .ir.memory import require_memory
+
+    training = training_graph(graph)
+    symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
+    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8)
     results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
@@ -156,6 +186,10 @@ def cmd_export(args) -> int:
     graph = compile_spec(args.spec)
     params = None
     if args.params or not args.no_params:
+        from .ir.memory import require_memory
+
+        # the arrays, the model's copy of them and its serialised bytes
+        require_memory(graph, {}, _max_memory(args), "export with parameters embedded", factor=3, targets=set(graph.graph["outputs"].values()))
         graph, params = _model(graph, args)
     if args.training:
         from .ir.autodiff import training_graph
@@ -164,7 +198,7 @@ def cmd_export(args) -> int:
 
         training, _ = optimize(training_graph(graph))
         if args.optimizer:
-            training = with_optimizer(training, args.optimizer, Hyper(momentum=args.momentum, decay=args.decay, beta1=args.beta1,
+            training = with_optimizer(training, args.optimizer, Hyper(momentum=args.momentum, rho=args.rho, beta1=args.beta1,
                                                                         beta2=args.beta2, eps=args.eps))
         model = training_model(training, params)
     else:
@@ -200,6 +234,47 @@ def cmd_ops(args) -> int:
     return 0
 
 
+def memory_size(text: str) -> int:
+    """``--max-memory``'s type: ``4GiB``, ``512MiB``, ``8GB`` or bytes."""
+    from .ir.memory import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name kept working: stores into the new option's dest and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"graphc: warning: {option_string} is deprecated, use {self.new} (the spec's name for the setting)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
+    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI)."""
+    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
+                   metavar=new.lstrip("-").upper(), help=f"deprecated alias of {new}", **kwargs)
+
+
+def memory_option(p) -> None:
+    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
+                   help="refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
+                        "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="graphc",
@@ -216,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("spec", help="the spec file (YAML)")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object (see README: 'compile --json')")
     c.add_argument("--expand", action="store_true", help="one row per layer inside block instances and repeats")
+    c.add_argument("--depth", type=_levels, default=0, metavar="N",
+                   help="open the outermost N levels of block instances into rows of their own (default 0; --expand: all)")
     c.add_argument("--strict", action="store_true", help="treat warnings (such as windows that do not tile) as errors")
     c.add_argument("--backward", action="store_true", help="show the training graph: forward, loss and backward nodes")
     c.add_argument("--passes", action="store_true", help="with --backward: print what constant folding, CSE and dead-code elimination changed")
@@ -237,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="onnxruntime device: CUDA when its provider loads (auto, the default), or force one")
         p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
+        memory_option(p)
 
     r = sub.add_parser("run", help="run the forward graph (NumPy interpreter or onnxruntime)", epilog=EPILOG,
                        description="Run the spec's forward graph (inference mode: dropout off, batchnorm on running statistics). "
@@ -256,10 +334,11 @@ def parser() -> argparse.ArgumentParser:
                                    "along random directions, on a random batch. Exits 3 above the tolerance.")
     k.add_argument("spec", help="the spec file (YAML)")
     k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
-    k.add_argument("--batch", type=int, default=1, help="size of the random batch (default 1)")
+    k.add_argument("--batch", type=_positive, default=1, help="size of the random batch (default 1)")
     k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")
+    memory_option(k)
     k.set_defaults(run=cmd_check_grad)
 
     e = sub.add_parser("export", help="write the forward graph or a whole training step as ONNX", epilog=EPILOG,
@@ -274,7 +353,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "rmsprop", "adam"),
                    help="with --training: add the update, so one session call is one training step")
     e.add_argument("--momentum", type=float, default=0.9, help="momentum/nesterov μ (default 0.9)")
-    e.add_argument("--decay", type=float, default=0.99, help="rmsprop ρ (default 0.99)")
+    e.add_argument("--rho", type=float, default=0.99, help="rmsprop ρ (default 0.99; the spec's train.rho)")
+    deprecated_alias(e, "--decay", "--rho", type=float)
     e.add_argument("--beta1", type=float, default=0.9, help="adam β₁ (default 0.9)")
     e.add_argument("--beta2", type=float, default=0.999, help="adam β₂ (default 0.999)")
     e.add_argument("--eps", type=float, default=1e-8, help="rmsprop/adam ε (default 1e-8)")
@@ -283,6 +363,7 @@ def parser() -> argparse.ArgumentParser:
                         "also brings its input normalisation, so the model takes raw inputs")
     e.add_argument("--seed", type=int, default=0, help="seed of the initialisers (default 0)")
     e.add_argument("--no-params", action="store_true", help="embed no parameter values: parameters are plain inputs")
+    memory_option(e)
     e.set_defaults(run=cmd_export)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")

@@ -6,11 +6,14 @@ The JSON object is a stable interface (documented in the README):
 - ``inputs``: ``[{name, shape, dtype}]``; ``outputs``: ``[{name, layer, shape, dtype}]``
 - ``layers``: one object per spec entry (a block instance or repeated layer appears once, its
   expanded layers under ``parts``), each with ``name``, ``op``, ``inputs``, ``shape``, ``dtype``,
-  ``params``, ``params_trainable``, ``macs``, ``flops``, ``activation_bytes``, ``receptive_field``
-  (``{size, stride, padding}``, one number per spatial dim, or null for non-spatial outputs) and
-  ``loc``; with ``--expand`` every expanded layer is a row of its own.
+  ``params``, ``params_trainable``, ``param_bytes``, ``macs``, ``flops``, ``activation_bytes``,
+  ``receptive_field`` (``{size, stride, padding}``, one number per spatial dim, or null for
+  non-spatial outputs) and ``loc``; an op layer (and a composite's part) adds ``attributes`` (every
+  attribute as a field, window ops with ``padding_resolved``) and, when the table shows some,
+  ``attributes_text`` (``16 k3 s1 psame``); with ``--expand`` every expanded layer is a row of its
+  own, with ``--depth N`` the block instances of the outermost N levels are opened.
 - ``loss``: the loss node (op, inputs, l2) or null
-- totals: ``params_total``, ``params_trainable``, ``params_non_trainable``, ``macs_total``,
+- totals: ``params_total``, ``params_trainable``, ``params_non_trainable``, ``param_bytes_total``, ``macs_total``,
   ``flops_total``, ``activation_bytes_total``
 - ``warnings``: ``[{message, loc}]``
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import networkx as nx
+import numpy as np
 
 from .ir.analysis import NodeCost, costs, field_json, receptive_fields, warnings
 from .ir.graph import topo_order
@@ -45,13 +49,14 @@ class Row:
     loc: str | None
     describe: str = ""
     parts: list["Row"] = field(default_factory=list)
+    attributes: dict | None = None  # op rows only: the op's attributes as JSON fields
 
 
 def _shape_json(t):
     return [d if isinstance(d, int) else str(d) for d in t.shape]
 
 
-def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
+def _rows(graph: nx.DiGraph, depth: int | None) -> list[Row]:
     layers = graph.graph["layers"]
     instances = graph.graph["instances"]
     by_layer: dict[str, list[str]] = {}
@@ -59,16 +64,21 @@ def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
         if a["role"] in ("op", "param"):
             by_layer.setdefault(a["layer"], []).append(n)
 
+    def attributes(op, node: str) -> dict:
+        xs = [graph.nodes[i]["type"] for i in graph.nodes[node]["inputs"]] if node in graph else []
+        return op.attributes(xs)
+
     def layer_row(name: str) -> Row:
         layer = layers[name]
         nodes = by_layer.get(name, [])
         parts = []
         if len([n for n in nodes if graph.nodes[n]["role"] == "op"]) > 1:
-            parts = [Row(n, graph.nodes[n]["op"].kind, list(graph.nodes[n]["inputs"]), n, [n], None)
+            parts = [Row(n, graph.nodes[n]["op"].kind, list(graph.nodes[n]["inputs"]), n, [n], None,
+                         attributes=attributes(graph.nodes[n]["op"], n))
                      for n in nodes if graph.nodes[n]["role"] == "op"]
         op = graph.graph["layer_ops"].get(name)  # absent for layers a pass adds (input normalisation)
         return Row(name, layer.kind, list(layer.inputs), name, nodes, str(layer.loc) if layer.loc else None,
-                   op.describe() if op is not None else "", parts)
+                   op.describe() if op is not None else "", parts, attributes(op, name) if op is not None else None)
 
     def instance_row(name: str) -> Row:
         inst = instances[name]
@@ -93,20 +103,27 @@ def _rows(graph: nx.DiGraph, expand: bool) -> list[Row]:
     rows = []
     for entry in graph.graph["entries"]:
         row = instance_row(entry) if entry in instances else layer_row(entry)
-        rows.extend(_flatten(row) if expand else [row])
+        rows.extend(_open(row, depth))
     return rows
 
 
-def _flatten(row: Row) -> list[Row]:
-    if row.parts and row.name in row.nodes:  # a composite layer: keep it whole
+def _open(row: Row, depth: int | None) -> list[Row]:
+    """``row`` with the block instances of its outermost ``depth`` levels replaced by their rows
+    (``None``: every level, as ``--expand``)."""
+    if row.attributes is not None or not row.parts or depth == 0:  # an op layer (composites stay whole)
         return [row]
-    if not row.parts:
-        return [row]
-    return [r for p in row.parts for r in _flatten(p)]
+    return [r for p in row.parts for r in _open(p, None if depth is None else depth - 1)]
 
 
-def compile_report(graph: nx.DiGraph, expand: bool = False) -> dict:
-    """The report object that ``graphc compile --json`` prints."""
+def _param_bytes(graph: nx.DiGraph, nodes) -> int:
+    return sum(graph.nodes[n]["type"].numel() * np.dtype(graph.nodes[n]["type"].dtype).itemsize
+               for n in nodes if graph.nodes[n]["role"] == "param")
+
+
+def compile_report(graph: nx.DiGraph, expand: bool = False, depth: int | None = 0) -> dict:
+    """The report object that ``graphc compile --json`` prints.
+
+    ``depth`` opens that many levels of block instances into rows of their own (``expand``: all)."""
     cost = costs(graph)
     fields = receptive_fields(graph)
 
@@ -115,16 +132,19 @@ def compile_report(graph: nx.DiGraph, expand: bool = False) -> dict:
         out_type = graph.nodes[row.output]["type"]
         obj = {
             "name": row.name, "op": row.op, "inputs": row.inputs, "shape": _shape_json(out_type), "dtype": out_type.dtype,
-            "params": total.params, "params_trainable": total.params_trainable, "macs": total.macs, "flops": 2 * total.macs,
+            "params": total.params, "params_trainable": total.params_trainable, "param_bytes": _param_bytes(graph, row.nodes),
+            "macs": total.macs, "flops": 2 * total.macs,
             "activation_bytes": total.activation_bytes, "receptive_field": field_json(fields.get(row.output)), "loc": row.loc,
         }
+        if row.attributes is not None:
+            obj["attributes"] = row.attributes
         if row.describe:
-            obj["attributes"] = row.describe
+            obj["attributes_text"] = row.describe
         if row.parts:
             obj["parts"] = [row_json(p) for p in row.parts]
         return obj
 
-    rows = [row_json(r) for r in _rows(graph, expand)]
+    rows = [row_json(r) for r in _rows(graph, None if expand else depth)]
     totals = NodeCost(*(sum(getattr(c, f) for c in cost.values()) for f in NodeCost.__dataclass_fields__))
     loss = graph.graph.get("loss")
     loss_data = f"{loss}/data" if f"{loss}/data" in graph else loss
@@ -146,6 +166,7 @@ def compile_report(graph: nx.DiGraph, expand: bool = False) -> dict:
         "params_total": totals.params,
         "params_trainable": totals.params_trainable,
         "params_non_trainable": totals.params - totals.params_trainable,
+        "param_bytes_total": _param_bytes(graph, graph.nodes),
         "macs_total": totals.macs,
         "flops_total": 2 * totals.macs,
         "activation_bytes_total": totals.activation_bytes,
@@ -156,6 +177,16 @@ def compile_report(graph: nx.DiGraph, expand: bool = False) -> dict:
 
 def _fmt_int(n: int) -> str:
     return f"{n:,}"
+
+
+def _fmt_bytes(n: int) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1 (``235.7 KiB``)."""
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
 
 
 def _fmt_rf(rf) -> str:
@@ -170,14 +201,15 @@ def _fmt_rf(rf) -> str:
 
 def format_table(report: dict) -> str:
     """The human-readable table: one row per layer, then totals."""
-    header = ("layer", "op", "output shape", "params", "MACs", "RF size / stride / pad", "connected to")
+    header = ("layer", "op", "output shape", "params", "trainable", "param bytes", "MACs", "RF size / stride / pad", "connected to")
     body = []
     for row in report["layers"]:
-        op = row["op"] + (f" {row['attributes']}" if row.get("attributes") else "")
+        op = row["op"] + (f" {row['attributes_text']}" if row.get("attributes_text") else "")
         body.append((row["name"], op, "(" + ", ".join(map(str, row["shape"])) + ")", _fmt_int(row["params"]),
+                     _fmt_int(row["params_trainable"]), _fmt_bytes(row["param_bytes"]),
                      _fmt_int(row["macs"]), _fmt_rf(row["receptive_field"]), ", ".join(row["inputs"])))
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    right = {3, 4}
+    right = {3, 4, 5, 6}
 
     def line(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -193,7 +225,7 @@ def format_table(report: dict) -> str:
         loss = report["loss"]
         out.append(f"loss:    {loss['op']}({', '.join(loss['inputs'])})" + (f" + l2 {loss['l2']:g}" if loss["l2"] else ""))
     out.append(f"params:  {_fmt_int(report['params_total'])} total, {_fmt_int(report['params_trainable'])} trainable, "
-               f"{_fmt_int(report['params_non_trainable'])} non-trainable")
+               f"{_fmt_int(report['params_non_trainable'])} non-trainable ({_fmt_bytes(report['param_bytes_total'])})")
     out.append(f"MACs:    {_fmt_int(report['macs_total'])} per example (FLOPs = 2 × MACs = {_fmt_int(report['flops_total'])})")
     out.append(f"memory:  {report['activation_bytes_total'] / 2**20:.2f} MiB of activations per example")
     return "\n".join(out)

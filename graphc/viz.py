@@ -10,17 +10,26 @@ into clusters (``--expand``: all of them); a collapsed instance is one node.
 The DOT text is written here (no Graphviz Python bindings): every node and cluster gets a synthetic
 id (``n12``, ``cluster_3``), so user text never appears as a DOT identifier; it appears only in
 HTML-like labels (escaped by :func:`html_text`) and quoted strings (escaped by :func:`dot_string`).
-``dot -T<fmt>`` renders it; the result is written atomically.
+``dot -T<fmt>`` renders it (:func:`find_renderer`: the system's Graphviz ``dot`` when it is on PATH,
+else the ``graphviz-pure`` program that graphc depends on — a port of Graphviz's dot, SVG and PNG, no
+PDF); the result is written atomically.
+
+Labels use only glyphs that graphviz-pure's bundled fonts (Arimo, Tinos, Cousine: Latin, Greek,
+Cyrillic, common symbols) carry, so a PNG shows no boxes: gradient groups are ``∂ conv1``
+(``∇``, U+2207, is not in them) and a failed layer is marked ``×``. Tooltips keep ``∇``: the
+viewer's own fonts show them.
 
 Exit codes: 0 when the picture is written; 1 when the spec has errors (for a spec that fails shape
 inference the picture is still written, up to the failing layer, which is marked and carries the
-message), and 1 when Graphviz's ``dot`` is not on PATH (the DOT text is then written next to the
-requested output, as ``OUT.dot``, with instructions to install Graphviz).
+message), and 1 when no renderer can write the format (no program at all, or PDF without the
+system's Graphviz): the DOT text is then written next to the requested output, as ``OUT.dot``, with
+instructions to install Graphviz.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -28,14 +37,19 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 'graphc schema' need none
+    import networkx as nx
 
 from .errors import Diagnostic, GraphcError, did_you_mean
 from .files import write_atomic
 from .tensor import TensorType
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
+PURE_FORMATS = ("svg", "png")  # what graphviz-pure renders (it has no PDF output)
+GRAD_MARK = "∂"  # in labels; U+2207 ∇ renders as a box in graphviz-pure's fonts
+FAILED_MARK = "×"  # U+2717 ✗ too
 INSTALL_HINT = ("install Graphviz from your package manager (Debian/Ubuntu: sudo apt-get install graphviz; "
                 "Fedora: sudo dnf install graphviz; macOS: brew install graphviz), then run")
 
@@ -196,6 +210,8 @@ class Drawing:
             raise GraphcError(f"--highlight: no layer, block instance or node named '{name}'" +
                               (" in the part of the graph that was built" if self.failed else ""),
                               hint=did_you_mean(name, choices, "name"))
+        import networkx as nx
+
         path = {n for n in nx.ancestors(self.graph, target) if self.graph.nodes[n]["role"] != "param"}
         return target, path | {target}
 
@@ -308,7 +324,7 @@ class Drawing:
             kinds = list(dict.fromkeys(self.drawn.nodes[n]["op"].kind for n in unit.nodes))
             gmacs = sum(self.grad_cost[n].macs for n in unit.nodes)
             of = unit.name.split(":", 1)[1]
-            lines.append(f"<b>∇ {html_text(of)}</b>")
+            lines.append(f"<b>{GRAD_MARK} {html_text(of)}</b>")
             shown = ", ".join(kinds[:3]) + (", …" if len(kinds) > 3 else "")
             lines.append(html_text(f"{len(unit.nodes)} node{'s' if len(unit.nodes) != 1 else ''}: {shown}"))
             if gmacs:
@@ -323,7 +339,7 @@ class Drawing:
         if stats:
             lines.append(f'<font point-size="8">{html_text(" · ".join(stats))}</font>')
         for diag in self._failures_in(unit):
-            lines.append('<font color="#7f1d1d"><b>✗ shape inference failed</b></font>')
+            lines.append(f'<font color="#7f1d1d"><b>{FAILED_MARK} shape inference failed</b></font>')
             wrapped = _wrap(diag.message) + (_wrap(diag.hint) if diag.hint else [])
             lines.append('<font point-size="8" color="#7f1d1d">' + '<br align="left"/>'.join(map(html_text, wrapped)) + '<br align="left"/></font>')
             tip.append(str(diag))
@@ -333,6 +349,7 @@ class Drawing:
 
     def dot(self) -> str:
         units, edges = self._collect()
+        self.edges = edges
         by_id = {u.id: u for u in units}
         lit_units = {self.unit_of(n).id for n in self.lit if n in self.drawn}
         target_unit = self.unit_of(self.highlight).id if self.highlight in self.drawn else None
@@ -432,6 +449,68 @@ class Drawing:
         return "\n".join(out) + "\n"
 
 
+    # -- what the interactive page's side panel shows -----------------------------------------------
+
+    def panel(self) -> dict[str, dict]:
+        """Per drawn unit (by its DOT id), after :meth:`dot`: what the page's side panel shows — op and
+        attributes, input and output shapes, parameters, MACs, memory, receptive field, backward group."""
+        from .ir.analysis import field_json
+
+        g, drawn = self.graph, self.drawn
+        ins: dict[str, list] = {}
+        outs: dict[str, list] = {}
+        by_id = {u.id: u for u in self.units.values()}
+        for src, dst, tensor in self.edges:
+            shape = shape_text(drawn.nodes[tensor]["type"])
+            ins.setdefault(dst, []).append([by_id[src].name, shape])
+            outs.setdefault(src, []).append([by_id[dst].name, shape])
+        data = {}
+        for unit in self.units.values():
+            forward = [n for n in unit.nodes if n in g]
+            params = [n for n in forward if g.nodes[n]["role"] == "param"]
+            out_type = drawn.nodes[unit.output]["type"] if unit.output in drawn else None
+            info = {"key": f"{unit.kind}:{unit.name}", "kind": unit.kind, "name": unit.name, "cluster": list(unit.cluster),
+                    "inputs": ins.get(unit.id, []), "outputs": outs.get(unit.id, []),
+                    "shape": shape_text(out_type) if out_type is not None else None,
+                    "params": sum(self.cost[n].params for n in params),
+                    "params_trainable": sum(self.cost[n].params_trainable for n in params),
+                    "param_bytes": sum(g.nodes[n]["type"].nbytes() for n in params),
+                    "macs": sum(self.cost[n].macs for n in forward if n in self.cost),
+                    "activation_bytes": sum(self.cost[n].activation_bytes for n in forward if g.nodes[n]["role"] not in ("param", "input")),
+                    "failed": [str(d) for d in self._failures_in(unit)]}
+            field_ = self.fields.get(unit.output) if unit.kind in ("layer", "instance", "input") else None
+            if field_:
+                info["receptive_field"] = field_json(field_) | {"text": _rf_text(field_)}
+            if unit.kind == "layer":
+                op = g.graph.get("layer_ops", {}).get(unit.name)
+                layer = self.layers.get(unit.name)
+                info["op"] = op.kind if op is not None else (layer.kind if layer else "")
+                info["describe"] = op.describe() if op is not None else ""
+                info["attributes"] = op.model_dump(mode="json") if op is not None else {}
+                info["loc"] = str(layer.loc) if layer is not None and layer.loc else None
+            elif unit.kind == "instance":
+                inst = self.instances[unit.name]
+                info["op"] = f"block {inst.block}"
+                info["attributes"] = {"block": inst.block, "layers": sum(1 for l in self.layers.values() if unit.name in l.scope)}
+                info["loc"] = str(inst.loc) if inst.loc else None
+                info["opens_at_depth"] = len(inst.scope) + 1
+            elif unit.kind == "grad":
+                kinds = list(dict.fromkeys(drawn.nodes[n]["op"].kind for n in unit.nodes))
+                info["op"] = "backward: " + ", ".join(kinds)
+                info["macs"] = sum(self.grad_cost[n].macs for n in unit.nodes)
+                info["activation_bytes"] = sum(self.grad_cost[n].activation_bytes for n in unit.nodes)
+                info["backward_nodes"] = list(unit.nodes)
+                info["of"] = unit.name  # the forward unit's key: "layer:conv1"
+            else:
+                info["op"] = unit.kind
+            grad = self.units.get(("grad", f"{unit.kind}:{unit.name}"))
+            if grad is not None:
+                info["backward"] = {"id": grad.id, "nodes": len(grad.nodes),
+                                    "macs": sum(self.grad_cost[n].macs for n in grad.nodes)}
+            data[unit.id] = info
+        return data
+
+
 def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, highlight: str | None = None,
            rankdir: str = "TB", show_params: bool = False, loss_inputs=()) -> str:
     """The DOT text of ``graph`` (a forward IR from :func:`graphc.ir.build.build_graph`, possibly partial).
@@ -449,16 +528,98 @@ def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, hig
     return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs).dot()
 
 
+@dataclass(frozen=True)
+class Renderer:
+    """The program that turns DOT text into a picture, and which formats it writes."""
+
+    program: str  # full path
+    name: str  # as said to the user: "Graphviz dot" or "graphviz-pure"
+    formats: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.program})"
+
+
+def _graphviz_pure() -> str | None:
+    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv's ``bin``, used without
+    activating the venv)."""
+    found = shutil.which("graphviz-pure")
+    if found:
+        return found
+    import sysconfig
+
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(folder) / "graphviz-pure"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def find_renderer() -> Renderer | None:
+    """The system's Graphviz ``dot`` when it is on PATH, else ``graphviz-pure``; ``None`` when neither.
+
+    ``GRAPHC_DOT`` overrides the search: a program name or path to render with (``graphviz-pure``
+    picks the bundled one even where ``dot`` is installed); set but naming nothing runnable (e.g.
+    ``GRAPHC_DOT=none``), no renderer is found."""
+    override = os.environ.get("GRAPHC_DOT")
+    if override is not None:
+        program = _graphviz_pure() if override == "graphviz-pure" else shutil.which(override)
+    else:
+        program = shutil.which("dot") or _graphviz_pure()
+    if program is None:
+        return None
+    if Path(program).name.startswith("graphviz-pure"):
+        return Renderer(program, "graphviz-pure", PURE_FORMATS)
+    return Renderer(program, "Graphviz dot", ("svg", "png", "pdf"))
+
+
 def render(dot_text: str, fmt: str, dot_program: str) -> bytes:
-    """``dot -T<fmt>`` over ``dot_text``: the rendered bytes; Graphviz's own errors as a GraphcError."""
+    """``dot -T<fmt>`` over ``dot_text``: the rendered bytes; the renderer's own errors as a GraphcError.
+    Its warnings are dropped when it succeeds (graphviz-pure warns that it estimates the width of
+    non-ASCII characters, as Graphviz does without its font libraries)."""
     try:
         done = subprocess.run([dot_program, f"-T{fmt}"], input=dot_text.encode("utf-8", "replace"), capture_output=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise GraphcError(f"could not run Graphviz's dot ({dot_program}): {e}") from None
+        raise GraphcError(f"could not run {dot_program}: {e}") from None
     if done.returncode != 0 or not done.stdout:
-        raise GraphcError(f"Graphviz's dot failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()}",
+        raise GraphcError(f"{Path(dot_program).name} failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()}",
                           hint="write the DOT text with -o OUT.dot to inspect it")
     return done.stdout
+
+
+def renderer_note() -> str:
+    """One sentence for ``--help``: which program would draw the picture here."""
+    r = find_renderer()
+    if r is None:
+        return "Here neither Graphviz's dot nor graphviz-pure is found, so only .dot can be written."
+    if r.name == "graphviz-pure":
+        return f"Here the picture is drawn by {r.describe()} (SVG and PNG; PDF needs the system's Graphviz)."
+    return f"Here the picture is drawn by {r.describe()}."
+
+
+def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool, loss_inputs, highlight: str | None,
+              program: str) -> str:
+    """The interactive page: one SVG layout per depth (0: every block instance collapsed, up to every
+    one open), each drawn by ``program``, with the side panel's data of every drawn unit; expanding an
+    instance shows the next depth's layout, centred on that instance."""
+    from .viz_html import page
+
+    training = None
+    if backward and not graph.graph.get("failed"):
+        from .ir.autodiff import training_graph
+        from .ir.passes import optimize
+
+        training, _ = optimize(training_graph(graph))
+    instances = graph.graph.get("instances", {})
+    deepest = max((len(i.scope) + 1 for i in instances.values()), default=0)
+    layouts = []
+    for depth in range(deepest + 1):
+        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs)
+        svg = render(drawing.dot(), "svg", program).decode("utf-8")
+        layouts.append({"depth": depth, "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
+    title = graph.graph.get("name") or graph.graph.get("file") or "graph"
+    return page(title, layouts, {"file": graph.graph.get("file"), "backward": training is not None,
+                                 "instances": {n: len(i.scope) for n, i in instances.items()}})
 
 
 def _output_path(text: str) -> Path:
@@ -504,17 +665,25 @@ def cmd_viz(args) -> int:
     if fmt == "dot":
         write_atomic(out, text)
         print(f"wrote {out}", file=sys.stderr)
+    elif fmt == "html" and (renderer := find_renderer()) is not None:
+        write_atomic(out, html_page(graph, args.backward, args.rankdir, args.params, loss_inputs, args.highlight, renderer.program))
+        print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
+                                f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     else:
-        dot = shutil.which("dot")
-        if dot is None:
+        renderer = find_renderer()
+        if renderer is None or fmt not in renderer.formats + ("html",):
             fallback = out.with_suffix(".dot")
             write_atomic(fallback, text)
-            problems.append(Diagnostic(f"Graphviz's 'dot' program is not on PATH, so {out} was not rendered; wrote the graph to {fallback}",
+            if renderer is None:
+                why = "neither Graphviz's 'dot' nor 'graphviz-pure' (a graphc dependency: pip install graphviz-pure) is found"
+            else:
+                why = f"{fmt.upper()} needs Graphviz's own 'dot', which is not on PATH ({renderer.name} writes {', '.join(renderer.formats)})"
+            problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}",
                                        hint=f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}"))
         else:
-            write_atomic(out, render(text, fmt, dot))
+            write_atomic(out, render(text, fmt, renderer.program))
             print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
-                                    f"{', '.join(failed)})" if failed else ""), file=sys.stderr)
+                                    f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     if problems:
         raise GraphcError(problems)
     return 0
@@ -528,13 +697,16 @@ def add_subcommand(sub, epilog: str) -> None:
                     "receptive field as 'RF size /stride'), edges labelled with the inferred tensor shapes, block instances "
                     "collapsed to one node (--expand or --depth N opens them as clusters); inputs blue, outputs green, the loss "
                     "orange, gradient groups red and dashed. A spec that fails shape inference is still drawn up to the failing "
-                    "layer, marked red with the message; the picture is written and the exit code is 1. Graphviz comes from the "
-                    "system (apt-get install graphviz / brew install graphviz); without 'dot' on PATH, viz writes OUT.dot next "
-                    "to the requested output, says how to install Graphviz and exits 1. Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
+                    "layer, marked red with the message; the picture is written and the exit code is 1. The renderer is the "
+                    "system's Graphviz 'dot' when it is on PATH, else graphviz-pure (installed with graphc; SVG and PNG, no PDF); "
+                    "GRAPHC_DOT=PROGRAM picks one. Without a renderer for the format, viz writes OUT.dot next to the requested "
+                    "output, says how to install Graphviz and exits 1. " + renderer_note().replace("%", "%%") +
+                    " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")
-    v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot}",
-                   help="where to write the picture (atomically); the suffix picks the format, .dot writes the DOT text")
+    v.add_argument("-o", "--output", required=True, type=_output_path, metavar="OUT.{svg,png,pdf,dot,html}",
+                   help="where to write the picture (atomically); the suffix picks the format, .dot writes the DOT text, "
+                        ".html one self-contained interactive page (pan, zoom, click a node for its details, expand blocks, search)")
     v.add_argument("--backward", action="store_true",
                    help="draw the training graph: beside each forward node, its group of backward nodes (red, dashed), "
                         "with the cotangent shapes on the backward edges")

@@ -53,6 +53,43 @@ def test_export_training_step_with_optimizer(tmp_path):
     assert {i.name for i in model.graph.initializer} >= {"fc1.weight", "fc2.bias"}  # defaults for the parameters
 
 
+TWIN_BATCHNORM = """\
+name: twin_batchnorm
+inputs:
+  x: {shape: [N, 4]}
+  label: {shape: [N], dtype: int64}
+layers:
+  - {name: a, op: batchnorm, inputs: [x]}
+  - {name: b, op: batchnorm, inputs: [x]}
+  - {name: s, op: add, inputs: [a, b]}
+outputs: {scores: s}
+loss: {op: softmax_cross_entropy, inputs: [s, label]}
+"""
+
+
+def test_gradients_merged_by_cse_keep_every_name(tmp_path):
+    """a and b have equal gradients (CSE merges them into one node): both names are ONNX outputs."""
+    spec, inputs = tmp_path / "twin.yaml", tmp_path / "in.npz"
+    spec.write_text(TWIN_BATCHNORM)
+    rng = np.random.default_rng(0)
+    np.savez(inputs, x=rng.standard_normal((5, 4)).astype(np.float32), label=rng.integers(0, 4, 5))
+    grads = {f"grad/{p}" for p in ("a.gamma", "a.beta", "b.gamma", "b.beta")}
+    r = graphc("export", spec, "-o", tmp_path / "step.onnx", "--training")
+    assert r.returncode == 0, r.stderr
+    model = onnx.load(tmp_path / "step.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    stats = {f"new/{p}.{s}" for p in "ab" for s in ("running_mean", "running_var")}  # equal too, merged too
+    assert {o.name for o in model.graph.output} == {"loss"} | grads | stats
+    a, b = tmp_path / "ort.npz", tmp_path / "np.npz"
+    r = graphc("grad", spec, "--inputs", inputs, "--backend", "onnxruntime", "--out", a)
+    assert r.returncode == 0, r.stderr
+    assert graphc("grad", spec, "--inputs", inputs, "--out", b).returncode == 0
+    with np.load(a) as x, np.load(b) as y:
+        assert set(x.files) == set(y.files) == {"loss"} | grads
+        for k in x.files:
+            np.testing.assert_allclose(x[k], y[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
 @pytest.mark.parametrize("command", ["run", "grad"])
 def test_onnxruntime_backend_matches_numpy(tmp_path, lenet_inputs, command):
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"

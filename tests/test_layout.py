@@ -18,7 +18,7 @@ LAYERS = (
     ("ops",),
     ("spec",),
     ("ir",),
-    ("backends", "report"),
+    ("backends", "report", "viz_html"),
     ("train", "gradcheck", "viz"),
     ("tune",),
     ("cli", "__init__"),

@@ -82,15 +82,18 @@ def test_training_step_matches_on_three_engines(path):
     model = training_model(training)
     onnx.checker.check_model(model, full_check=True)
     assert default_domain_only(model)
-    nodes, names = training_outputs(training)
-    want = Program(training, nodes).run(values)
+    names = training_outputs(training)
+    want = Program(training, sorted(set(names.values()))).run(values)
+    requested = {"loss"} | {f"grad/{p}" for p in training.graph["grads"]} | {f"new/{p}" for p in training.graph.get("updates", {})}
+    assert set(names) == requested and {o.name for o in model.graph.output} == requested  # every gradient, merged by CSE or not
     feeds = {i.name: values[i.name] for i in model.graph.input}
     sess, _ = session(model, "cpu")
     engines = {"onnxruntime": run(sess, feeds)}
     if path.stem not in ("vgg16", "resnet18", "resnet50", "googlenet"):  # the reference evaluator's convolutions take minutes on these
         engines["reference"] = dict(zip([o.name for o in model.graph.output], ReferenceEvaluator(model).run(None, feeds)))
     for engine, got in engines.items():
-        for node, name in names.items():
+        assert set(got) == requested, engine
+        for name, node in names.items():
             close(got[name], want[node], f"{engine}: {name}", atol=5e-4)
 
 
@@ -101,6 +104,7 @@ def test_shape_inference_agrees_with_graphc():
     del model.graph.value_info[:]
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})  # constants (the loss seed) carry their own shape
     boundary = {v.name for v in (*model.graph.input, *model.graph.output)}
     inner = [n for n in training if n not in boundary]
     assert len(inner) >= 30 and set(inner) <= set(shapes)  # every inner value is inferred, and agrees

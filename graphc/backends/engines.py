@@ -55,13 +55,12 @@ class OrtEngine:
     name = "onnxruntime"
 
     def __init__(self, step_graph: nx.DiGraph, forward: nx.DiGraph, device: str = "auto"):
-        from .onnx_export import export_model, training_model, training_outputs
+        from .onnx_export import export_model, training_model
         from .ort import session
 
         updates = step_graph.graph["step"]
-        _, names = training_outputs(step_graph)
         self.targets = list(updates)
-        self.out_names = ["loss"] + [names[updates[k]] for k in self.targets]
+        self.out_names = ["loss"] + [f"new/{k}" for k in self.targets]  # onnx_export.training_outputs
         self.step_session, self.provider = session(training_model(step_graph), device)
         self.step_inputs = [i.name for i in self.step_session.get_inputs()]
         loss, _, pred = loss_parts(forward)

@@ -65,6 +65,11 @@ class OnnxContext:
             self._consts[key] = name
         return self._consts[key]
 
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        """The value ``name`` as an initializer holding ``array`` (a node's own constant value)."""
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
     def ints(self, values, hint: str = "shape") -> str:
         return self.const(np.asarray(values, dtype=np.int64), "int64", hint)
 
@@ -74,21 +79,21 @@ def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], dims)
 
 
-def export_model(graph: nx.DiGraph, outputs: list[str], *, initial: dict[str, np.ndarray] | None = None,
-                 defaults: dict[str, np.ndarray] | None = None, output_names: dict[str, str] | None = None,
-                 name: str | None = None, doc: str = "") -> onnx.ModelProto:
-    """An ONNX model computing ``outputs`` (node names) of ``graph``.
+def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, initial: dict[str, np.ndarray] | None = None,
+                 defaults: dict[str, np.ndarray] | None = None, name: str | None = None, doc: str = "") -> onnx.ModelProto:
+    """An ONNX model computing ``outputs`` of ``graph``: node names, or ``{output name: node}``.
 
     Every fed node the outputs need (data inputs, parameters, masks, optimiser state) is a graph
     input, except those in ``initial``, which are embedded as initializers; those in ``defaults`` are
-    inputs with an initializer as their default value. ``output_names`` renames outputs (spec output
-    names, ``grad/<param>``…) through Identity nodes.
+    inputs with an initializer as their default value. An output name other than its node's (spec
+    output names, ``grad/<param>``…) is an Identity of the node, so every name is an output even
+    where several share one value (common-subexpression elimination merges equal gradients).
     """
     initial = dict(initial or {})
     defaults = dict(defaults or {})
-    output_names = output_names or {}
-    needed = set(outputs)
-    for o in outputs:
+    named = dict(outputs) if isinstance(outputs, dict) else {o: o for o in outputs}
+    needed = set(named.values())
+    for o in named.values():
         needed |= nx.ancestors(graph, o)
     order = [n for n in topo_order(graph) if n in needed]
     ctx = OnnxContext(graph)
@@ -107,13 +112,12 @@ def export_model(graph: nx.DiGraph, outputs: list[str], *, initial: dict[str, np
         ctx._doc = f"{loc} ({a.get('layer', n)})" if loc else str(a.get("layer", n))
         a["op"].onnx(ctx, list(a["inputs"]), n)
     final_outputs = []
-    for o in outputs:
-        shown = output_names.get(o, o)
+    for shown, o in named.items():
         if shown != o:
             ctx.current = o
             ctx.node("Identity", [o], output=shown)
         final_outputs.append(value_info(shown, graph.nodes[o]["type"]))
-    infos = [value_info(n, graph.nodes[n]["type"]) for n in order if n not in fed and n not in outputs]
+    infos = [value_info(n, graph.nodes[n]["type"]) for n in order if n not in fed and n not in named]
     g = helper.make_graph(ctx.nodes, name or graph.graph.get("name") or "graphc", [value_info(n, graph.nodes[n]["type"]) for n in graph_inputs],
                           final_outputs, initializer=ctx.initializers, value_info=infos, doc_string=doc)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graphc", producer_version=__version__,
@@ -127,27 +131,26 @@ def forward_model(graph: nx.DiGraph, params: dict[str, np.ndarray] | None = None
     """The forward graph (inference mode): outputs by the spec's output names; ``params`` embedded
     as initializers (else parameters are inputs)."""
     outputs = graph.graph["outputs"]
-    return export_model(graph, list(outputs.values()), initial=params, output_names={v: k for k, v in outputs.items()},
+    return export_model(graph, dict(outputs), initial=params,
                         doc=f"graphc forward graph of {graph.graph.get('name')} ({graph.graph.get('file')})")
 
 
-def training_outputs(training: nx.DiGraph) -> tuple[list[str], dict[str, str]]:
-    """The nodes a training step returns and their ONNX names: ``loss``, ``grad/<param>`` and, with an
-    optimiser, ``new/<param>`` and ``new/state/…`` (batchnorm statistics: ``new/<param>``)."""
-    names = {training.graph["loss"]: "loss"}
-    names.update({node: f"grad/{p}" for p, node in training.graph["grads"].items()})
+def training_outputs(training: nx.DiGraph) -> dict[str, str]:
+    """What a training step returns, ``{ONNX output name: node}``: ``loss``, ``grad/<param>`` and,
+    with an optimiser, ``new/<param>`` and ``new/state/…`` (batchnorm statistics: ``new/<param>``).
+    Keyed by name: two names may share one node (equal gradients merged by CSE), and both are outputs."""
+    names = {"loss": training.graph["loss"]}
+    names.update({f"grad/{p}": node for p, node in training.graph["grads"].items()})
     step = training.graph.get("step") or dict(training.graph.get("updates", {}))
-    for target, node in step.items():
-        names.setdefault(node, f"new/{target}")  # new/<param>, new/state/<param>/<slot>, new/state/step
-    return list(names), names
+    names.update({f"new/{target}": node for target, node in step.items()})  # new/<param>, new/state/<param>/<slot>, new/state/step
+    return names
 
 
 def training_model(training: nx.DiGraph, params: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """The whole training step: inputs are the data, labels, dropout masks, parameters (``params``
     as their default values), and with an optimiser ``lr`` and the ``state/…``; outputs as
     :func:`training_outputs`."""
-    outputs, names = training_outputs(training)
-    return export_model(training, outputs, defaults=params, output_names=names,
+    return export_model(training, training_outputs(training), defaults=params,
                         doc=f"graphc training step of {training.graph.get('name')} ({training.graph.get('file')})"
                             + (f" with {training.graph['optimizer']}" if training.graph.get("optimizer") else ""))
 

@@ -11,6 +11,7 @@ import networkx as nx
 import numpy as np
 
 from ..errors import Diagnostic, GraphcError, did_you_mean
+from ..files import array_headers, load_arrays
 from .interpreter import Program
 
 
@@ -58,6 +59,43 @@ def check_inputs(graph: nx.DiGraph, arrays: dict[str, np.ndarray], source: str, 
     if errors:
         raise GraphcError(errors)
     return out, sizes
+
+
+def check_headers(graph: nx.DiGraph, headers: dict[str, tuple[tuple[int, ...], np.dtype]], source: str) -> dict[str, int]:
+    """The sizes bound to symbolic dims by arrays known from their headers only (:func:`array_headers`):
+    every array the spec declares must have its rank, static sizes, consistent symbolic sizes and a
+    dtype of the right kind. Names the spec does not declare and missing inputs are left to
+    :func:`check_inputs`, which sees the command's needs."""
+    declared = data_inputs(graph)
+    errors, sizes = [], {}
+    for name, (shape, dtype) in headers.items():
+        if name not in declared:
+            continue
+        want = declared[name]["type"]
+        shown = f"({', '.join(map(str, want.shape))})"
+        if len(shape) != want.rank or any(isinstance(d, int) and got != d for got, d in zip(shape, want.shape)):
+            errors.append(Diagnostic(f"{source}: '{name}' has shape {shape}, the spec declares {shown}"))
+            continue
+        for got, dim in zip(shape, want.shape):
+            if isinstance(dim, str) and sizes.setdefault(dim, got) != got:
+                errors.append(Diagnostic(f"{source}: '{name}' has {dim} = {got}, but another input has {dim} = {sizes[dim]}"))
+        kinds = "iu" if want.dtype == "int64" else "fiu"
+        if dtype.kind not in kinds or dtype == np.bool_:
+            errors.append(Diagnostic(f"{source}: '{name}' has dtype {dtype}, the spec declares {want.dtype}"))
+    if errors:
+        raise GraphcError(errors)
+    return sizes
+
+
+def load_inputs(graph: nx.DiGraph, path, before_reading=None, source: str = "--inputs") -> dict[str, np.ndarray]:
+    """The arrays of the file ``path``, the headers checked against the spec first
+    (:func:`check_headers`): an array of the wrong shape or dtype is refused before any of it is read
+    or inflated, so a small file holding gigabytes of zeros costs nothing. ``before_reading`` is
+    called with the symbolic sizes the headers bind (to check the memory a run needs) before that."""
+    sizes = check_headers(graph, array_headers(path, source), source)
+    if before_reading is not None:
+        before_reading(sizes)
+    return load_arrays(path, source)
 
 
 def draw_masks(graph: nx.DiGraph, sizes: dict[str, int], seed: int, dtype=np.float32) -> dict[str, np.ndarray]:

@@ -42,6 +42,28 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 #: sizes per spatial dim: one int for both, or [h, w]; each bounded like the int
 PositivePair = Annotated[PositiveInt | tuple[PositiveInt, PositiveInt], BeforeValidator(_list_to_tuple)]
 NonNegativePair = Annotated[NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt], BeforeValidator(_list_to_tuple)]
+#: per-side padding ((top, bottom), (left, right)), written ``{top, bottom, left, right}`` in a spec
+SidePads = tuple[tuple[NonNegativeInt, NonNegativeInt], tuple[NonNegativeInt, NonNegativeInt]]
+SIDES = ("top", "bottom", "left", "right")
+
+
+def side_padding(value):
+    """Read a padding value: ``{top, bottom, left, right}`` (missing sides 0) becomes ((top, bottom),
+    (left, right)); a list of four is refused, its order being ambiguous (ONNX's [top, left, bottom,
+    right] against PyTorch's (left, right, top, bottom))."""
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in SIDES]
+        if unknown:
+            raise ValueError(f"padding side {unknown[0]!r} is not one of top, bottom, left, right")
+        return ((value.get("top", 0), value.get("bottom", 0)), (value.get("left", 0), value.get("right", 0)))
+    if isinstance(value, (list, tuple)) and len(value) == 4 and all(isinstance(v, int) for v in value):
+        raise ValueError("a list of 4 paddings is ambiguous (ONNX orders [top, left, bottom, right], PyTorch "
+                         "(left, right, top, bottom)); write {top: …, bottom: …, left: …, right: …}")
+    if isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
 #: ONNX's element types (``onnx.TensorProto.FLOAT`` …), spelled out so that the ops need not import onnx
 ONNX_DTYPES = {"float32": 1, "float64": 11, "int64": 7}
 
@@ -115,7 +137,7 @@ def sample(attrs: dict | None = None, *shapes, dtypes=None, note: str = "", posi
 class Op(BaseModel):
     """Base of every op. Subclasses set ``kind`` and declare their attributes as fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     kind: ClassVar[str]
     #: one full sentence for ``graphc ops`` (user-facing ops); the docstring carries the formula
@@ -189,6 +211,11 @@ class Op(BaseModel):
     def describe(self) -> str:
         """Key attributes for tables and pictures, e.g. ``k3 s2 p1``."""
         return ""
+
+    def attributes(self, xs: list[TensorType]) -> dict[str, Any]:
+        """Every attribute as a JSON field (``compile --json``), plus values the input types resolve
+        (a window op's ``padding_resolved``)."""
+        return self.model_dump(mode="json")
 
 
 def expect_rank(x: TensorType, rank: int | tuple[int, ...], what: str = "input") -> None:

@@ -14,7 +14,9 @@ from ..tensor import TensorType, static
 from .base import (
     KAIMING,
     ZEROS,
+    SIDES,
     IntPair,
+    NonNegativeInt,
     NonNegativePair,
     Op,
     Param,
@@ -28,10 +30,15 @@ from .base import (
     expect_rank,
     pair,
     sample,
+    side_padding,
+    SidePads,
 )
+from .fused_activation import ACTIVATION_DOC, ActivationName, activate
 from .reduce import ReduceSum
 
-Padding = NonNegativePair | Literal["same", "valid"]
+#: one int for all sides, [ph, pw] (each on both sides of its dim), {top, bottom, left, right}, 'same' or 'valid'
+Padding = Annotated[NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | SidePads | Literal["same", "valid"],
+                    BeforeValidator(side_padding)]
 
 
 def _nested_tuple(value):
@@ -437,6 +444,8 @@ def resolve_pads(padding, n: int, k: int, s: int, d: int) -> tuple[int, int]:
         out = -(-n // s)
         total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
         return (total // 2, total - total // 2)
+    if isinstance(padding, tuple):  # per side: (begin, end)
+        return padding
     return (padding, padding)
 
 
@@ -502,10 +511,24 @@ class _Windowed(Op):
         k, s = self._kernel(), self._stride()
         text = f"k{k[0]}" + (f"x{k[1]}" if k[0] != k[1] else "") + (f" s{s[0]}" if s == (s[0], s[0]) else f" s{s}")
         pad = self.padding if isinstance(self.padding, str) else pair(self.padding)
-        text += f" p{pad}" if isinstance(pad, str) else (f" p{pad[0]}" if pad[0] == pad[1] else f" p{pad}")
+        if isinstance(pad, str):
+            text += f" p{pad}"
+        elif isinstance(pad[0], tuple):  # per side
+            text += " p[" + " ".join(f"{side[0]}{p}" for side, p in zip(SIDES, (*pad[0], *pad[1]))) + "]"
+        else:
+            text += f" p{pad[0]}" if pad[0] == pad[1] else f" p{pad}"
         if self._dilation() != (1, 1):
             text += f" d{self._dilation()[0]}"
         return text
+
+    def attributes(self, xs):
+        """Adds ``padding_resolved``: ``[[top, bottom], [left, right]]``, the numbers ``same``/``valid``
+        (or a single int) became for this input size; absent while the spatial size is symbolic."""
+        out = super().attributes(xs)
+        spatial = xs[0].shape[2:] if xs and xs[0].rank == 4 else ()
+        if len(spatial) == 2 and all(isinstance(n, int) for n in spatial):
+            out["padding_resolved"] = [list(p) for p in self.pads(spatial)]
+        return out
 
 
 class Conv2d(_Windowed):
@@ -515,7 +538,8 @@ class Conv2d(_Windowed):
 
     Output size per spatial dim: ``floor((n + p_begin + p_end − d(k−1) − 1)/s) + 1``.
     Parameters ``O·(C/g)·kh·kw`` weights plus ``O`` biases; MACs ``O·H'·W'·(C/g)·kh·kw`` per example.
-    ``groups = C = filters`` is a depthwise convolution.
+    ``groups = C = filters`` is a depthwise convolution. With ``activation: f`` the layer is
+    ``f(conv2d(x))``: the convolution node is ``<name>/conv`` and the activation node ``<name>``.
     """
 
     kind = "conv2d"
@@ -523,16 +547,19 @@ class Conv2d(_Windowed):
     filters: PositiveInt = Field(description="number of output channels (O)")
     kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
     stride: PositivePair = Field(1, description="step between windows: one int or [sh, sw]")
-    padding: Padding = Field(0, description="zeros added on each side: one int, [ph, pw], 'same' (output size ceil(n/s)) or 'valid' (none)")
+    padding: Padding = Field(0, description="zeros added: one int for all sides, [ph, pw], {top, bottom, left, right}, 'same' (output size ceil(n/s)) or 'valid' (none)")
     dilation: PositivePair = Field(1, description="spacing between kernel taps (1: contiguous): one int or [dh, dw]")
     groups: PositiveInt = Field(1, description="channel groups; must divide input channels and filters (groups = channels = filters: depthwise)")
     bias: bool = Field(True, description="add a learnable bias per output channel")
+    activation: ActivationName | None = Field(None, description=ACTIVATION_DOC)
 
     samples = (
         sample({"filters": 4, "kernel": 3, "padding": 1}, (2, 3, 5, 5)),
         sample({"filters": 4, "kernel": 3, "stride": 2, "padding": "same"}, (2, 2, 7, 6)),
         sample({"filters": 2, "kernel": [2, 3], "dilation": 2, "bias": False}, (1, 2, 7, 8)),
         sample({"filters": 4, "kernel": 3, "groups": 4, "padding": 1}, (2, 4, 5, 5), note="depthwise"),
+        sample({"filters": 3, "kernel": 3, "stride": 2, "padding": {"top": 0, "bottom": 1, "left": 2, "right": 0}}, (1, 2, 6, 5),
+               note="per-side padding"),
     )
 
     def params(self, xs):
@@ -563,7 +590,16 @@ class Conv2d(_Windowed):
         return y.numel() * (xs[1].shape[1]) * kh * kw
 
     def describe(self):
-        return f"{self.filters} " + super().describe() + (f" g{self.groups}" if self.groups != 1 else "")
+        return (f"{self.filters} " + super().describe() + (f" g{self.groups}" if self.groups != 1 else "")
+                + (f" {self.activation}" if self.activation else ""))
+
+    def expand(self, b, name, inputs):
+        """The convolution node, then the activation node named after the layer when there is one."""
+        if self.activation is None:
+            return super().expand(b, name, inputs)
+        conv = self.model_copy(update={"activation": None})
+        params = [b.param(name, pname, p) for pname, p in conv.params([b.type_of(i) for i in inputs]).items()]
+        return activate(b, name, b.op(f"{name}/conv", conv, list(inputs) + params), self.activation)
 
     def forward(self, x, w, b=None):
         return conv2d_forward(x, w, b, self._stride(), self._dilation(), self.groups, self.pads(x.shape[2:]))

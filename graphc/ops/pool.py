@@ -27,9 +27,9 @@ from .base import (
     pair,
     sample,
 )
-from .conv import Size2, _span, _Windowed, onnx_transposed_conv, padded
+from .conv import Padding, Size2, _span, _Windowed, onnx_transposed_conv, padded
 
-PoolPadding = NonNegativePair | Literal["same", "valid"]
+PoolPadding = Padding  # one int, [ph, pw], {top, bottom, left, right}, 'same' or 'valid'
 
 
 def windows(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
@@ -218,7 +218,7 @@ class _MaxPoolAttrs(_Pool2d):
 
     kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
     stride: PositivePair | None = Field(None, description="step between windows: one int or [sh, sw]; default: the kernel")
-    padding: PoolPadding = Field(0, description="−∞ padding on each side: one int, [ph, pw], 'same' or 'valid'")
+    padding: PoolPadding = Field(0, description="−∞ padding: one int for all sides, [ph, pw], {top, bottom, left, right}, 'same' or 'valid'")
     dilation: PositivePair = Field(1, description="spacing between window taps: one int or [dh, dw]")
     ceil_mode: bool = Field(False, description="round the output size up (a last partial window), as PyTorch's ceil_mode")
 
@@ -240,6 +240,7 @@ class MaxPool2d(_MaxPoolAttrs):
         sample({"kernel": 2, "stride": 2}, (2, 3, 4, 4)),
         sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 2, 6, 5), note="overlapping, ceil"),
         sample({"kernel": [2, 3], "stride": 1, "dilation": 2}, (1, 2, 6, 7), note="dilated"),
+        sample({"kernel": 3, "stride": 2, "padding": {"top": 0, "bottom": 1, "left": 1, "right": 0}}, (1, 2, 6, 5), note="per-side"),
     )
 
     def forward(self, x):
@@ -381,7 +382,7 @@ class AvgPool2d(_Pool2d):
     summary = "A 2-D average pooling that keeps each window's mean, channel by channel."
     kernel: PositivePair = Field(description="window size: one int for both spatial dims or [kh, kw]")
     stride: PositivePair | None = Field(None, description="step between windows: one int or [sh, sw]; default: the kernel")
-    padding: PoolPadding = Field(0, description="zero padding on each side: one int, [ph, pw], 'same' or 'valid'")
+    padding: PoolPadding = Field(0, description="zero padding: one int for all sides, [ph, pw], {top, bottom, left, right}, 'same' or 'valid'")
     ceil_mode: bool = Field(False, description="round the output size up (a last partial window), as PyTorch's ceil_mode")
     count_include_pad: bool = Field(False, description="divide by the whole window, padding included, instead of its real input positions")
 
@@ -389,6 +390,8 @@ class AvgPool2d(_Pool2d):
         sample({"kernel": 2}, (2, 3, 4, 4)),
         sample({"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": True}, (1, 2, 5, 6), note="padding counted"),
         sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}, (1, 2, 6, 5), note="ceil, padding not counted"),
+        sample({"kernel": 3, "stride": 2, "padding": {"top": 1, "right": 2}, "count_include_pad": True}, (1, 2, 6, 5), note="per-side"),
+        sample({"kernel": 2, "stride": 2, "padding": {"bottom": 1, "right": 1}}, (1, 2, 5, 5), note="per-side, not counted"),
     )
 
     def forward(self, x):

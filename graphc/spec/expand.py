@@ -101,6 +101,40 @@ class _Expander:
         self.stack: list[str] = []  # block names being expanded, for recursion detection
         self.broken: set[str] = set()  # layers whose inputs could not be resolved (already reported)
         self.tainted: set[str] = set()  # layers and instances whose attributes hold bad arguments
+        self.sizes: dict[str, int] = {}  # block name -> layers one instance expands to
+        self.full = False  # the layer limit was reached: nothing more is expanded
+
+    def flat_size(self, bname: str, calling: tuple[str, ...] = ()) -> int:
+        """How many flat layers one call of block ``bname`` expands to: Σ repeat × (1 for an op, the
+        called block's size for a call), computed from the block bodies without expanding anything.
+        A ``repeat`` given as a block argument counts once, so this is a lower bound then."""
+        if bname in self.sizes:
+            return self.sizes[bname]
+        block = self.blocks.get(bname)
+        if block is None or bname in calling:
+            return 1  # reported when expanded
+        total = 0
+        for raw in block.get("layers") or ():
+            repeat = raw.get("repeat")
+            repeat = repeat if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1 else 1
+            inner = raw.get("block")
+            total += repeat * (self.flat_size(inner, calling + (bname,)) if isinstance(inner, str) else 1)
+        self.sizes[bname] = total
+        return total
+
+    def fits(self, absolute: str, entry: LDict, repeat: int, each: int, what: str) -> bool:
+        """Whether ``repeat × each`` more layers stay within ``MAX_LAYERS``; reported once if not, before
+        any of them is expanded (nested repeats would otherwise loop through the whole product)."""
+        if self.full:
+            return False
+        need = repeat * each
+        if len(self.out.layers) + need <= MAX_LAYERS:
+            return True
+        self.full = True
+        product = f"{repeat} × {each} = {need}" if repeat > 1 and each > 1 else f"{need}"
+        self.out.errors.append(Diagnostic(f"'{absolute}' expands to {product} layers ({what}), more than the limit of {MAX_LAYERS} layers",
+                                          loc_of(entry, "repeat") if "repeat" in entry else entry.loc, "lower a 'repeat' count"))
+        return False
 
     def scope_body(self, entries: LList, prefix: str, env: dict[str, str], first_input: str | None,
                    args: dict, scope: tuple[str, ...]) -> str | None:
@@ -174,6 +208,8 @@ class _Expander:
             self.out.errors.append(Diagnostic(f"'args' is for block calls; '{absolute}' is an op layer", loc_of(entry, "args"),
                                               "write the op's attributes directly in the layer"))
         init = _init_of(entry)
+        if not self.fits(absolute, entry, repeat, 1, f"op {entry['op']}"):
+            return
         if repeat == 1:
             self.add(FlatLayer(absolute, entry["op"], attrs, inputs, init, entry.loc, scope, loc_of(entry, "inputs"), loc_of(entry, "init"), loc_of(entry, "op")))
             return
@@ -228,6 +264,8 @@ class _Expander:
         if len(inputs) != len(block_inputs):
             errors.append(Diagnostic(f"block '{bname}' takes {len(block_inputs)} input(s) ({', '.join(block_inputs)}), "
                                      f"'{absolute}' gives {len(inputs)}", loc_of(entry, "inputs") or entry.loc))
+            return
+        if not self.fits(absolute, entry, repeat, self.flat_size(bname), f"block '{bname}'"):
             return
         self.out.instances[absolute] = Instance(absolute, bname if repeat == 1 else f"{bname} ×{repeat}", entry.loc, scope, inputs=inputs)
         current = inputs

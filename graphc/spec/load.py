@@ -61,7 +61,7 @@ def _collect_blocks(data: LDict, base: Path, blocks: dict, origin: dict, errors:
         if len(chain) > MAX_INCLUDE_DEPTH:
             errors.append(Diagnostic(f"includes nested deeper than {MAX_INCLUDE_DEPTH}", where))
             continue
-        if not target.is_file():
+        if not target.exists():
             errors.append(Diagnostic(f"included file '{rel}' does not exist", where, f"paths are relative to {base}"))
             continue
         try:
@@ -76,7 +76,7 @@ def _collect_blocks(data: LDict, base: Path, blocks: dict, origin: dict, errors:
 def load_spec(path: str | Path, text: str | None = None) -> LoadedSpec:
     """Load and structurally validate a spec file (or ``text`` shown as ``path``)."""
     path = str(path)
-    return validate_spec(path, load_yaml_file(path) if text is None else load_yaml_text(text, path))
+    return validate_spec(path, load_yaml_file(path) if text is None else load_yaml_text(text, path, document=True))
 
 
 def validate_spec(path: str, data) -> LoadedSpec:

@@ -12,7 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")]  # "0" allowed: torchvision's layer2.0
-DimValue = Annotated[int, Field(ge=1)] | Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+#: the largest static size of one dimension of an input (and of a batch): 2^31 − 1, far beyond any
+#: network that fits in memory; what it protects from is a typo that would ask NumPy for exabytes
+MAX_DIM = 2**31 - 1
+DimValue = Annotated[int, Field(ge=1, le=MAX_DIM)] | Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 InitName = Literal["xavier", "kaiming", "normal", "uniform", "zeros", "ones", "constant"]
 
 
@@ -145,8 +148,8 @@ class TrainDecl(Strict):
     l2: Annotated[float, Field(ge=0)] | None = None
     init: dict[str, InitName | InitDecl] = {}
     epochs: Annotated[int, Field(ge=1, le=1_000_000)] = 20
-    batch_size: Annotated[int, Field(ge=1)] = 64
-    eval_batch_size: Annotated[int, Field(ge=1)] = 1024
+    batch_size: Annotated[int, Field(ge=1, le=MAX_DIM)] = 64
+    eval_batch_size: Annotated[int, Field(ge=1, le=MAX_DIM)] = 1024
     shuffle: bool = True
     seed: int = 0
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"

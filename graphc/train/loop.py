@@ -158,7 +158,7 @@ class Trainer:
             raise GraphcError("the training split is empty")
         self.data_hash = fingerprint(self.splits)
         training, _ = optimize(training_graph(graph))
-        self.step_graph = with_optimizer(training, t.optimizer, Hyper(momentum=t.momentum, decay=t.rho, beta1=t.beta1,
+        self.step_graph = with_optimizer(training, t.optimizer, Hyper(momentum=t.momentum, rho=t.rho, beta1=t.beta1,
                                                                       beta2=t.beta2, eps=t.eps))
         self.masks = [n for n, a in self.step_graph.nodes(data=True) if a["op"].kind == "random_mask"]
         self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}

@@ -35,7 +35,7 @@ SLOTS = {"sgd": (), "momentum": ("velocity",), "nesterov": ("velocity",), "rmspr
 @dataclass(frozen=True)
 class Hyper:
     momentum: float = 0.9
-    decay: float = 0.99  # RMSProp's ρ
+    rho: float = 0.99  # RMSProp's ρ (the spec's train.rho)
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
@@ -84,7 +84,7 @@ def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper()) -> n
             w_new = (add.op(f"new/{p}", Add(), [p, v_new]) if kind == "momentum" else
                      add.op(f"new/{p}", optim.NesterovUpdate(momentum=hyper.momentum), [p, state["velocity"], v_new]))
         elif kind == "rmsprop":
-            c_new = add.op(new["cache"], optim.MovingAverage(beta=hyper.decay, square=True), [state["cache"], grad])
+            c_new = add.op(new["cache"], optim.MovingAverage(beta=hyper.rho, square=True), [state["cache"], grad])
             w_new = add.op(f"new/{p}", optim.RMSPropUpdate(eps=hyper.eps), [p, grad, c_new, lr])
         else:
             m_new = add.op(new["m"], optim.MovingAverage(beta=hyper.beta1), [state["m"], grad])

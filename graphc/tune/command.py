@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..errors import GraphcError
 from ..train.command import at_least_one
-from .prefilter import Budgets, parse_amount
-from .search import TuneOptions, tune
+
+# the search (Dask, the trial store, plots) is imported by the handler, not here: every graphc
+# command builds this subcommand's parser
 
 TUNE_EPILOG = """exit codes: 0 the search finished (every trial trained, rejected before training, or failed with a
 stated reason) · 1 invalid spec, search space or option · 2 invalid command line · 130 interrupted: continue with
@@ -15,6 +16,8 @@ stated reason) · 1 invalid spec, search space or option · 2 invalid command li
 def _amount(text: str) -> int:
     import argparse
 
+    from .prefilter import parse_amount
+
     try:
         return parse_amount(text)
     except ValueError as e:
@@ -22,6 +25,9 @@ def _amount(text: str) -> int:
 
 
 def cmd_tune(args) -> int:
+    from .prefilter import Budgets
+    from .search import TuneOptions, tune
+
     if sum(x is not None for x in (args.resume, args.refine)) > 1:
         raise GraphcError("use --resume DIR or --refine DIR, not both")
     if args.workers and args.scheduler:

@@ -1,0 +1,131 @@
+"""`graphc compile`: structured attributes in --json, trainable and byte columns, --depth, through the real command."""
+
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+
+SAME = """\
+inputs: {image: {shape: [N, 3, 32, 32]}}
+layers:
+  - {name: conv, op: conv2d, filters: 16, kernel: 4, stride: 2, padding: same}
+  - {name: bn, op: batchnorm}
+  - {name: pool, op: maxpool2d, kernel: 3, stride: 1, padding: valid}
+"""
+
+
+def graphc(*args, cwd=ROOT):
+    return subprocess.run(["graphc", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def rows(report):
+    return {r["name"]: r for r in report["layers"]}
+
+
+def test_json_attributes_are_fields_with_resolved_padding(tmp_path):
+    spec = tmp_path / "same.yaml"
+    spec.write_text(SAME)
+    r = graphc("compile", spec, "--json")
+    assert r.returncode == 0, r.stderr
+    by = rows(json.loads(r.stdout))
+    conv = by["conv"]
+    assert conv["attributes_text"] == "16 k4 s2 psame"
+    expected = {"filters": 16, "kernel": 4, "stride": 2, "padding": "same", "dilation": 1, "groups": 1, "bias": True,
+                "padding_resolved": [[1, 1], [1, 1]]}
+    assert {k: conv["attributes"].get(k) for k in expected} == expected
+    # 32 rows, stride 2, kernel 4: ceil(32/2) = 16 outputs need (16−1)·2 + 4 − 32 = 2 rows of padding
+    assert conv["shape"] == ["N", 16, 16, 16]
+    assert by["pool"]["attributes"]["padding_resolved"] == [[0, 0], [0, 0]]
+    assert by["bn"]["attributes"] == {"momentum": 0.9, "eps": 1e-5}
+
+
+def test_trainable_and_parameter_bytes(tmp_path):
+    spec = tmp_path / "same.yaml"
+    spec.write_text(SAME)
+    report = json.loads(graphc("compile", spec, "--json").stdout)
+    bn = rows(report)["bn"]
+    assert (bn["params"], bn["params_trainable"], bn["param_bytes"]) == (64, 32, 256)
+    assert rows(report)["conv"]["param_bytes"] == (16 * 3 * 16 + 16) * 4
+    assert report["param_bytes_total"] == 4 * report["params_total"]
+    table = graphc("compile", spec).stdout.splitlines()
+    assert table[1].split()[:7] == ["layer", "op", "output", "shape", "params", "trainable", "param"]
+    bn_line = next(line for line in table if line.startswith("bn "))
+    assert "64" in bn_line and "32" in bn_line and "256 B" in bn_line
+    assert "(3.3 KiB)" in table[-3]
+
+
+def test_depth_opens_outer_instances_only():
+    spec = SPECS / "resnet20_cifar.yaml"
+    names = {d: [r["name"] for r in json.loads(graphc("compile", spec, "--json", "--depth", d).stdout)["layers"]] for d in (0, 1, 2)}
+    expanded = [r["name"] for r in json.loads(graphc("compile", spec, "--json", "--expand").stdout)["layers"]]
+    assert "layer2" in names[0] and "layer2.b0" not in names[0]
+    assert "layer2.b0" in names[1] and "layer2.rest" in names[1] and "layer2.b0.conv1" not in names[1]
+    assert "layer2.b0.conv1" in names[2] and "layer2.rest.0" in names[2]
+    assert len(names[0]) < len(names[1]) < len(names[2]) <= len(expanded)
+    table = graphc("compile", spec, "--depth", "1").stdout
+    assert "\nlayer2.b0 " in table
+    bad = graphc("compile", spec, "--depth", "x")
+    assert bad.returncode == 2 and "not a number of levels" in bad.stderr
+
+
+def _files(tmp_path):
+    """Real files of each format, written by the libraries that make them."""
+    import bz2
+    import gzip
+    import zipfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    model = tmp_path / "lenet.onnx"
+    assert graphc("export", SPECS / "lenet5.yaml", "-o", model).returncode == 0
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(tmp_path / "plot.png")
+    fig.savefig(tmp_path / "plot.pdf")
+    plt.close(fig)
+    np.savez(tmp_path / "arrays.npz", x=np.zeros(3))
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    spec = (SPECS / "lenet5.yaml").read_bytes()
+    (tmp_path / "lenet5.yaml.gz").write_bytes(gzip.compress(spec))
+    (tmp_path / "lenet5.yaml.bz2").write_bytes(bz2.compress(spec))
+    with zipfile.ZipFile(tmp_path / "specs.zip", "w") as z:
+        z.writestr("lenet5.yaml", spec)
+    return {
+        model: "this is an ONNX model (IR version 10, produced by graphc), not a YAML spec file",
+        tmp_path / "plot.png": "this is a PNG image",
+        tmp_path / "plot.pdf": "this is a PDF document",
+        tmp_path / "arrays.npz": "this is a NumPy .npz archive",
+        tmp_path / "array.npy": "this is a NumPy .npy array",
+        tmp_path / "lenet5.yaml.gz": "this is gzip-compressed data",
+        tmp_path / "lenet5.yaml.bz2": "this is bzip2-compressed data",
+        tmp_path / "specs.zip": "this is a zip archive",
+    }
+
+
+def test_non_yaml_files_are_named_by_what_they_are(tmp_path):
+    for path, message in _files(tmp_path).items():
+        r = graphc("compile", path)
+        assert r.returncode == 1, (path, r.stderr)
+        line = r.stderr.strip()
+        assert line.startswith(f"{path}:1:1: error: {message}") and "\n" not in line and "UTF-8" not in line, line
+        assert "Traceback" not in r.stderr
+
+
+def test_an_onnx_model_larger_than_the_spec_limit_is_still_an_onnx_model(tmp_path):
+    model = tmp_path / "vgg.onnx"
+    assert graphc("export", SPECS / "mlp_digits.yaml", "-o", model).returncode == 0
+    model.write_bytes(model.read_bytes() + b"\0" * (5 << 20))  # past the 4 MiB spec limit
+    r = graphc("compile", model)
+    assert r.returncode == 1 and "this is an ONNX model" in r.stderr and "limit" not in r.stderr, r.stderr
+
+
+def test_latin1_text_still_says_utf8(tmp_path):
+    spec = tmp_path / "latin1.yaml"
+    spec.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    r = graphc("compile", spec)
+    assert r.returncode == 1 and "not UTF-8 text" in r.stderr
