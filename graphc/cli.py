@@ -6,12 +6,11 @@ import argparse
 import json
 import sys
 
-from .errors import EXIT_SPEC_ERROR, Diagnostic, GraphcError
+from .errors import EXIT_CODES_HELP, Diagnostic, GraphcError
 from .files import write_atomic
 from .version import __version__
 
-EPILOG = """exit codes: 0 success · 1 invalid spec or input (messages name file:line:col) ·
-2 invalid command line · 3 a numerical check failed"""
+EPILOG = EXIT_CODES_HELP
 
 
 def _emit(text: str, out: str | None) -> None:
@@ -135,27 +134,35 @@ def cmd_grad(args) -> int:
 
 
 def cmd_check_grad(args) -> int:
+    import networkx as nx
+
     from .errors import EXIT_CHECK_FAILED
     from .gradcheck import check_spec
-    from .ir.build import compile_spec
-
-    graph = compile_spec(args.spec)
     from .ir.autodiff import training_graph
+    from .ir.build import compile_spec
     from .ir.memory import require_memory
 
+    graph = compile_spec(args.spec)
     training = training_graph(graph)
     symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
-    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8)
-    results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions)
+    # the check keeps every forward value (to freeze kinks and re-run from) and every gradient, in float64
+    kept = nx.ancestors(training, training.graph["loss"]) | {training.graph["loss"]} | set(training.graph["grads"].values())
+    require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8, targets=kept)
+    results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions, wrt=args.wrt)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
     if args.json:
-        print(json.dumps({"max_rel_error": worst, "tolerance": args.tolerance, "ok": ok,
-                          "params": {r.name: {"max_rel_error": r.max_rel_error, "max_abs_error": r.max_abs_error, "checked": r.checked}
+        print(json.dumps({"max_rel_error": worst, "tolerance": args.tolerance, "ok": ok, "wrt": args.wrt,
+                          "params": {r.name: {"max_rel_error": r.max_rel_error, "max_abs_error": r.max_abs_error, "checked": r.checked,
+                                              "reaches_loss": r.reaches_loss}
                                      for r in results}}, indent=2))
     else:
         width = max((len(r.name) for r in results), default=10)
         for r in results:
+            if not r.reaches_loss:
+                print(f"{r.name:<{width}}  zero gradient: the loss does not depend on it"
+                      + ("" if r.max_abs_error == 0 else f"  > but the symbolic gradient is {r.max_abs_error:.2e}"))
+                continue
             print(f"{r.name:<{width}}  {r.max_rel_error:.2e}{'' if r.max_rel_error <= args.tolerance else '  > tolerance'}")
         print(f"max relative error {worst:.2e} ({'ok' if ok else 'FAILED'}: tolerance {args.tolerance:g})")
     return 0 if ok else EXIT_CHECK_FAILED
@@ -234,16 +241,6 @@ def cmd_ops(args) -> int:
     return 0
 
 
-def memory_size(text: str) -> int:
-    """``--max-memory``'s type: ``4GiB``, ``512MiB``, ``8GB`` or bytes."""
-    from .ir.memory import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -270,9 +267,9 @@ def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
 
 
 def memory_option(p) -> None:
-    p.add_argument("--max-memory", type=memory_size, metavar="SIZE",
-                   help="refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
-                        "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
+    from .ir.memory import MAX_MEMORY_HELP, size_argument
+
+    p.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -330,14 +327,18 @@ def parser() -> argparse.ArgumentParser:
     gr.set_defaults(run=cmd_grad)
 
     k = sub.add_parser("check-grad", help="compare symbolic gradients with float64 central differences", epilog=EPILOG,
-                       description="Check every trainable parameter's symbolic gradient against float64 central differences "
-                                   "along random directions, on a random batch. Exits 3 above the tolerance.")
+                       description="Check every trainable parameter's (and with --wrt, float input's) symbolic gradient "
+                                   "against float64 central differences along random directions, on a random batch. A "
+                                   "parameter the loss does not depend on (a layer feeding only another output) is "
+                                   "reported as a zero gradient. Exits 3 above the tolerance.")
     k.add_argument("spec", help="the spec file (YAML)")
     k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
     k.add_argument("--batch", type=_positive, default=1, help="size of the random batch (default 1)")
     k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")
+    k.add_argument("--wrt", choices=("params", "inputs", "all"), default="params",
+                   help="check the gradient with respect to the trainable parameters (default), the float inputs, or both")
     memory_option(k)
     k.set_defaults(run=cmd_check_grad)
 
@@ -387,18 +388,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import run_guarded
+
     args = parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except GraphcError as e:
-        for d in e.diagnostics:
-            print(f"graphc: {d}" if d.loc is None else str(d), file=sys.stderr)
-        return EXIT_SPEC_ERROR
-    except KeyboardInterrupt:
-        print("graphc: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+    return run_guarded(lambda: args.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphcError
+from .errors import GraphcError, MissingInput
 
 MAX_ARRAY_BYTES = 8 * 1024**3
 
@@ -52,9 +52,9 @@ def array_headers(path: str | Path, what: str) -> dict[str, tuple[tuple[int, ...
     try:
         kind = file_kind(path.stat().st_mode)
     except FileNotFoundError:
-        raise GraphcError(f"{what}: no such file: {path}") from None
+        raise MissingInput(f"{what}: no such file: {path}") from None
     except OSError as e:
-        raise GraphcError(f"{what}: cannot read {path}: {e.strerror}") from None
+        raise MissingInput(f"{what}: cannot read {path}: {e.strerror}") from None
     if kind is not None:
         raise GraphcError(f"{what}: {path} is {kind}, expected an .npz file of arrays")
     out = {}

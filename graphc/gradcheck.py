@@ -16,10 +16,14 @@ from .ir.autodiff import differentiate
 
 @dataclass
 class GradCheck:
+    """One checked tensor. ``reaches_loss`` False: the loss does not depend on it (a layer feeding
+    only another output), so its gradient is zero by definition; ``max_abs_error`` is then the
+    largest entry of the symbolic gradient, which must be 0."""
     name: str
     max_rel_error: float
     max_abs_error: float
     checked: int
+    reaches_loss: bool = True
 
 
 def central_differences(loss_fn, values: dict, name: str, index, h: float) -> float:
@@ -140,8 +144,18 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
     return g, fed
 
 
-def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: float = 1e-4, support: int = 16) -> list[GradCheck]:
-    """Every trainable parameter of a spec's training graph, checked along random directions.
+WRT = ("params", "inputs", "all")
+
+
+def float_inputs(graph) -> list[str]:
+    """The spec's float data inputs (labels and other integer inputs have no gradient)."""
+    return [n for n, a in graph.nodes(data=True) if a["role"] == "input" and a["op"].kind == "input" and a["type"].dtype != "int64"]
+
+
+def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: float = 1e-4, support: int = 16,
+               wrt: str = "params") -> list[GradCheck]:
+    """Every trainable parameter (``wrt="params"``), float input (``"inputs"``) or both (``"all"``) of
+    a spec's training graph, checked along random directions.
 
     For a unit direction ``v`` in one parameter's space the symbolic side is ``⟨∇L, v⟩`` and the
     numeric side ``(L(θ + h·v) − L(θ − h·v))/2h`` in float64; where the two differ by more than 1e-7,
@@ -152,15 +166,24 @@ def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: flo
     (:func:`freeze_kinks`, so a step cannot cross a kink), and only the nodes downstream of the
     parameter are re-run, so large specs stay quick. Where both sides are below what central
     differences resolve (``|g| < 1e-14·max(1, |L|)/h``, e.g. a bias that a softmax or a following
-    batchnorm makes irrelevant) they agree by definition.
+    batchnorm makes irrelevant) they agree by definition. A tensor the loss does not depend on (a
+    layer feeding only another output) is reported with ``reaches_loss=False``; its symbolic gradient
+    must be exactly zero.
     """
     import networkx as nx
 
     from .backends.run import draw_masks
     from .ir.autodiff import training_graph
 
-    training = training_graph(graph)
-    loss, grads = training.graph["loss"], training.graph["grads"]
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be one of {WRT}, not {wrt!r}")
+    inputs = tuple(float_inputs(graph)) if wrt in ("inputs", "all") else ()
+    training = training_graph(graph, wrt_inputs=inputs)
+    loss, grads = training.graph["loss"], dict(training.graph["grads"])
+    if wrt == "inputs":
+        grads = {p: g for p, g in grads.items() if p in inputs}
+    elif wrt == "all":  # inputs first: students check input gradients first
+        grads = {**{p: grads[p] for p in inputs if p in grads}, **{p: g for p, g in grads.items() if p not in inputs}}
     kinks = [n for n in nx.ancestors(training, loss) if training.nodes[n]["op"].kind in KINKS]
     values = spec_values(training, batch, seed)
     sizes = {d: batch for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
@@ -174,6 +197,10 @@ def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: flo
     resolution = 1e-14 * max(1.0, abs(float(base[loss]))) / h
     results = []
     for p, gnode in grads.items():
+        if p not in forward_nodes:  # the loss does not read p: its gradient is zero, nothing to perturb
+            largest = float(np.abs(np.asarray(base[gnode])).max(initial=0.0))
+            results.append(GradCheck(p, 0.0 if largest == 0 else 1.0, largest, 0, reaches_loss=False))
+            continue
         downstream = (nx.descendants(training, p) | {p}) & forward_nodes
         given = {i for n in downstream for i in training.nodes[n]["inputs"] if i not in downstream}
         partial = Program(training, [loss], given=given | {p})

@@ -17,7 +17,8 @@ PDF); the result is written atomically.
 Labels use only glyphs that graphviz-pure's bundled fonts (Arimo, Tinos, Cousine: Latin, Greek,
 Cyrillic, common symbols) carry, so a PNG shows no boxes: gradient groups are ``∂ conv1``
 (``∇``, U+2207, is not in them) and a failed layer is marked ``×``. Tooltips keep ``∇``: the
-viewer's own fonts show them.
+viewer's own fonts show them. graphviz-pure sizes text past Latin-1 by estimate, short of what it
+draws; for it, labels are widened (:func:`widen_for_estimate`); the DOT text written to a file is not.
 
 Exit codes: 0 when the picture is written; 1 when the spec has errors (for a spec that fails shape
 inference the picture is still written, up to the failing layer, which is marked and carries the
@@ -29,12 +30,14 @@ instructions to install Graphviz.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -94,6 +97,31 @@ def dot_string(s) -> str:
     return '"' + s.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\\n") + '"'
 
 
+SPACE_EM = 0.278  # a space in Helvetica/Arial, in em
+
+
+def _em(ch: str) -> float:
+    """A generous guess at a character's advance in Arial/Arimo, in em (ASCII and Latin-1 are sized exactly
+    by the renderer and not counted here)."""
+    if unicodedata.east_asian_width(ch) in "WF":
+        return 1.0
+    return 0.92 if unicodedata.category(ch) == "Lu" else 0.62
+
+
+def widen_for_estimate(s, bold: bool = False) -> str:
+    """``s`` with trailing spaces on each line that make up for graphviz-pure's width estimate.
+
+    Without Graphviz's font libraries, text is sized from per-character tables that stop at Latin-1;
+    any other character counts as one space per UTF-8 byte (Ш: 2 × 0.278 em, drawn 0.83 em), so a
+    Cyrillic or Greek title overflows its box. Trailing spaces are sized exactly, and the text starts
+    where the estimate put it, so padding by the shortfall makes the box fit the drawn text."""
+    lines = []
+    for line in str(s).split("\n"):
+        short = sum(_em(ch) * (1.1 if bold else 1.0) - len(ch.encode("utf-8")) * SPACE_EM for ch in line if ord(ch) > 0xFF)
+        lines.append(line + " " * max(0, math.ceil(short / SPACE_EM)))
+    return "\n".join(lines)
+
+
 def shape_text(t: TensorType) -> str:
     """A tensor type as an edge label: ``N×3×32×32`` (dtype added when it is not float32)."""
     dims = "×".join(map(str, t.shape)) if t.shape else "scalar"
@@ -145,7 +173,8 @@ class Drawing:
     """Builds the DOT text of a forward graph (and optionally its training graph)."""
 
     def __init__(self, graph: nx.DiGraph, training: nx.DiGraph | None = None, depth: int | None = 0,
-                 highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=()):
+                 highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=(),
+                 estimated_widths: bool = False):
         from .ir.analysis import costs, receptive_fields
 
         self.graph, self.training, self.depth = graph, training, depth
@@ -159,7 +188,12 @@ class Drawing:
         self.fields = receptive_fields(graph)
         self.units: dict[tuple[str, str], Unit] = {}
         self.loss_inputs = loss_inputs
+        self.estimated_widths = estimated_widths  # the renderer sizes non-ASCII text by estimate (graphviz-pure)
         self.highlight, self.lit = self._highlight(highlight)
+
+    def _t(self, s, bold: bool = False) -> str:
+        """Label text: :func:`html_text`, widened for a renderer that estimates non-ASCII widths."""
+        return html_text(widen_for_estimate(s, bold) if self.estimated_widths else s)
 
     # -- which unit an IR node belongs to ------------------------------------------------------------
 
@@ -291,42 +325,42 @@ class Drawing:
             layer = self.layers.get(unit.name)
             kind = op.kind if op is not None else (layer.kind if layer else "")
             desc = op.describe() if op is not None else ""
-            lines.append(f"<b>{html_text(short)}</b>")
-            lines.append(html_text(f"{kind} {desc}".strip()))
+            lines.append(f"<b>{self._t(short, bold=True)}</b>")
+            lines.append(self._t(f"{kind} {desc}".strip()))
             tip.append(f"{kind} {desc}".strip())
             if layer is not None and layer.loc:
                 tip.append(str(layer.loc))
         elif unit.kind == "instance":
             inst = self.instances[unit.name]
             inside = sum(1 for l in self.layers.values() if unit.name in l.scope)
-            lines.append(f"<b>{html_text(short)}</b>")
-            lines.append(html_text(f"{inst.block} · {inside} layers"))
+            lines.append(f"<b>{self._t(short, bold=True)}</b>")
+            lines.append(self._t(f"{inst.block} · {inside} layers"))
             tip.append(f"block {inst.block}, {inside} layers")
             if inst.loc:
                 tip.append(str(inst.loc))
         elif unit.kind == "input":
-            lines.append(f"<b>{html_text(unit.name)}</b>")
+            lines.append(f"<b>{self._t(unit.name, bold=True)}</b>")
             if out_type is not None:
-                lines.append(html_text(shape_text(out_type)))
+                lines.append(self._t(shape_text(out_type)))
         elif unit.kind == "output":
-            lines.append(f"<b>{html_text(unit.name)}</b>")
+            lines.append(f"<b>{self._t(unit.name, bold=True)}</b>")
             lines.append("output")
         elif unit.kind == "param":
-            lines.append(html_text(unit.name.rsplit(".", 1)[-1]))
+            lines.append(self._t(unit.name.rsplit(".", 1)[-1]))
             if out_type is not None:
-                lines.append(html_text(shape_text(out_type)))
+                lines.append(self._t(shape_text(out_type)))
         elif unit.kind == "loss":
             loss_data = "loss/data" if "loss/data" in g else "loss"
             kind = g.nodes[loss_data]["op"].kind if loss_data in g else "loss"
             lines.append("<b>loss</b>")
-            lines.append(html_text(kind + (" + l2" if "loss/l2" in g else "")))
+            lines.append(self._t(kind + (" + l2" if "loss/l2" in g else "")))
         elif unit.kind == "grad":
             kinds = list(dict.fromkeys(self.drawn.nodes[n]["op"].kind for n in unit.nodes))
             gmacs = sum(self.grad_cost[n].macs for n in unit.nodes)
             of = unit.name.split(":", 1)[1]
-            lines.append(f"<b>{GRAD_MARK} {html_text(of)}</b>")
+            lines.append(f"<b>{GRAD_MARK} {self._t(of)}</b>")
             shown = ", ".join(kinds[:3]) + (", …" if len(kinds) > 3 else "")
-            lines.append(html_text(f"{len(unit.nodes)} node{'s' if len(unit.nodes) != 1 else ''}: {shown}"))
+            lines.append(self._t(f"{len(unit.nodes)} node{'s' if len(unit.nodes) != 1 else ''}: {shown}"))
             if gmacs:
                 stats.append(f"{_short(gmacs)} MACs")
             tip += [f"{len(unit.nodes)} backward nodes"] + unit.nodes
@@ -337,11 +371,11 @@ class Drawing:
                 stats.append(_rf_text(field_))
             tip.append(f"params {params:,} · MACs {macs:,}" + (f" · {_rf_text(field_)}" if field_ else ""))
         if stats:
-            lines.append(f'<font point-size="8">{html_text(" · ".join(stats))}</font>')
+            lines.append(f'<font point-size="8">{self._t(" · ".join(stats))}</font>')
         for diag in self._failures_in(unit):
             lines.append(f'<font color="#7f1d1d"><b>{FAILED_MARK} shape inference failed</b></font>')
             wrapped = _wrap(diag.message) + (_wrap(diag.hint) if diag.hint else [])
-            lines.append('<font point-size="8" color="#7f1d1d">' + '<br align="left"/>'.join(map(html_text, wrapped)) + '<br align="left"/></font>')
+            lines.append('<font point-size="8" color="#7f1d1d">' + '<br align="left"/>'.join(map(self._t, wrapped)) + '<br align="left"/></font>')
             tip.append(str(diag))
         if unit.kind == "output" and out_type is not None:
             tip.append(shape_text(out_type))
@@ -360,16 +394,16 @@ class Drawing:
                 'labelloc=t, tooltip=" "];'),
                '  node [fontname="Helvetica", fontsize=10, margin="0.12,0.04"];',
                '  edge [fontname="Helvetica", fontsize=8, color="#4b5563", arrowsize=0.6];']
-        title = [f"<b>{html_text(g.graph.get('name') or '')}</b> {html_text(g.graph.get('file') or '')}"]
+        title = [f"<b>{self._t(g.graph.get('name') or '', bold=True)}</b> {self._t(g.graph.get('file') or '')}"]
         total_params = sum(c.params for c in self.cost.values())
         total_macs = sum(c.macs for c in self.cost.values())
-        title.append(html_text(f"{total_params:,} params · {total_macs:,} MACs per example"
+        title.append(self._t(f"{total_params:,} params · {total_macs:,} MACs per example"
                                + (" · backward in red" if self.training is not None else "")))
         if self.highlight is not None:
             f = self.fields.get(self.highlight)
-            title.append(html_text(f"highlighted: {self.highlight} and its receptive-field path" + (f" ({_rf_text(f)})" if f else "")))
+            title.append(self._t(f"highlighted: {self.highlight} and its receptive-field path" + (f" ({_rf_text(f)})" if f else "")))
         if self.failed:
-            title.append('<font color="#b91c1c">' + html_text(f"shape inference failed at {', '.join(self.failed)}: drawn up to there") + "</font>")
+            title.append('<font color="#b91c1c">' + self._t(f"shape inference failed at {', '.join(self.failed)}: drawn up to there") + "</font>")
         out.append(f"  label=<{'<br/>'.join(title)}>;")
 
         def node_line(u: Unit, indent: str) -> str:
@@ -417,7 +451,7 @@ class Drawing:
                 block = f" · {inst.block}" if inst else ""
                 prefix = child[-2] + "." if len(child) > 1 and child[-1].startswith(child[-2] + ".") else ""
                 tip = "\n".join([child[-1], f"block {inst.block}" if inst else ""] + ([str(inst.loc)] if inst and inst.loc else []))
-                out.append(f'{indent}  label=<<b>{html_text(child[-1][len(prefix):])}</b>{html_text(block)}>; class="instance"; '
+                out.append(f'{indent}  label=<<b>{self._t(child[-1][len(prefix):], bold=True)}</b>{self._t(block)}>; class="instance"; '
                            f'tooltip={dot_string(tip)}; style="rounded,filled"; fillcolor="#f5f3ff"; color="#8b5cf6"; fontsize=10; labeljust=l;')
                 emit(child, indent + "  ")
                 out.append(f"{indent}}}")
@@ -432,7 +466,7 @@ class Drawing:
         for (src, dst), tensors in merged.items():
             a, b = by_id[src], by_id[dst]
             shapes = list(dict.fromkeys(shape_text(self.drawn.nodes[t]["type"]) for t in tensors))
-            attrs = [f"label=<{'<br/>'.join(map(html_text, shapes))}>"]
+            attrs = [f"label=<{'<br/>'.join(map(self._t, shapes))}>"]
             classes = ["shape"]
             if a.kind == "grad" and b.kind == "grad":
                 attrs.append('color="#dc2626", fontcolor="#991b1b", style=dashed, constraint=false')
@@ -512,7 +546,7 @@ class Drawing:
 
 
 def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, highlight: str | None = None,
-           rankdir: str = "TB", show_params: bool = False, loss_inputs=()) -> str:
+           rankdir: str = "TB", show_params: bool = False, loss_inputs=(), estimated_widths: bool = False) -> str:
     """The DOT text of ``graph`` (a forward IR from :func:`graphc.ir.build.build_graph`, possibly partial).
 
     ``backward`` also draws the training graph's backward nodes, one group per forward unit beside it;
@@ -525,7 +559,7 @@ def to_dot(graph: nx.DiGraph, backward: bool = False, depth: int | None = 0, hig
         from .ir.passes import optimize
 
         training, _ = optimize(training_graph(graph))
-    return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs).dot()
+    return Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs, estimated_widths).dot()
 
 
 @dataclass(frozen=True)
@@ -614,7 +648,8 @@ def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool
     deepest = max((len(i.scope) + 1 for i in instances.values()), default=0)
     layouts = []
     for depth in range(deepest + 1):
-        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs)
+        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs,
+                          estimated_widths=Path(program).name.startswith("graphviz-pure"))
         svg = render(drawing.dot(), "svg", program).decode("utf-8")
         layouts.append({"depth": depth, "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
     title = graph.graph.get("name") or graph.graph.get("file") or "graph"
@@ -656,24 +691,28 @@ def cmd_viz(args) -> int:
     loss = loaded.data.get("loss")
     loss_inputs = loss.get("inputs", []) if isinstance(loss, dict) and isinstance(loss.get("inputs"), list) else []
     depth = None if args.expand else args.depth
-    text = to_dot(graph, args.backward, depth, args.highlight, args.rankdir, args.params, loss_inputs)
     out: Path = args.output
     fmt = out.suffix[1:].lower()
+    renderer = find_renderer() if fmt != "dot" else None
+    estimated = renderer is not None and renderer.name == "graphviz-pure"
+
+    def text(estimated_widths: bool) -> str:  # the DOT written to a file is for any renderer: no widening
+        return to_dot(graph, args.backward, depth, args.highlight, args.rankdir, args.params, loss_inputs, estimated_widths)
+
     problems = list(failed.values())
     if args.backward and failed:
         problems.append(Diagnostic("the backward graph is not drawn: the forward graph failed shape inference"))
     if fmt == "dot":
-        write_atomic(out, text)
+        write_atomic(out, text(False))
         print(f"wrote {out}", file=sys.stderr)
-    elif fmt == "html" and (renderer := find_renderer()) is not None:
+    elif fmt == "html" and renderer is not None:
         write_atomic(out, html_page(graph, args.backward, args.rankdir, args.params, loss_inputs, args.highlight, renderer.program))
         print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
                                 f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     else:
-        renderer = find_renderer()
         if renderer is None or fmt not in renderer.formats + ("html",):
             fallback = out.with_suffix(".dot")
-            write_atomic(fallback, text)
+            write_atomic(fallback, text(False))
             if renderer is None:
                 why = "neither Graphviz's 'dot' nor 'graphviz-pure' (a graphc dependency: pip install graphviz-pure) is found"
             else:
@@ -681,7 +720,7 @@ def cmd_viz(args) -> int:
             problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}",
                                        hint=f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}"))
         else:
-            write_atomic(out, render(text, fmt, renderer.program))
+            write_atomic(out, render(text(estimated), fmt, renderer.program))
             print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
                                     f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
     if problems:
@@ -697,10 +736,10 @@ def add_subcommand(sub, epilog: str) -> None:
                     "receptive field as 'RF size /stride'), edges labelled with the inferred tensor shapes, block instances "
                     "collapsed to one node (--expand or --depth N opens them as clusters); inputs blue, outputs green, the loss "
                     "orange, gradient groups red and dashed. A spec that fails shape inference is still drawn up to the failing "
-                    "layer, marked red with the message; the picture is written and the exit code is 1. The renderer is the "
+                    "layer, marked red with the message; the picture is written and the exit code is 65. The renderer is the "
                     "system's Graphviz 'dot' when it is on PATH, else graphviz-pure (installed with graphc; SVG and PNG, no PDF); "
                     "GRAPHC_DOT=PROGRAM picks one. Without a renderer for the format, viz writes OUT.dot next to the requested "
-                    "output, says how to install Graphviz and exits 1. " + renderer_note().replace("%", "%%") +
+                    "output, says how to install Graphviz and exits 65. " + renderer_note().replace("%", "%%") +
                     " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")

@@ -8,8 +8,7 @@ import resource
 import subprocess
 from pathlib import Path
 
-#: the exit code of a bad spec or data file
-BAD_INPUT = 1
+from graphc.errors import EXIT_DATA as BAD_INPUT  # a bad spec or data file
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

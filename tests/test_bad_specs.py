@@ -7,7 +7,7 @@ what ``graphc`` must report in its first comment lines::
     # expect: lib_other.yaml:2:11: include cycle: …     (a diagnostic located in another file)
     # expect-not: does not reach any output              (a follow-on error that must not appear)
 
-For each file the command must exit 1 (invalid spec), print nothing on stdout, write no ``-o`` file,
+For each file the command must exit 65 (invalid spec), print nothing on stdout, write no ``-o`` file,
 show no traceback, and print, for every ``expect`` line, a line
 ``<file as passed>:<line>:<col>: error: <text containing the message>`` on stderr; all of them in one
 run. The commands run in parallel once per module; each spec is then one test.
@@ -87,12 +87,12 @@ def runs(tmp_path_factory) -> dict[str, Run]:
         return {name: f.result() for name, f in futures.items()}
 
 
-def check_rejected(run: Run) -> list[tuple[str, int, int, str, str]]:
+def check_rejected(run: Run, code: int = 65) -> list[tuple[str, int, int, str, str]]:
     """Assertions every rejected spec shares; returns the parsed stderr diagnostics."""
     err = run.proc.stderr
     assert "Traceback" not in err, f"graphc crashed:\n{err}"
     assert not PY_WARNING.search(err), f"a Python warning leaked to the user:\n{err}"
-    assert run.proc.returncode == 1, f"exit code {run.proc.returncode}, expected 1 (invalid spec)\nstderr:\n{err}"
+    assert run.proc.returncode == code, f"exit code {run.proc.returncode}, expected {code}\nstderr:\n{err}"
     assert run.proc.stdout == "", f"stdout should be empty, got:\n{run.proc.stdout}"
     assert not run.out.exists(), "the -o output file was written for an invalid spec"
     diags = []
@@ -159,7 +159,7 @@ def test_oversize_file(tmp_path):
 
 def test_missing_spec_file(tmp_path):
     run = run_graphc(str(tmp_path / "nope.yaml"), tmp_path / "out.txt")
-    check_rejected(run)
+    check_rejected(run, code=66)  # EX_NOINPUT, not a bad spec
     assert "no such file" in run.proc.stderr
 
 

@@ -110,7 +110,7 @@ def _files(tmp_path):
 def test_non_yaml_files_are_named_by_what_they_are(tmp_path):
     for path, message in _files(tmp_path).items():
         r = graphc("compile", path)
-        assert r.returncode == 1, (path, r.stderr)
+        assert r.returncode == 65, (path, r.stderr)
         line = r.stderr.strip()
         assert line.startswith(f"{path}:1:1: error: {message}") and "\n" not in line and "UTF-8" not in line, line
         assert "Traceback" not in r.stderr
@@ -121,11 +121,53 @@ def test_an_onnx_model_larger_than_the_spec_limit_is_still_an_onnx_model(tmp_pat
     assert graphc("export", SPECS / "mlp_digits.yaml", "-o", model).returncode == 0
     model.write_bytes(model.read_bytes() + b"\0" * (5 << 20))  # past the 4 MiB spec limit
     r = graphc("compile", model)
-    assert r.returncode == 1 and "this is an ONNX model" in r.stderr and "limit" not in r.stderr, r.stderr
+    assert r.returncode == 65 and "this is an ONNX model" in r.stderr and "limit" not in r.stderr, r.stderr
 
 
 def test_latin1_text_still_says_utf8(tmp_path):
     spec = tmp_path / "latin1.yaml"
     spec.write_bytes("name: caf\xe9\n".encode("latin-1"))
     r = graphc("compile", spec)
-    assert r.returncode == 1 and "not UTF-8 text" in r.stderr
+    assert r.returncode == 65 and "not UTF-8 text" in r.stderr
+
+
+def test_resnet_downsampling_shortcut_is_not_warned_about():
+    """A 1×1 stride-2 shortcut reads every other row by design: the README's first command is quiet."""
+    r = graphc("compile", SPECS / "resnet18.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr, r.stderr
+
+
+WINDOWS = """\
+name: windows
+inputs:
+  x: {shape: [N, 3, 9, 9]}
+  u: {shape: [N, 3, 10, 10]}
+blocks:
+  down:
+    layers:
+      - {name: c, op: conv2d, filters: 4, kernel: 2, stride: 2}
+layers:
+  - {name: b1, block: down, inputs: [x]}
+  - {name: s, op: conv2d, filters: 4, kernel: 1, stride: 3, inputs: [x]}
+  - {name: t, op: conv2d, filters: 4, kernel: 2, stride: 3, inputs: [u]}
+outputs: {y: b1, z: s, w: t}
+"""
+
+
+def test_window_warnings_say_what_happens_and_where_the_block_was_called(tmp_path):
+    spec = tmp_path / "windows.yaml"
+    spec.write_text(WINDOWS)
+    r = graphc("compile", spec)
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if ": warning: " in line]
+    # b1.c: inside the block, at the block's line and at the call site
+    assert [w for w in warnings if "'b1.c'" in w] == [
+        f"{spec}:8:9: warning: 'b1.c': conv2d windows do not tile the input along {axis}: (9 + 0 − 2)/2 + 1 = 9/2 is not an "
+        f"integer; the last 1 input {axis}(s) are never read (choose padding or stride so that (n + 2p − k) is divisible by s) "
+        f"(in 'b1', called at {spec}:10:5)" for axis in ("row", "col")]
+    assert not [w for w in warnings if "'s'" in w]  # 1×1 stride 3 on 9: every window skips 2 rows, the end too
+    t = [w for w in warnings if "'t'" in w]
+    assert len(t) == 2 and all(w.startswith(f"{spec}:12:5: warning: ") for w in t)
+    assert "windows (2 row(s) wide, stride 3) skip 1 input row(s) between windows, and the last 2 input row(s) after the last window are never read" in t[0]
+    assert len(warnings) == 4, warnings

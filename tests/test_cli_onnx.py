@@ -127,7 +127,7 @@ def test_broken_onnx_file_is_a_clear_error(tmp_path, lenet_inputs, content, mess
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(content)
     r = graphc("run", bad, "--inputs", lenet_inputs, "--out", tmp_path / "o.npz")
-    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 65 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "o.npz").exists()
 
 
@@ -146,13 +146,13 @@ def test_foreign_onnx_model_runs(tmp_path):
         np.testing.assert_array_equal(o["c"], [3, 3])
     np.savez(tmp_path / "partial.npz", a=np.ones(2, np.float32))
     r = graphc("run", path, "--inputs", tmp_path / "partial.npz", "--out", tmp_path / "p.npz")
-    assert r.returncode == 1 and "lacks b" in r.stderr
+    assert r.returncode == 65 and "lacks b" in r.stderr
 
 
 def test_export_failure_leaves_nothing(tmp_path):
     out = tmp_path / "m.onnx"
     r = graphc("export", ROOT / "tests" / "bad_specs" / "unknown_op_rleu.yaml", "-o", out)
-    assert r.returncode == 1 and "unknown op 'rleu'" in r.stderr
+    assert r.returncode == 65 and "unknown op 'rleu'" in r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

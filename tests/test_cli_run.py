@@ -56,6 +56,50 @@ def test_check_grad_json(tmp_path):
     assert set(report["params"]) == {f"{l}.{p}" for l in ("conv1", "conv2", "fc1", "fc2", "fc3") for p in ("weight", "bias")}
 
 
+SIDE_OUTPUT = """\
+name: side_output
+inputs:
+  x: {shape: [N, 4]}
+  label: {shape: [N], dtype: int64}
+layers:
+  - {name: d, op: dense, units: 3, inputs: [x]}
+  - {name: side, op: dense, units: 2, inputs: [x]}
+outputs: [d, side]
+loss: {op: softmax_cross_entropy, inputs: [d, label]}
+"""
+
+
+def test_check_grad_reports_parameters_the_loss_does_not_read_as_zero_gradient(tmp_path):
+    spec = tmp_path / "side.yaml"
+    spec.write_text(SIDE_OUTPUT)
+    r = graphc("check-grad", spec, "--batch", 2)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines() if line.strip()}
+    for p in ("side.weight", "side.bias"):
+        assert "zero gradient: the loss does not depend on it" in lines[p]
+    report = json.loads(graphc("check-grad", spec, "--batch", 2, "--json").stdout)
+    assert report["ok"] is True
+    assert {p: (v["reaches_loss"], v["checked"]) for p, v in report["params"].items()} == {
+        "d.weight": (True, 2), "d.bias": (True, 2), "side.weight": (False, 0), "side.bias": (False, 0)}
+    assert report["params"]["d.weight"]["max_rel_error"] < 1e-6
+
+
+@pytest.mark.parametrize("wrt,names", [("inputs", {"image"}),
+                                       ("all", {"image"} | {f"{l}.{p}" for l in ("conv1", "conv2", "fc1", "fc2", "fc3") for p in ("weight", "bias")})])
+def test_check_grad_wrt_inputs(wrt, names):
+    r = graphc("check-grad", SPECS / "lenet5.yaml", "--wrt", wrt, "--batch", 2, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["wrt"] == wrt and set(report["params"]) == names  # the int64 label has no gradient
+    assert report["ok"] is True and report["params"]["image"]["checked"] == 2 and report["params"]["image"]["max_rel_error"] < 1e-6
+
+
+def test_check_grad_wrt_inputs_catches_a_wrong_input_gradient():
+    """The input check is a real check: at an impossible tolerance it fails."""
+    r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--wrt", "inputs", "--tolerance", "1e-300")
+    assert r.returncode == 3 and r.stdout.startswith("x ") and "FAILED" in r.stdout, r.stdout
+
+
 def test_check_grad_fails_with_exit_3_above_tolerance():
     r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--tolerance", "1e-300")
     assert r.returncode == 3
@@ -97,7 +141,7 @@ def test_inputs_are_checked(tmp_path, case, message):
     path, out = tmp_path / "in.npz", tmp_path / "g.npz"
     np.savez(path, **arrays)
     r = graphc("grad", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
-    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert r.returncode == 65 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
 
 
@@ -105,7 +149,7 @@ def test_pickled_arrays_are_refused(tmp_path):
     path, out = tmp_path / "in.npz", tmp_path / "o.npz"
     np.savez(path, x=np.array([{"a": 1}], dtype=object), allow_pickle=True)
     r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
-    assert r.returncode == 1 and "pickle" in r.stderr and not out.exists()
+    assert r.returncode == 65 and "pickle" in r.stderr and not out.exists()
 
 
 def test_lying_npy_header_is_refused_before_allocating(tmp_path):
@@ -118,7 +162,7 @@ def test_lying_npy_header_is_refused_before_allocating(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("x.npy", header.getvalue())  # the header claims 256 GB; no data follows
     r = graphc("run", SPECS / "mlp_digits.yaml", "--inputs", path, "--out", out)
-    assert r.returncode == 1 and "claims" in r.stderr, r.stderr
+    assert r.returncode == 65 and "claims" in r.stderr, r.stderr
     assert not out.exists()
 
 
@@ -127,4 +171,4 @@ def test_a_spec_without_loss_cannot_be_differentiated(tmp_path):
     spec.write_text("inputs: {x: {shape: [N, 3]}}\nlayers: [{op: dense, units: 2}]\n")
     np.savez(tmp_path / "in.npz", x=np.ones((2, 3), np.float32))
     r = graphc("grad", spec, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "g.npz")
-    assert r.returncode == 1 and "no loss" in r.stderr
+    assert r.returncode == 65 and "no loss" in r.stderr

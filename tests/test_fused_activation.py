@@ -81,5 +81,5 @@ def test_unknown_activation_is_one_located_line(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text(SPEC.replace("activation: gelu", "activation: gleu"))
     r = graphc("compile", spec)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 65 and "Traceback" not in r.stderr
     assert r.stderr.startswith(f"{spec}:7:") and "gelu" in r.stderr, r.stderr

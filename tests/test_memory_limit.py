@@ -102,3 +102,33 @@ def test_parse_bytes(text, value):
 
 def test_format_bytes():
     assert [format_bytes(n) for n in (100, 1536, 12_000_000_268, 2**44)] == ["100 B", "1.5 KiB", "11.2 GiB", "16 TiB"]
+
+
+TRAIN = """\
+inputs:
+  x: {shape: [N, 64]}
+  label: {shape: [N], dtype: int64}
+layers:
+  - {name: fc1, op: dense, units: UNITS}
+  - {name: act, op: relu}
+  - {name: fc2, op: dense, units: 10}
+loss: {op: softmax_cross_entropy, inputs: [fc2, label]}
+train: {epochs: 1}
+"""
+
+
+def test_train_with_a_layer_of_2_to_the_40_units_is_refused_before_any_run_directory(tmp_path):
+    (tmp_path / "spec.yaml").write_text(TRAIN.replace("UNITS", str(2**40)))
+    before = snapshot(tmp_path)
+    r = run_graphc("train", "spec.yaml", cwd=tmp_path, memory_limit=2 * LIMIT, timeout=120)
+    refused(r, "train (a step at batch_size 64) needs about", "the largest tensor is 'fc1.weight' (64, 1099511627776) float32, 256 TiB")
+    assert snapshot(tmp_path) == before
+
+
+def test_train_checks_the_evaluation_batch_too(tmp_path):
+    (tmp_path / "spec.yaml").write_text(TRAIN.replace("UNITS", "16"))
+    before = snapshot(tmp_path)
+    r = run_graphc("train", "spec.yaml", "--max-memory", "100KiB", cwd=tmp_path, memory_limit=2 * LIMIT, timeout=120)
+    refused(r, "train (an evaluation at eval_batch_size 1024) needs about 397 KiB (406,248 bytes), more than --max-memory 100 KiB",
+            "the largest tensor is 'x' (N=1024, 64) float32, 256 KiB")
+    assert snapshot(tmp_path) == before

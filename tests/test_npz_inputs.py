@@ -61,3 +61,16 @@ def test_matching_inputs_still_run(tmp_path):
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "out.npz") as g:
         assert g["grad/fc.weight"].shape == (4, 3)
+
+
+def test_a_params_file_of_gigabytes_with_the_wrong_shape_is_refused_unread(tmp_path):
+    zip_bomb(tmp_path / "p.npz", "fc.weight", (4, 150_000_000))
+    np.savez(tmp_path / "in.npz", x=np.ones((2, 4), np.float32), label=np.array([0, 2]))
+    before = setup(tmp_path)
+    for command in ("run", "grad"):
+        r = graphc(command, "spec.yaml", "--inputs", "in.npz", "--params", "p.npz", "--out", "out.npz", cwd=tmp_path, memory_limit=LIMIT)
+        refused(r, "--params: 'fc.weight' has shape (4, 150000000), the spec needs (4, 3)")
+        assert snapshot(tmp_path) == before
+    r = graphc("export", "spec.yaml", "--params", "p.npz", "-o", "model.onnx", cwd=tmp_path, memory_limit=LIMIT)
+    refused(r, "--params: 'fc.weight' has shape (4, 150000000), the spec needs (4, 3)")
+    assert snapshot(tmp_path) == before

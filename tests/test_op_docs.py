@@ -75,7 +75,7 @@ def test_conv2d_page_states_types_defaults_and_bounds():
 
 def test_ops_unknown_kind_suggests_the_nearest():
     r = graphc_cmd("ops", "conv")
-    assert r.returncode == 1 and "unknown op 'conv'" in r.stderr and "conv2d" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 65 and "unknown op 'conv'" in r.stderr and "conv2d" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_schema_carries_descriptions_defaults_and_bounds():

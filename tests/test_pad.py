@@ -36,7 +36,7 @@ def test_a_list_of_four_is_refused_with_the_named_form(tmp_path):
     spec.write_text("inputs:\n  image: {shape: [N, 3, 8, 8]}\nlayers:\n"
                     "  - {name: c, op: conv2d, filters: 2, kernel: 3, padding: [0, 1, 0, 1]}\n")
     r = graphc("compile", spec)
-    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.returncode == 65 and "Traceback" not in r.stderr and r.stdout == ""
     assert r.stderr.startswith(f"{spec}:4:") and "ambiguous" in r.stderr and "{top: …, bottom: …, left: …, right: …}" in r.stderr, r.stderr
 
 
@@ -45,7 +45,7 @@ def test_unknown_side_is_refused(tmp_path):
     spec.write_text("inputs:\n  image: {shape: [N, 3, 8, 8]}\nlayers:\n"
                     "  - {name: p, op: pad, padding: {up: 1}}\n")
     r = graphc("compile", spec)
-    assert r.returncode == 1 and "'up' is not one of top, bottom, left, right" in r.stderr, r.stderr
+    assert r.returncode == 65 and "'up' is not one of top, bottom, left, right" in r.stderr, r.stderr
 
 
 PER_SIDE = """\

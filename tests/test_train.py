@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,11 @@ def test_metrics_files_curves_and_best_model(runs):
         rows = list(csv.DictReader(f))
     assert len(rows) == metrics["epochs_run"], "one row per epoch"
     assert [int(r["epoch"]) for r in rows] == list(range(1, 51))
-    assert set(rows[0]) == {"epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(rows[0]) == {"epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds",
+                            "examples_per_second", "eta_seconds"}
+    assert all(float(r["examples_per_second"]) > 0 for r in rows)
+    etas = [float(r["eta_seconds"]) for r in rows]
+    assert etas[-1] == 0 and all(e > 0 for e in etas[:-1])
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[0] == pytest.approx(0.005) and lrs[10] == pytest.approx(0.005 * 0.95 ** 10)  # exponential decay per epoch
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"]) / 10
@@ -107,7 +112,7 @@ def test_trained_model_runs_and_exports_from_the_run_directory(runs, tmp_path):
     assert r.returncode == 0, r.stderr
     np.testing.assert_allclose(np.load(tmp_path / "b.npz")["scores"], scores, rtol=1e-4, atol=1e-4)
     r = graphc("run", MLP, "--inputs", tmp_path / "in.npz", "--params", tmp_path, "--out", tmp_path / "c.npz")
-    assert r.returncode == 1 and "without best.npz" in r.stderr
+    assert r.returncode == 65 and "without best.npz" in r.stderr
 
 
 def test_overfit_a_small_subset(tmp_path):
@@ -153,7 +158,7 @@ def test_set_overrides_every_train_value(tmp_path):
 ])
 def test_set_errors_name_the_path_and_write_nothing(tmp_path, assignment, message):
     r = graphc("train", MLP, "--out", tmp_path / "r", "--set", assignment)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 65, r.stderr
     assert message in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "r").exists(), "nothing is written when the command fails"
@@ -175,7 +180,7 @@ def test_npz_data_source_and_reshaping_to_the_input(tmp_path):
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["examples"] == {"train": 240, "val": 60, "test": 100}
     r = graphc("train", MLP, "--out", tmp_path / "bad", "--set", f"train.data={tmp_path / 'missing.npz'}")
-    assert r.returncode == 1 and "no such file" in r.stderr
+    assert r.returncode == 66 and "no such file" in r.stderr
 
 
 def test_schema_documents_the_train_section():
@@ -188,3 +193,44 @@ def test_schema_documents_the_train_section():
             "monitor", "early_stopping"} <= set(train["properties"])
     assert train["additionalProperties"] is False
     assert set(schema["$defs"]["LRDecayDecl"]["properties"]["kind"]["enum"]) == {"none", "step", "exponential", "inverse_time"}
+
+
+def _strict(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not strict JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_log_format_jsonl_is_one_strict_json_object_per_step_and_epoch(tmp_path):
+    out = tmp_path / "run"
+    proc = graphc("train", MLP, "--set", "train.epochs=3", "--log-format", "jsonl", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    events = [_strict(line) for line in proc.stdout.splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    assert [e["event"] for e in events[-1:]] == ["end"] and len(steps) + len(epochs) + 1 == len(events)
+    assert len(steps) == 3 * 18 == events[-1]["steps"]  # 1,131 examples in batches of 64
+    assert [s["step"] for s in steps] == list(range(1, 55)) and steps[17]["batch"] == steps[17]["batches"] == 18
+    for s in steps:
+        assert s["examples_per_second"] is None or s["examples_per_second"] > 0
+        assert s["eta_run_seconds"] is None or s["eta_run_seconds"] >= s["eta_epoch_seconds"] >= 0
+    assert steps[-1]["eta_epoch_seconds"] == 0
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    for e, r in zip(epochs, rows):
+        assert e["examples_per_second"] == float(r["examples_per_second"]) and e["eta_seconds"] == float(r["eta_seconds"])
+    assert events[-1]["run_dir"] == str(out) and events[-1]["test_accuracy"] > 0.5
+    assert "epoch   1/3" not in proc.stderr  # the text lines are replaced, not doubled
+
+
+def test_progress_bar_shows_examples_per_second_and_eta(tmp_path):
+    code = ("import sys; from graphc.train.loop import Options, train; "
+            f"sys.exit(train(Options(spec={str(MLP)!r}, out={str(tmp_path / 'run')!r}, sets=['train.epochs=2'], progress=True)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.replace("\x1b[K", "") for line in proc.stderr.splitlines()]  # text mode reads the bar's \r as a line end
+    bars = [line for line in lines if line.startswith("epoch ") and "[" in line]
+    assert bars and all(re.search(r" \d[\d,]* ex/s  ETA epoch \d+s run \d+s", b) for b in bars), bars[:3]
+    ends = [line for line in lines if line.startswith("epoch   ")]
+    assert re.search(r" \d[\d,]* ex/s  ETA \d+s$", ends[0]) and re.search(r" \d[\d,]* ex/s$", ends[1]), ends

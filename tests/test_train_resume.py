@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from graphc.train import checkpoint
+from graphc.train.loop import TIMING_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "specs" / "mlp_digits.yaml"
@@ -47,7 +48,7 @@ def assert_same_params(a: Path, b: Path):
 
 def rows(run: Path) -> list[dict]:
     with open(run / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(f)]
 
 
 @pytest.fixture(scope="module")
@@ -137,15 +138,15 @@ def test_resuming_with_a_changed_spec_is_refused(tmp_path):
     before = {p.name: p.read_bytes() for p in checkpoint.listed(out)}
     spec.write_text(MLP.read_text().replace("units: 100", "units: 50").replace("lr: 0.005", "lr: 0.004"))
     r = graphc("train", "--resume", out)
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert "the spec has changed since this run started (layers.0.units, train.lr)" in r.stderr
     assert "Traceback" not in r.stderr
     assert {p.name: p.read_bytes() for p in checkpoint.listed(out)} == before, "the run directory is left alone"
     spec.write_text(MLP.read_text())
     r = graphc("train", "--resume", out, "--set", "train.seed=3")  # a different override is a different spec too
-    assert r.returncode == 1 and "train.seed" in r.stderr
+    assert r.returncode == 65 and "train.seed" in r.stderr
     r = graphc("train", spec, "--out", out)
-    assert r.returncode == 1 and "already holds a training run" in r.stderr
+    assert r.returncode == 65 and "already holds a training run" in r.stderr
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -212,4 +212,4 @@ def test_a_specs_tune_section_is_its_search_space(tmp_path):
     assert r.returncode == 0, r.stderr
     spec.write_text(spec.read_text().replace("trials: 3", "trails: 3"))
     r = subprocess.run(["graphc", "compile", str(spec)], capture_output=True, text=True)
-    assert r.returncode == 1 and "unknown key 'trails' in spec at 'tune' — did you mean 'trials'?" in r.stderr
+    assert r.returncode == 65 and "unknown key 'trails' in spec at 'tune' — did you mean 'trials'?" in r.stderr

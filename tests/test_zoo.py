@@ -23,6 +23,7 @@ TORCHVISION = {
     "resnet50": (25_557_032, 4.089),
     "squeezenet1_1": (1_235_496, 0.349),
     "googlenet": (6_624_904, 1.498),
+    "alexnet": (61_100_840, 0.714),
 }
 
 #: spec → {layer: (C, H, W) at 224×224} (the batch dim N left out), or (D,) after the pool
@@ -39,6 +40,10 @@ STAGES = {
                   "inception4c": (512, 14, 14), "inception4d": (528, 14, 14), "inception4e": (832, 14, 14),
                   "maxpool4": (832, 7, 7), "inception5a": (832, 7, 7), "inception5b": (1024, 7, 7),
                   "avgpool": (1024,), "fc": (1000,)},
+    # floor((224 + 4 − 11)/4) + 1 = 55, then floor((55 − 3)/2) + 1 = 27, 13, 6
+    "alexnet": {"conv1": (64, 55, 55), "pool1": (64, 27, 27), "conv2": (192, 27, 27), "pool2": (192, 13, 13),
+                "conv3": (384, 13, 13), "conv4": (256, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
+                "avgpool": (256, 6, 6), "flatten": (9216,), "fc1": (4096,), "fc2": (4096,), "fc3": (1000,)},
 }
 
 

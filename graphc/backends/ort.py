@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import GraphcError
+from ..errors import GraphcError, MissingInput
 
 _CUDA_OK: bool | None = None
 
@@ -103,7 +103,7 @@ def load_onnx(path):
 
     path = Path(path)
     if not path.is_file():
-        raise GraphcError(f"no such file: {path}")
+        raise MissingInput(f"no such file: {path}")
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)

@@ -98,6 +98,25 @@ def load_inputs(graph: nx.DiGraph, path, before_reading=None, source: str = "--i
     return load_arrays(path, source)
 
 
+def load_params(graph: nx.DiGraph, path, source: str = "--params") -> dict[str, np.ndarray]:
+    """The parameter arrays of the file ``path``, each header checked against the spec's parameter
+    first (name, shape, a float dtype), so a wrong or inflated array is refused before it is read."""
+    from ..ir.params import param_nodes
+
+    params = param_nodes(graph)
+    errors = []
+    for name, (shape, dtype) in array_headers(path, source).items():
+        if name not in params:
+            errors.append(Diagnostic(f"{source} has '{name}', which is not a parameter of this spec", hint=did_you_mean(name, params, "parameter")))
+        elif shape != tuple(params[name]["op"].shape):
+            errors.append(Diagnostic(f"{source}: '{name}' has shape {shape}, the spec needs {tuple(params[name]['op'].shape)}"))
+        elif dtype.kind != "f":
+            errors.append(Diagnostic(f"{source}: '{name}' has dtype {dtype}, expected floating point"))
+    if errors:
+        raise GraphcError(errors)
+    return load_arrays(path, source)
+
+
 def draw_masks(graph: nx.DiGraph, sizes: dict[str, int], seed: int, dtype=np.float32) -> dict[str, np.ndarray]:
     """Inverted-dropout masks ``Bernoulli(1 − p)/(1 − p)`` for every RandomMask of a training graph."""
     rng = np.random.default_rng([seed, 0x6d61736b])

@@ -20,9 +20,10 @@ import networkx as nx
 import numpy as np
 
 from ..errors import GraphcError
-from ..files import load_arrays
+from ..files import array_headers, load_arrays
 from ..ir.params import initial_params
 from ..ir.preprocess import normalization_names, with_input_normalization
+from .run import load_params
 
 
 def run_params(path) -> Path:
@@ -75,16 +76,20 @@ def _data_input(graph: nx.DiGraph, run_dir: Path | None) -> str:
                       f"(float inputs: {', '.join(floats) or '-'})")
 
 
-def split_normalization(given: dict[str, np.ndarray], graph: nx.DiGraph) -> tuple[dict, tuple[str, np.ndarray, np.ndarray] | None]:
-    """(the other arrays, (input, mean, scale) when ``given`` carries an input's normalisation)."""
-    rest, found = dict(given), None
+def load_model_params(graph: nx.DiGraph, file, source: str = "--params"):
+    """(the parameter arrays of ``file``, (input, mean, scale) when the file carries an input's
+    normalisation, else None). Every header is checked against the spec before anything is read."""
+    headers = array_headers(file, source)
+    carried = None
     for n, a in graph.nodes(data=True):
-        if a["role"] != "input":
-            continue
         names = normalization_names(n)
-        if names["mean"] in rest and names["scale"] in rest:
-            found = (n, rest.pop(names["mean"]), rest.pop(names["scale"]))
-    return rest, found
+        if a["role"] == "input" and names["mean"] in headers and names["scale"] in headers:
+            carried = n
+    if carried is None:
+        return load_params(graph, file, source), None
+    arrays = load_params(with_input_normalization(graph, carried, headers[normalization_names(carried)["mean"]][0]), file, source)
+    names = normalization_names(carried)
+    return arrays, (carried, arrays.pop(names["mean"]), arrays.pop(names["scale"]))
 
 
 def trained_model(graph: nx.DiGraph, params_arg, seed: int = 0) -> tuple[nx.DiGraph, dict[str, np.ndarray], str | None]:
@@ -93,7 +98,7 @@ def trained_model(graph: nx.DiGraph, params_arg, seed: int = 0) -> tuple[nx.DiGr
     if not params_arg:
         return graph, initial_params(graph, seed), None
     file = run_params(params_arg)
-    given, carried = split_normalization(load_arrays(file, "--params"), graph)
+    given, carried = load_model_params(graph, file)
     run_dir = run_dir_of(params_arg)
     if carried is not None:
         name, mean, scale = carried
@@ -115,4 +120,4 @@ def trained_model(graph: nx.DiGraph, params_arg, seed: int = 0) -> tuple[nx.DiGr
     return model, params, note
 
 
-__all__ = ["file_sha256", "run_dir_of", "run_params", "split_normalization", "trained_model"]
+__all__ = ["file_sha256", "run_dir_of", "run_params", "load_model_params", "trained_model"]

@@ -144,5 +144,20 @@ def warnings(graph: nx.DiGraph) -> list[Diagnostic]:
         if attrs["role"] in ("op", "loss"):
             xs = [graph.nodes[i]["type"] for i in attrs["inputs"]]
             for message in attrs["op"].warnings(xs):
-                found.append(Diagnostic(f"'{name}': {message}", attrs.get("loc"), severity="warning"))
+                found.append(Diagnostic(f"'{name}': {message}{call_sites(graph, attrs)}", attrs.get("loc"), severity="warning"))
     return found
+
+
+def call_sites(graph: nx.DiGraph, attrs: dict) -> str:
+    """Where a node inside a block was instantiated, innermost call first: `` (in 'layer2.0', called at
+    spec.yaml:40:5)``; empty for a top-level layer. The diagnostic's own location is the block's line,
+    the same for every instance, so the call site says which instance is meant."""
+    instances = graph.graph.get("instances", {})
+    shown, seen = [], set()
+    for scope in reversed(attrs.get("scope") or ()):
+        inst = instances.get(scope)
+        if inst is None or inst.loc is None or str(inst.loc) in seen or inst.loc == attrs.get("loc"):
+            continue
+        seen.add(str(inst.loc))
+        shown.append(f"in '{scope}', called at {inst.loc}")
+    return f" ({'; '.join(shown)})" if shown else ""

@@ -17,11 +17,13 @@ import os
 import re
 from dataclasses import dataclass
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from ..errors import GraphcError
 from ..tensor import DTYPE_BYTES, TensorType, fmt_shape
-from .graph import topo_order
+
+if TYPE_CHECKING:  # networkx is imported where it is used: ``--help`` parses --max-memory without it
+    import networkx as nx
 
 #: the default ``--max-memory``: this fraction of the machine's physical memory
 DEFAULT_FRACTION = 0.5
@@ -57,6 +59,10 @@ def estimate_memory(graph: nx.DiGraph, sizes: dict[str, int], float_bytes: int |
                     targets: set[str] | None = None) -> MemoryEstimate:
     """The peak bytes of evaluating ``targets`` (default: outputs, loss, gradients and updates) and
     what they depend on, once (see the module's docstring)."""
+    import networkx as nx
+
+    from .graph import topo_order
+
     kept = _kept(graph) if targets is None else set(targets)
     # only what the kept values depend on is evaluated (a forward run does not read the labels)
     needed = kept.union(*(nx.ancestors(graph, n) for n in kept)) if kept else set(graph)
@@ -120,6 +126,20 @@ def parse_bytes(text: str) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ValueError(f"expected a size such as 4GiB, 512MiB or 8GB, got {text!r}")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def size_argument(text: str) -> int:
+    """``--max-memory``'s argparse type (:func:`parse_bytes`, its error shown as argparse's)."""
+    import argparse
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+MAX_MEMORY_HELP = ("refuse to start when the estimated peak memory (inputs, parameters, activations, saved tensors) "
+                   "exceeds SIZE: 4GiB, 512MiB, 8GB or bytes (default: half of the machine's physical memory)")
 
 
 def physical_memory() -> int | None:

@@ -79,7 +79,7 @@ class Init(BaseModel):
     ``normal``: N(0, std²); ``uniform``: U(−limit, limit); ``zeros``, ``ones``, ``constant`` (value).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
     kind: Literal["xavier", "kaiming", "normal", "uniform", "zeros", "ones", "constant"]
     std: float = Field(0.01, gt=0)
     limit: float = Field(0.05, gt=0)
@@ -137,7 +137,7 @@ def sample(attrs: dict | None = None, *shapes, dtypes=None, note: str = "", posi
 class Op(BaseModel):
     """Base of every op. Subclasses set ``kind`` and declare their attributes as fields."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True, allow_inf_nan=False)
 
     kind: ClassVar[str]
     #: one full sentence for ``graphc ops`` (user-facing ops); the docstring carries the formula

@@ -450,17 +450,32 @@ def resolve_pads(padding, n: int, k: int, s: int, d: int) -> tuple[int, int]:
 
 
 def untiled_warning(name: str, n: int, k: int, s: int, pads: tuple[int, int], d: int, axis: str) -> list[str]:
-    """The course's "illegal stride": windows that leave real input rows/cols uncovered."""
-    span = n + pads[0] + pads[1] - d * (k - 1) - 1
-    left_over = span % s
-    if left_over > pads[1]:
-        lost = left_over - pads[1]
+    """The course's "illegal stride": windows that leave real input rows/cols uncovered.
+
+    With a window extent ``e = d·(k − 1) + 1`` and ``span = n + p₀ + p₁ − e``, the last window ends
+    ``span mod s`` positions before the padded end, of which ``lost = span mod s − p₁`` are real rows.
+    A window narrower than its stride (``e < s``, e.g. the 1×1 stride-2 shortcut of a ResNet) skips
+    ``s − e`` rows between every two windows by design; rows left after the last window are only
+    worth a word when they are more than that gap (for a 1×1 window they never are)."""
+    extent = d * (k - 1) + 1
+    span = n + pads[0] + pads[1] - extent
+    lost = span % s - pads[1]
+    if lost <= 0:
+        return []
+    if extent < s:
+        gap = s - extent
+        if lost <= gap:
+            return []  # the same gap as between windows: a regular strided subsampling
         return [
-            f"{name} windows do not tile the input along {axis}: ({n} + {pads[0] + pads[1]} − {d * (k - 1) + 1})/{s} + 1 = "
-            f"{Fraction(span, s) + 1} is not an integer; the last {lost} input {axis}(s) are never read "
-            f"(choose padding or stride so that (n + 2p − k) is divisible by s)"
+            f"{name} windows ({extent} {axis}(s) wide, stride {s}) skip {gap} input {axis}(s) between windows, "
+            f"and the last {lost} input {axis}(s) after the last window are never read "
+            f"(choose padding so that (n + 2p − k) is divisible by s to skip only between windows)"
         ]
-    return []
+    return [
+        f"{name} windows do not tile the input along {axis}: ({n} + {pads[0] + pads[1]} − {extent})/{s} + 1 = "
+        f"{Fraction(span, s) + 1} is not an integer; the last {lost} input {axis}(s) are never read "
+        f"(choose padding or stride so that (n + 2p − k) is divisible by s)"
+    ]
 
 
 class _Windowed(Op):

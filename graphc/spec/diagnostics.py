@@ -67,6 +67,8 @@ def _constraint(err) -> str | None:
         return f"must be {sign} {ctx.get(key)}"
     if kind == "string_pattern_mismatch":
         return "must be a name made of letters, digits, '_' and '-'" if "A-Za-z0-9_]" in str((err.get("ctx") or {}).get("pattern", "")) else "must be a name: letters, digits, '_' and '-', starting with a letter or '_'"
+    if kind == "finite_number":  # .inf, -.inf, .nan, 1e999 (which YAML reads as inf)
+        return "must be a finite number"
     if kind == "too_short":
         return f"must have at least {ctx.get('min_length')} item(s)"
     if kind == "too_long":

@@ -20,7 +20,7 @@ InitName = Literal["xavier", "kaiming", "normal", "uniform", "zeros", "ones", "c
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class InputDecl(Strict):
@@ -47,7 +47,7 @@ class LayerEntry(BaseModel):
     initialiser; ``args`` are a block call's arguments; every other key is an op attribute.
     """
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
     name: Name | None = None
     op: str | None = None
     block: str | None = None
@@ -168,7 +168,7 @@ class LossDecl(BaseModel):
     """The loss: a loss op over outputs and label inputs, plus optional L2 weight regularisation
     ``l2`` (λ in ``(λ/2)·Σ‖W‖²`` over every trainable parameter of rank ≥ 2, i.e. weights, not biases)."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
     op: str
     inputs: list[str] = Field(min_length=1)
     l2: Annotated[float, Field(ge=0)] = 0.0

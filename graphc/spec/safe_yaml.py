@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import Diagnostic, GraphcError, Loc
+from ..errors import Diagnostic, GraphcError, Loc, MissingInput
 from ..files import file_kind
 from .sniff import sniff
 
@@ -254,15 +254,15 @@ def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes
     try:
         kind = file_kind(os.stat(path).st_mode)
     except FileNotFoundError:
-        raise GraphcError(f"no such file: {shown}") from None
+        raise MissingInput(f"no such file: {shown}") from None
     except OSError as e:
-        raise GraphcError(f"cannot read {shown}: {e.strerror}") from None
+        raise MissingInput(f"cannot read {shown}: {e.strerror}") from None
     if kind is not None:
         raise GraphcError(f"{shown} is {kind}, expected a YAML {what}")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise GraphcError(f"cannot read {shown}: {e.strerror}") from None
+        raise MissingInput(f"cannot read {shown}: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
         kind = file_kind(os.fstat(fd).st_mode)
         if kind is not None:
@@ -270,7 +270,7 @@ def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes
         try:
             raw = f.read(limit + 1)
         except OSError as e:
-            raise GraphcError(f"cannot read {shown}: {e.strerror}") from None
+            raise MissingInput(f"cannot read {shown}: {e.strerror}") from None
     found = sniff(raw)
     if found:  # before the size limit: a 50 MB ONNX model is "an ONNX model", not "too large"
         raise GraphcError(f"this is {found[0]}, not a YAML {what}", Loc(shown, 1, 1), found[1])

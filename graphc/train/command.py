@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-TRAIN_EPILOG = """exit codes: 0 success · 1 invalid spec, data or option (messages name file:line:col) ·
-2 invalid command line · 3 a numerical check failed: a non-finite loss stopped the run (the last good
-checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 130 interrupted (Ctrl-C
-or SIGTERM): a checkpoint was written, continue with --resume RUN_DIR"""
+TRAIN_EPILOG = """exit codes: 0 success · 2 invalid command line · 3 a numerical check failed: a non-finite loss
+stopped the run (the last good checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 65 invalid
+spec, data or option (messages name file:line:col) · 66 an input file is missing · 70 internal error (traceback in a
+crash log) · 73 an output cannot be created (another process holds the run directory) · 74 I/O error while writing ·
+130 interrupted (Ctrl-C or SIGTERM): a checkpoint was written, continue with --resume RUN_DIR"""
 
 
 def non_negative(text: str) -> int:
@@ -32,7 +33,7 @@ def cmd_train(args) -> int:
         raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
     return train(Options(spec=args.spec, out=args.out, backend=args.backend, device=args.device, sets=args.set or [],
                          overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0,
-                         params=args.params))
+                         params=args.params, log_format=args.log_format, max_memory=args.max_memory))
 
 
 def add_subcommand(sub, epilog: str) -> None:
@@ -65,4 +66,13 @@ def add_subcommand(sub, epilog: str) -> None:
                         "instead of the initialisers; shapes must match the spec; recorded in run.json with a SHA-256")
     t.add_argument("--checkpoint-every", type=non_negative, metavar="N",
                    help="also write a checkpoint every N optimiser steps (batches); default: at the end of every epoch only")
+    t.add_argument("--log-format", choices=("text", "jsonl"), default="text",
+                   help="text (default): epoch lines and a progress bar (examples/s, ETA of the epoch and the run) on "
+                        "stderr, a summary on stdout; jsonl: stdout is one strict JSON object per line — "
+                        "{\"event\": \"step\", …} per optimiser step, {\"event\": \"epoch\", …} per epoch (the "
+                        "metrics.csv row), {\"event\": \"end\", …} with the summary")
+    from ..ir.memory import MAX_MEMORY_HELP, size_argument
+
+    t.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP + "; checked for one training "
+                   "step at train.batch_size and one evaluation batch at train.eval_batch_size")
     t.set_defaults(run=cmd_train)

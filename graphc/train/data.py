@@ -1,11 +1,16 @@
-"""Training data: a source (scikit-learn's digits by name, or an ``.npz``), a reproducible
+"""Training data: a source (the 8×8 digits by name, or an ``.npz``), a reproducible
 train/validation/test split, normalisation fitted on the training split only, and the arrays shaped
 and typed for the spec's data and label inputs.
 
 The split: the data's own ``x_test``/``x_val`` when it has them; otherwise ``split.test`` of all
 examples is held out for the test, then ``split.val`` of the rest for validation, both drawn with
-``split.seed`` and stratified by class when the labels are integers (scikit-learn's
-``train_test_split``), so every run of a spec sees the same three sets.
+``split.seed`` and stratified by class when the labels are integers, so every run of a spec sees
+the same three sets. The draw is scikit-learn's ``train_test_split`` (``ShuffleSplit`` /
+``StratifiedShuffleSplit``, ``random_state=seed``) step for step, in NumPy: the same seed gives
+the same sets as before, without importing scikit-learn and SciPy (a second of start-up).
+
+``digits`` is scikit-learn's copy of the UCI optical digits test set (1,797 8×8 images, pixels
+0–16), shipped as ``graphc/data/digits.npz`` (source and licence in ``graphc/data/README.md``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import numpy as np
 
 from ..errors import GraphcError
 from ..files import load_arrays, save_arrays
+
+DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits.npz"
 
 SPLITS = ("train", "val", "test")
 
@@ -69,10 +76,8 @@ def fit_normalization(x: np.ndarray, center: str, scale: str) -> Normalization:
 def load_source(source: str, spec_dir: Path) -> dict[str, np.ndarray]:
     """Raw arrays ``x_train``, ``y_train`` (and any of ``x_val``, ``y_val``, ``x_test``, ``y_test``)."""
     if source == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        return {"x_train": digits.data.astype(np.float32), "y_train": digits.target.astype(np.int64)}
+        with np.load(DIGITS, allow_pickle=False) as digits:
+            return {"x_train": digits["x"].astype(np.float32), "y_train": digits["y"].astype(np.int64)}
     path = Path(source)
     if not path.is_absolute():
         path = spec_dir / path
@@ -90,9 +95,48 @@ def load_source(source: str, spec_dir: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _approximate_mode(counts: np.ndarray, draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """Examples per class in a stratified draw of ``draws``: ``⌊counts·draws/Σcounts⌋``, then one more
+    for the classes with the largest remainders (ties broken by ``rng``) until ``draws`` are taken
+    (scikit-learn's ``_approximate_mode``)."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (tied,) = np.where(remainder == value)
+            now = min(len(tied), need)
+            floored[rng.choice(tied, size=now, replace=False)] += 1
+            need -= now
+            if need == 0:
+                break
+    return floored.astype(int)
+
+
+def shuffle_split(n: int, n_out: int, seed: int, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) example indices, ``n_out`` held out: a random permutation's head, or with
+    ``classes`` a per-class draw of sizes :func:`_approximate_mode` — scikit-learn's
+    ``train_test_split(test_size=n_out, random_state=seed, stratify=classes)`` indices exactly."""
+    rng = np.random.RandomState(seed)
+    n_in = n - n_out
+    if classes is None:
+        permutation = rng.permutation(n)
+        return permutation[n_out:], permutation[:n_out]
+    _, inverse, counts = np.unique(classes, return_inverse=True, return_counts=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    n_in_class = _approximate_mode(counts, n_in, rng)
+    n_out_class = _approximate_mode(counts - n_in_class, n_out, rng)
+    kept, held = [], []
+    for i, count in enumerate(counts):
+        chosen = members[i].take(rng.permutation(count), mode="clip")
+        kept.extend(chosen[: n_in_class[i]])
+        held.extend(chosen[n_in_class[i]: n_in_class[i] + n_out_class[i]])
+    return rng.permutation(kept), rng.permutation(held)
+
+
 def split(arrays: dict[str, np.ndarray], test: float, val: float, seed: int, stratify: bool) -> dict[str, Split]:
     """Train/validation/test splits (empty ones have zero examples)."""
-    from sklearn.model_selection import train_test_split
 
     def carve(x, y, fraction, salt):
         n_out = math.ceil(len(x) * fraction) if fraction > 0 else 0
@@ -101,10 +145,11 @@ def split(arrays: dict[str, np.ndarray], test: float, val: float, seed: int, str
         if n_out >= len(x):
             raise GraphcError(f"train.split: holding out {fraction:g} of {len(x)} examples leaves none to train on")
         classes = y if stratify and y.ndim == 1 and y.dtype.kind in "iu" else None
-        if classes is not None and (np.unique(classes, return_counts=True)[1].min() < 2 or n_out < len(np.unique(classes))):
+        if classes is not None and (np.unique(classes, return_counts=True)[1].min() < 2
+                                    or min(n_out, len(x) - n_out) < len(np.unique(classes))):
             classes = None  # too few examples per class to stratify
-        x_in, x_out, y_in, y_out = train_test_split(x, y, test_size=n_out, random_state=seed + salt, stratify=classes)
-        return (x_in, y_in), (x_out, y_out)
+        kept, held = shuffle_split(len(x), n_out, seed + salt, classes)
+        return (x[kept], y[kept]), (x[held], y[held])
 
     x, y = arrays["x_train"], arrays["y_train"]
     if "x_test" in arrays:

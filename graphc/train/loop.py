@@ -8,7 +8,9 @@ Run directory (``--out``)::
     spec.yaml           a copy of the spec file as it was at the start
     spec.json           the effective spec (after --set and overrides), to name what changed on --resume
     normalization.npz   mean and scale fitted on the training split: x' = (x − mean) / scale
-    metrics.csv         one row per epoch: epoch, lr, loss, train_accuracy, val_loss, val_accuracy, seconds
+    metrics.csv         one row per epoch: epoch, lr, loss, train_accuracy, val_loss, val_accuracy, seconds,
+                        examples_per_second (training steps only), eta_seconds (the run's remaining epochs
+                        at the mean epoch time so far; an upper bound under early stopping)
     metrics.json        the same rows under "epochs", plus the summary (test_accuracy, best_val_accuracy, …)
     curves.png          loss and accuracy per epoch
     best.npz            parameters (and batchnorm running statistics) of the best epoch on the monitored metric
@@ -38,15 +40,17 @@ import numpy as np
 
 from ..backends.engines import ENGINES, accuracy_fn, loss_parts
 from ..backends.run import draw_masks
-from ..errors import EXIT_CHECK_FAILED, GraphcError, did_you_mean
+from ..errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, GraphcError, MissingInput, did_you_mean
 from ..files import save_arrays, write_atomic
 from ..version import __version__
 from . import checkpoint
 from .data import fingerprint, prepare
 from ..backends.trained import run_params  # noqa: F401  (graphc.train.loop.run_params, as before)
 
-EXIT_INTERRUPTED = 130
-CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "examples_per_second", "eta_seconds")
+#: The columns that measure time, so differ between two runs of the same training.
+TIMING_COLUMNS = ("seconds", "examples_per_second", "eta_seconds")
+LOG_FORMATS = ("text", "jsonl")
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Options:
     checkpoint_every: int = 0
     params: str | None = None  # start from these trained weights (a run directory or an .npz): fine-tuning
     progress: bool | None = None  # None: when stderr is a terminal
+    log_format: str = "text"  # or "jsonl": one JSON object per step and per epoch on stdout, then the summary
+    max_memory: int | None = None  # bytes; None: ir.memory.default_max_memory()
 
 
 class NonFinite(Exception):
@@ -95,6 +101,40 @@ def starting_params(graph, t) -> dict[str, np.ndarray]:
     return params
 
 
+def fmt_duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def strict_json(obj: dict) -> str:
+    """One line of strict JSON: a non-finite float becomes null (JSON has no NaN or Infinity)."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in obj.items()}
+    return json.dumps(clean, allow_nan=False, separators=(",", ":"))
+
+
+@dataclass
+class Speed:
+    """Throughput and time left: ``rate = examples / seconds`` of this epoch's steps so far; the epoch's
+    ETA is its remaining examples at that rate; the run's adds every remaining epoch at the mean epoch
+    time so far (evaluation included), or at ``n / rate`` before the first epoch has ended."""
+
+    examples_per_second: float | None
+    eta_epoch_seconds: float | None
+    eta_run_seconds: float | None
+
+
+def speed(done: int, seconds: float, n: int, epochs_left: int, mean_epoch: float | None) -> Speed:
+    rate = done / seconds if seconds > 0 and done else None
+    if rate is None:
+        return Speed(None, None, None)
+    eta_epoch = max(n - done, 0) / rate
+    per_epoch = mean_epoch if mean_epoch is not None else n / rate
+    return Speed(rate, eta_epoch, eta_epoch + epochs_left * per_epoch)
+
+
 class Progress:
     """A one-line progress bar on stderr (only when asked: on a terminal)."""
 
@@ -102,14 +142,18 @@ class Progress:
         self.enabled = enabled
         self.last = 0.0
 
-    def update(self, epoch: int, epochs: int, done: int, total: int, loss: float) -> None:
+    def update(self, epoch: int, epochs: int, done: int, total: int, loss: float, pace: Speed | None = None) -> None:
         now = time.monotonic()
         if not self.enabled or (now - self.last < 0.1 and done < total):
             return
         self.last = now
         width = 30
         fill = int(width * done / max(total, 1))
-        sys.stderr.write(f"\repoch {epoch + 1}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} loss {loss:.4f}")
+        rate = ""
+        if pace is not None and pace.examples_per_second is not None:
+            rate = (f" {pace.examples_per_second:,.0f} ex/s  ETA epoch {fmt_duration(pace.eta_epoch_seconds)}"
+                    f" run {fmt_duration(pace.eta_run_seconds)}")
+        sys.stderr.write(f"\repoch {epoch + 1}/{epochs} [{'#' * fill}{'.' * (width - fill)}] {done}/{total} loss {loss:.4f}{rate}\033[K")
         sys.stderr.flush()
 
     def end(self) -> None:
@@ -162,6 +206,7 @@ class Trainer:
                                                                       beta2=t.beta2, eps=t.eps))
         self.masks = [n for n, a in self.step_graph.nodes(data=True) if a["op"].kind == "random_mask"]
         self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}
+        self._check_memory(graph)
         self.engine = ENGINES[o.backend](self.step_graph, graph, o.device)
         self.params = starting_params(graph, t)
         self.init_params = None
@@ -194,14 +239,25 @@ class Trainer:
         else:
             self._create_run_dir(canonical)
 
+    def _check_memory(self, graph) -> None:
+        """One training step at ``batch_size`` and one evaluation batch at ``eval_batch_size`` (each at
+        most the largest split) must fit in ``--max-memory``, before parameters or engines exist."""
+        from ..ir.memory import default_max_memory, require_memory
+
+        limit = self.opts.max_memory if self.opts.max_memory is not None else default_max_memory()
+        largest = max(len(split) for split in self.splits.values())
+        step = dict.fromkeys(self.batch_dims, min(self.t.batch_size, len(self.splits["train"])))
+        require_memory(self.step_graph, step, limit, f"train (a step at batch_size {self.t.batch_size})")
+        evaluation = dict.fromkeys(self.batch_dims, min(self.t.eval_batch_size, largest))
+        require_memory(graph, evaluation, limit, f"train (an evaluation at eval_batch_size {self.t.eval_batch_size})")
+
     def _load_init_params(self, arg: str) -> None:
         """Fine-tuning: the given parameters replace the initial ones (shapes checked against the spec)."""
-        from ..files import load_arrays
+        from ..backends.trained import file_sha256, load_model_params, run_params
         from ..ir.params import initial_params
-        from ..backends.trained import file_sha256, run_params, split_normalization
 
         file = run_params(arg)
-        given, _ = split_normalization(load_arrays(file, "--params"), self.graph)  # re-fitted on this run's data
+        given, _ = load_model_params(self.graph, file, f"--params {arg}")  # a carried normalisation is re-fitted here
         checked = initial_params(self.graph, self.t.seed, given, source=f"--params {arg}")
         self.params.update({k: checked[k] for k in given})
         self.init_params = {"path": str(file.resolve()), "sha256": file_sha256(file), "loaded": sorted(given),
@@ -213,7 +269,7 @@ class Trainer:
     def _read_run_json(self) -> dict:
         path = self.run_dir / "run.json"
         if not path.is_file():
-            raise GraphcError(f"--resume {self.run_dir}: not a graphc run directory (no run.json)")
+            raise MissingInput(f"--resume {self.run_dir}: not a graphc run directory (no run.json)")
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -365,7 +421,7 @@ class Trainer:
         self.interrupted = True
 
     def run(self) -> int:
-        progress = Progress(sys.stderr.isatty() if self.opts.progress is None else self.opts.progress)
+        progress = Progress(self.opts.log_format == "text" and (sys.stderr.isatty() if self.opts.progress is None else self.opts.progress))
         # Ctrl-C/SIGTERM write a checkpoint; Python allows handlers on the main thread only (a Dask
         # worker runs graphc tune's trials on other threads, and owns its signals there)
         on_main = threading.current_thread() is threading.main_thread()
@@ -409,6 +465,8 @@ class Trainer:
                 self.epoch_started = time.monotonic()
             elif not hasattr(self, "epoch_started"):
                 self.epoch_started = time.monotonic()
+            # this session's share of the epoch (a resumed epoch counts from where it resumed)
+            stepped, first_batch = 0, self.batch
             lr = learning_rate(t, self.epoch)
             values["lr"] = np.asarray(lr, np.float32)
             while self.batch < batches:
@@ -427,15 +485,28 @@ class Trainer:
                 self.loss_count += len(idx)
                 self.batch += 1
                 self.step_count += 1
-                progress.update(self.epoch, self.epochs, self.batch, batches, self.loss_sum / self.loss_count)
+                stepped += len(idx)
+                pace = self._speed(stepped, min(first_batch * size, n), n)
+                progress.update(self.epoch, self.epochs, self.batch, batches, self.loss_sum / self.loss_count, pace)
+                if o.log_format == "jsonl":
+                    print(strict_json({"event": "step", "epoch": self.epoch + 1, "batch": self.batch, "batches": batches,
+                                       "step": self.step_count, "loss": loss, "epoch_loss": self.loss_sum / self.loss_count,
+                                       "lr": lr, **pace.__dict__}), flush=True)
                 if self.interrupted:
                     return
                 if o.checkpoint_every and self.step_count % o.checkpoint_every == 0 and self.batch < batches:
                     self._checkpoint()
             progress.end()
+            self.train_pace = self._speed(stepped, min(first_batch * size, n), n)
             self._end_epoch(lr)
             if self.done or self.interrupted:
                 return
+
+    def _speed(self, stepped: int, before: int, n: int) -> Speed:
+        """``stepped`` examples in this session's part of the epoch, which began after ``before``."""
+        mean = sum(r["seconds"] for r in self.history) / len(self.history) if self.history else None
+        pace = speed(stepped, time.monotonic() - self.epoch_started, n - before, self.epochs - self.epoch - 1, mean)
+        return pace
 
     def _end_epoch(self, lr: float) -> None:
         train_loss, train_acc = self.evaluate("train")
@@ -443,7 +514,10 @@ class Trainer:
         row = {"epoch": self.epoch + 1, "lr": lr, "loss": self.loss_sum / max(self.loss_count, 1),
                "train_accuracy": train_acc, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
                "seconds": round(time.monotonic() - self.epoch_started, 4)}
+        rate = self.train_pace.examples_per_second
+        row["examples_per_second"] = None if rate is None else round(rate, 1)
         self.history.append(row)
+        row["eta_seconds"] = round(sum(r["seconds"] for r in self.history) / len(self.history) * (self.epochs - self.epoch - 1), 2)
         # Accuracy ties (frequent on a small validation split) are broken by the lower loss.
         part = self.monitor.split("_")[0]
         key = [row[self.monitor], -row[f"{part}_loss"]] if self.maximize else [-row[self.monitor]]
@@ -456,7 +530,10 @@ class Trainer:
         improved = best is None or key[0] > best[0] + margin or (margin == 0 and key > best)
         self.best_value = key if best is None or key > best else best
         self.bad_epochs = 0 if improved else self.bad_epochs + 1
-        self._print_epoch(row)
+        if self.opts.log_format == "jsonl":
+            print(strict_json({"event": "epoch", **row}), flush=True)
+        else:
+            self._print_epoch(row)
         self.epoch += 1
         self.batch = 0
         if self.opts.overfit is not None and train_acc is not None and train_acc >= 1.0:
@@ -476,7 +553,9 @@ class Trainer:
             return "-" if v is None else f"{v:.4f}"
 
         print(f"epoch {row['epoch']:>3}/{self.epochs}  loss {num(row['loss'])}  train acc {pct(row['train_accuracy'])}  "
-              f"val loss {num(row['val_loss'])}  val acc {pct(row['val_accuracy'])}  lr {row['lr']:.3g}  {row['seconds']:.2f}s",
+              f"val loss {num(row['val_loss'])}  val acc {pct(row['val_accuracy'])}  lr {row['lr']:.3g}  {row['seconds']:.2f}s"
+              + (f"  {row['examples_per_second']:,.0f} ex/s" if row.get("examples_per_second") else "")
+              + (f"  ETA {fmt_duration(row['eta_seconds'])}" if row["epoch"] < self.epochs else ""),
               file=sys.stderr)
 
     def _finish(self) -> int:
@@ -495,6 +574,11 @@ class Trainer:
         self._write_curves()
         name = self.graph.graph.get("name")
         best_row = self._best_values()
+        if self.opts.log_format == "jsonl":
+            print(strict_json({"event": "end", "spec": name, "epochs_run": len(self.history), "steps": self.step_count,
+                               "backend": self.opts.backend, "provider": self.engine.provider, "best_epoch": self.best_epoch,
+                               **best_row, **summary, "run_dir": str(self.run_dir)}), flush=True)
+            return 0 if self.opts.overfit is None or summary["overfit"]["reached_100_percent"] else EXIT_CHECK_FAILED
         print(f"{name}: {len(self.history)} epochs, {self.step_count} steps in {wall:.2f} s on {self.opts.backend} "
               f"({self.engine.provider}); stopped: {self.stopped}")
         if best_row["best_val_accuracy"] is not None:

@@ -9,8 +9,9 @@ from ..train.command import at_least_one
 # command builds this subcommand's parser
 
 TUNE_EPILOG = """exit codes: 0 the search finished (every trial trained, rejected before training, or failed with a
-stated reason) · 1 invalid spec, search space or option · 2 invalid command line · 130 interrupted: continue with
---resume DIR"""
+stated reason) · 2 invalid command line · 65 invalid spec, search space or option · 66 an input file is missing ·
+70 internal error (traceback in a crash log) · 73 an output cannot be created · 74 I/O error while writing ·
+130 interrupted: continue with --resume DIR"""
 
 
 def _amount(text: str) -> int:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import GraphcError
+from ..errors import GraphcError, MissingInput
 from .plot import write_plot
 from .prefilter import Budgets, prefilter
 from .trials import say, train_pending
@@ -95,7 +95,7 @@ def plan(opts: TuneOptions) -> tuple[Path, dict]:
         if not opts.spec:
             raise GraphcError("graphc tune needs a SPEC (or --resume DIR, or --refine DIR)")
         if not Path(opts.spec).is_file():
-            raise GraphcError(f"no such spec file: {opts.spec}")
+            raise MissingInput(f"no such spec file: {opts.spec}")
         spec, fixed = str(Path(opts.spec).resolve()), list(opts.sets)
         source = opts.space or (opts.spec if has_tune_section(opts.spec) else None)
         dims, file_extra = space_from_file(source) if source else ([], {})
