@@ -103,12 +103,13 @@ def test_report_and_picture_show_the_normalisation(trained, tmp_path):
     assert "<b>x.normalize</b><br/>normalize" in dot
 
 
-def test_a_run_that_does_not_fit_the_spec_is_a_clear_error(trained, tmp_path):
+def test_a_normalisation_that_does_not_fit_the_spec_is_a_clear_error(trained, tmp_path):
     out, _, _, _ = trained
-    spec = tmp_path / "wide.yaml"
-    spec.write_text(MLP.read_text().replace("shape: [N, 64]", "shape: [N, 32]"))
-    np.savez(tmp_path / "raw.npz", x=np.zeros((2, 32), np.float32))
-    r = graphc("run", spec, "--params", out, "--inputs", tmp_path / "raw.npz", "--out", tmp_path / "a.npz")
-    assert r.returncode == 1
-    assert "the normalisation's mean has shape (64,), which does not fit input 'x' (N, 32)" in r.stderr
+    with np.load(out / "best.npz") as best:
+        arrays = {k: best[k] for k in best.files}
+    np.savez(tmp_path / "p.npz", **arrays, **{"x.normalize.mean": np.zeros(32, np.float32), "x.normalize.scale": np.float32(2)})
+    np.savez(tmp_path / "raw.npz", x=np.zeros((2, 64), np.float32))
+    r = graphc("run", MLP, "--params", tmp_path / "p.npz", "--inputs", tmp_path / "raw.npz", "--out", tmp_path / "a.npz")
+    assert r.returncode != 0
+    assert "the normalisation's mean has shape (32,), which does not fit input 'x' (N, 64)" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "a.npz").exists()
