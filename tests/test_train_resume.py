@@ -189,10 +189,10 @@ def test_a_finished_run_continues_with_more_epochs_exactly_as_the_longer_run(tmp
     assert_same_params(short / "final.npz", full / "final.npz")
     # fewer epochs than already trained, or another learning rate, are refused with a clear message
     r = graphc("train", "--resume", short, "--set", "train.epochs=1")
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert "train.epochs is 1, but the run has already trained 2 epochs" in r.stderr
     r = graphc("train", "--resume", short, "--set", "train.epochs=4", "--set", "train.lr=0.1")
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert "the spec has changed since this run started (train.lr)" in r.stderr
     assert "only train.epochs and train.lr_decay may change on --resume" in r.stderr and "Traceback" not in r.stderr
     # a new schedule for the remaining epochs
@@ -224,8 +224,8 @@ def test_fine_tuning_starts_from_trained_weights(tmp_path):
         assert info["init_params"]["sha256"] == hashlib.sha256((base / name).read_bytes()).hexdigest()
     # shapes that do not fit the spec: one line per parameter, nothing written
     r = graphc("train", MLP, "--params", base, "--out", tmp_path / "bad", "--set", "layers.fc1.units=32")
-    assert r.returncode == 1
+    assert r.returncode == 65
     assert f"--params {base}: 'fc1.weight' has shape (64, 100), the spec needs (64, 32)" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "bad").exists()
     r = graphc("train", "--resume", base, "--params", base)
-    assert r.returncode == 1 and "--params starts a new run from trained weights" in r.stderr
+    assert r.returncode == 65 and "--params starts a new run from trained weights" in r.stderr
