@@ -46,7 +46,7 @@ def cmd_compile(args) -> int:
                 for change in changes:
                     print(f"  {change}", file=sys.stderr)
         report = backward_report(training, compile_report(graph, expand=args.expand, depth=args.depth))
-        _emit(json.dumps(report, indent=2) if args.json else format_backward(report), args.output)
+        _emit(finite_dumps(report, indent=2) if args.json else format_backward(report), args.output)
         return 0
     found = warnings(graph)
     if args.strict and found:
@@ -54,7 +54,7 @@ def cmd_compile(args) -> int:
     report = compile_report(graph, expand=args.expand, depth=args.depth)
     for w in found:
         print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
-    _emit(json.dumps(report, indent=2) if args.json else format_table(report), args.output)
+    _emit(finite_dumps(report, indent=2) if args.json else format_table(report), args.output)
     return 0
 
 
@@ -86,6 +86,21 @@ def _float_bytes(args) -> int | None:
     return 8 if getattr(args, "float64", False) else None
 
 
+def finite_dumps(value, **kwargs) -> str:
+    """Every JSON graphc prints is strict (``null`` for a non-finite number): :func:`graphc.finite.dumps`."""
+    from .finite import dumps
+
+    return dumps(value, **kwargs)
+
+
+def _check_finite(args, inputs: dict) -> None:
+    """NaN/Inf in --inputs are refused unless --allow-nonfinite."""
+    if not getattr(args, "allow_nonfinite", False):
+        from .finite import require_finite
+
+        require_finite(inputs, "--inputs")
+
+
 def cmd_run(args) -> int:
     from .backends.run import load_inputs, run_forward
     from .files import save_arrays
@@ -96,6 +111,7 @@ def cmd_run(args) -> int:
     graph = compile_spec(args.spec)
     graph, params = _model(graph, args)
     inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
+    _check_finite(args, inputs)
     if args.backend == "onnxruntime":
         from .backends.run import run_forward_ort
 
@@ -121,6 +137,7 @@ def cmd_grad(args) -> int:
     graph, params = _model(compile_spec(args.spec), args)
     training, _ = optimize(training_graph(graph))
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
+    _check_finite(args, inputs)
     if args.backend == "onnxruntime":
         from .backends.run import run_training_step_ort
 
@@ -152,7 +169,7 @@ def cmd_check_grad(args) -> int:
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
     if args.json:
-        print(json.dumps({"max_rel_error": worst, "tolerance": args.tolerance, "ok": ok, "wrt": args.wrt,
+        print(finite_dumps({"max_rel_error": worst, "tolerance": args.tolerance, "ok": ok, "wrt": args.wrt,
                           "params": {r.name: {"max_rel_error": r.max_rel_error, "max_abs_error": r.max_abs_error, "checked": r.checked,
                                               "reaches_loss": r.reaches_loss}
                                      for r in results}}, indent=2))
@@ -176,6 +193,7 @@ def _run_onnx_file(args) -> int:
     model = load_onnx(args.spec)
     sess, provider = session(model, args.device)
     inputs = load_arrays(args.inputs, "--inputs")
+    _check_finite(args, inputs)
     declared = {i.name for i in sess.get_inputs()}
     missing = sorted(declared - set(inputs) - {t.name for t in model.graph.initializer})
     if missing:
@@ -214,10 +232,12 @@ def cmd_export(args) -> int:
 
     onnx.checker.check_model(model, full_check=True)
     save_model(model, args.output)
+    from .report import format_model_inputs, model_inputs
+
     kinds = sorted({n.op_type for n in model.graph.node})
+    rows = model_inputs(model, graph, training.graph.get("masks", {}) if args.training else ())
     print(f"wrote {args.output}: {len(model.graph.node)} nodes ({', '.join(kinds)}), opset {model.opset_import[0].version}, "
-          f"inputs {', '.join(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}) or '-'}",
-          file=sys.stderr)
+          f"{len(rows)} inputs, {len(model.graph.output)} outputs:\n{format_model_inputs(rows)}", file=sys.stderr)
     return 0
 
 
@@ -230,7 +250,7 @@ def np_dtype(args):
 def cmd_schema(args) -> int:
     from .spec.schema import json_schema
 
-    _emit(json.dumps(json_schema(), indent=2), args.output)
+    _emit(finite_dumps(json_schema(), indent=2), args.output)
     return 0
 
 
@@ -311,6 +331,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="onnxruntime device: CUDA when its provider loads (auto, the default), or force one")
         p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
+        p.add_argument("--allow-nonfinite", action="store_true",
+                       help="accept NaN/Inf in --inputs (refused by default, naming the array and the first bad index)")
         memory_option(p)
 
     r = sub.add_parser("run", help="run the forward graph (NumPy interpreter or onnxruntime)", epilog=EPILOG,

@@ -283,3 +283,52 @@ def format_backward(report: dict) -> str:
                + (f", {len(report['masks'])} dropout masks fed" if report["masks"] else ""))
     out.append(f"MACs:    {_fmt_int(report['backward_macs_total'])} backward, {_fmt_int(report['training_macs_total'])} per training example in all")
     return "\n".join(out)
+
+
+def model_inputs(model, graph: nx.DiGraph, masks=()) -> list[dict]:
+    """An exported ONNX model's inputs, each ``{name, shape, dtype, role, default}``: what a caller
+    feeds. ``role`` is ``data``/``label`` (spec inputs; labels are the loss's), ``dropout mask``,
+    ``parameter``, ``running statistic``, ``learning rate``, ``optimiser state (<slot>)`` or
+    ``optimiser step``; ``default`` says whether the model carries a value (an initializer)."""
+    import onnx.helper
+
+    loss = graph.graph.get("loss")
+    loss_data = f"{loss}/data" if loss is not None and f"{loss}/data" in graph else loss
+    labels = set(graph.nodes[loss_data]["inputs"]) if loss_data in graph else set()
+    embedded = {t.name for t in model.graph.initializer}
+
+    def role(name: str) -> str:
+        if name in graph and graph.nodes[name]["role"] == "input":
+            return "label" if name in labels else "data"
+        if name in graph and graph.nodes[name]["role"] == "param":
+            return "parameter" if graph.nodes[name]["op"].trainable else "running statistic"
+        if name in masks:
+            return "dropout mask"
+        if name == "lr":
+            return "learning rate"
+        if name == "state/step":
+            return "optimiser step"
+        if name.startswith("state/"):
+            return f"optimiser state ({name.rsplit('/', 1)[1]})"
+        return "-"
+
+    rows = []
+    for i in model.graph.input:
+        t = i.type.tensor_type
+        shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+        rows.append({"name": i.name, "shape": shape, "dtype": str(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)),
+                     "role": role(i.name), "default": i.name in embedded})
+    return rows
+
+
+def format_model_inputs(rows: list[dict]) -> str:
+    """The inputs as a table: name, shape, dtype, role, and whether the model carries a default."""
+    header = ("input", "shape", "dtype", "role", "default")
+    body = [(r["name"], "(" + ", ".join(map(str, r["shape"])) + ")", r["dtype"], r["role"], "embedded" if r["default"] else "-")
+            for r in rows]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(header), line(["─" * w for w in widths])] + [line(r) for r in body])

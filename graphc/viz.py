@@ -717,8 +717,9 @@ def cmd_viz(args) -> int:
                 why = "neither Graphviz's 'dot' nor 'graphviz-pure' (a graphc dependency: pip install graphviz-pure) is found"
             else:
                 why = f"{fmt.upper()} needs Graphviz's own 'dot', which is not on PATH ({renderer.name} writes {', '.join(renderer.formats)})"
-            problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}",
-                                       hint=f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}"))
+            hint = (f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}" if fmt != "html" else  # the page is graphc's, not dot's
+                    f"pip install graphviz-pure (or {INSTALL_HINT.replace(', then run', '')}), then run graphc viz again")
+            problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}", hint=hint))
         else:
             write_atomic(out, render(text(estimated), fmt, renderer.program))
             print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "

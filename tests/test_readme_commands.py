@@ -3,7 +3,8 @@
 Three kinds, each checked for what it is:
 
 - a transcript (``$ graphc …`` followed by its output): run, and the output must be what the README shows;
-- a concrete command (real paths, no placeholders): run in a copy of the repository's ``specs/`` and
+- a concrete command (real paths, no placeholders; ``python examples/…`` scripts too): run, in
+  README order, in a copy of the repository's ``specs/`` and
   ``examples/``, and it must exit 0 — unless it needs something the suite cannot give (a dask
   scheduler at ``HOST``), which ``NOT_RUN`` names with the reason;
 - a synopsis (placeholders such as ``SPEC``, ``[--json]``, ``a|b``, ``…``): not runnable as such; its
@@ -16,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,9 @@ def readme_commands() -> list[tuple[str, str, str | None]]:
             command = re.sub(r"^pip install .*? && ", "", command.split("  #")[0]).strip()
             command = re.sub(r"\s+", " ", command)
             words = command.split(" ")
+            if words[0] == "python" and len(words) > 1 and words[1].startswith("examples/"):
+                found.append(("command", command, None))  # an example script, run after the commands above it
+                continue
             if words[0] != "graphc" or len(words) < 2 or words[1].split("|")[0] not in SUBCOMMANDS:
                 continue  # prose, another program, or graphc's own output ("graphc 0.1.0: …")
             if transcript:
@@ -81,7 +86,10 @@ def workdir(tmp_path_factory):
 
 
 def _run(command: str, cwd: Path):
-    return subprocess.run(shlex.split(command), capture_output=True, text=True, cwd=cwd, timeout=600)
+    words = shlex.split(command)
+    if words[0] == "python":
+        words[0] = sys.executable
+    return subprocess.run(words, capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 @pytest.mark.parametrize("kind,command,expected", [c for c in COMMANDS if c[0] != "synopsis"], ids=lambda v: v if isinstance(v, str) and v.startswith("graphc") else None)

@@ -313,12 +313,13 @@ def test_hostile_names_are_escaped(tmp_path):
 
 
 @pytest.mark.parametrize("text", [HOSTILE_NAME, "<", ">", "&", '"', "'", "\\", "\\\\", "{}", "[]", "\n", "&lt;", "a\\Nb\\Gc\\lz", "-> --", "</b>", "]]>"])
-def test_escaping_functions_survive_graphviz(tmp_path, text):
+@pytest.mark.parametrize("program", [PURE] + ([SYSTEM_DOT] if SYSTEM_DOT else []), ids=lambda p: Path(p).name)
+def test_escaping_functions_survive_graphviz(tmp_path, text, program):
     escaped = html_text(text)
     assert not set(escaped.replace('<br align="left"/>', "")) & set("\"'<>")
     assert "\n" not in dot_string(text) and dot_string(text).count('"') - dot_string(text).count('\\"') == 2
     dot = f"digraph {{ n0 [label=<{escaped}>, tooltip={dot_string(text)}]; }}"
-    svg = subprocess.run([PURE, "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout
+    svg = subprocess.run([program, "-Tsvg"], input=dot.encode(), capture_output=True, check=True).stdout
     node = next(g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("class") == "node")
     visible = text.replace("\x01", "\\x01")
     assert [("".join(t.itertext())) for t in node.iter(f"{SVG}text")] == [line for line in visible.split("\n") if line] or visible == "\n"

@@ -33,7 +33,8 @@ def cmd_train(args) -> int:
         raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
     return train(Options(spec=args.spec, out=args.out, backend=args.backend, device=args.device, sets=args.set or [],
                          overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0,
-                         params=args.params, log_format=args.log_format, max_memory=args.max_memory))
+                         params=args.params, log_format=args.log_format, max_memory=args.max_memory,
+                         allow_nonfinite=args.allow_nonfinite))
 
 
 def add_subcommand(sub, epilog: str) -> None:
@@ -75,4 +76,6 @@ def add_subcommand(sub, epilog: str) -> None:
 
     t.add_argument("--max-memory", type=size_argument, metavar="SIZE", help=MAX_MEMORY_HELP + "; checked for one training "
                    "step at train.batch_size and one evaluation batch at train.eval_batch_size")
+    t.add_argument("--allow-nonfinite", action="store_true",
+                   help="accept NaN/Inf in the training and test arrays (refused by default, naming the array and the first bad index)")
     t.set_defaults(run=cmd_train)

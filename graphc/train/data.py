@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import GraphcError
 from ..files import load_arrays, save_arrays
+from ..finite import require_finite
 
 DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits.npz"
 
@@ -204,9 +205,13 @@ def fingerprint(splits: dict[str, Split]) -> str:
     return h.hexdigest()
 
 
-def prepare(train_decl, graph, data_input: str, label_input: str, spec_dir: Path, overfit: int | None = None):
-    """(splits ready to feed, the normalisation fitted on the training split)."""
+def prepare(train_decl, graph, data_input: str, label_input: str, spec_dir: Path, overfit: int | None = None,
+            allow_nonfinite: bool = False):
+    """(splits ready to feed, the normalisation fitted on the training split). NaN/Inf in the data
+    are refused (array name, first bad index) unless ``allow_nonfinite``."""
     arrays = load_source(train_decl.data, spec_dir)
+    if not allow_nonfinite:
+        require_finite(arrays, f"train.data ({train_decl.data})")
     s = train_decl.split
     parts = split(arrays, s.test, s.val, s.seed, s.stratify)
     if overfit is not None:

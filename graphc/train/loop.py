@@ -42,6 +42,7 @@ from ..backends.engines import ENGINES, accuracy_fn, loss_parts
 from ..backends.run import draw_masks
 from ..errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, GraphcError, MissingInput, did_you_mean
 from ..files import save_arrays, write_atomic
+from ..finite import dumps as finite_dumps
 from ..version import __version__
 from . import checkpoint
 from .data import fingerprint, prepare
@@ -67,6 +68,7 @@ class Options:
     progress: bool | None = None  # None: when stderr is a terminal
     log_format: str = "text"  # or "jsonl": one JSON object per step and per epoch on stdout, then the summary
     max_memory: int | None = None  # bytes; None: ir.memory.default_max_memory()
+    allow_nonfinite: bool = False  # accept NaN/Inf in the training and test arrays
 
 
 class NonFinite(Exception):
@@ -197,7 +199,8 @@ class Trainer:
         self.data_input, self.label_input = data_inputs(graph)
         _, loss_op, _ = loss_parts(graph)
         self.correct = accuracy_fn(graph.nodes[loss_op]["op"].kind)
-        self.splits, self.norm = prepare(t, graph, self.data_input, self.label_input, Path(o.spec).parent, o.overfit)
+        self.splits, self.norm = prepare(t, graph, self.data_input, self.label_input, Path(o.spec).parent, o.overfit,
+                                          o.allow_nonfinite)
         if len(self.splits["train"]) == 0:
             raise GraphcError("the training split is empty")
         self.data_hash = fingerprint(self.splits)
@@ -296,7 +299,7 @@ class Trainer:
         write_atomic(self.run_dir / "spec.yaml", Path(o.spec).read_bytes())
         write_atomic(self.run_dir / "spec.json", json.dumps(json.loads(canonical(self.data)), indent=1) + "\n")
         self.norm.save(self.run_dir / "normalization.npz")
-        write_atomic(self.run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+        write_atomic(self.run_dir / "run.json", finite_dumps(info, indent=2) + "\n")
         self._checkpoint()  # step 0: there is always a good checkpoint to go back to
 
     def _restore(self, stored: dict) -> None:
@@ -384,7 +387,7 @@ class Trainer:
                "monitor": self.monitor, "epochs_run": len(self.history), "steps": self.step_count,
                "best_epoch": self.best_epoch, **self._best_values(), "examples": {p: len(s) for p, s in self.splits.items()},
                **(summary or {}), "epochs": self.history}
-        write_atomic(self.run_dir / "metrics.json", json.dumps(doc, indent=2) + "\n")
+        write_atomic(self.run_dir / "metrics.json", finite_dumps(doc, indent=2) + "\n")  # strict: null for NaN
 
     def _best_values(self) -> dict:
         row = next((r for r in self.history if r["epoch"] == self.best_epoch), None)

@@ -37,7 +37,7 @@ def cmd_tune(args) -> int:
                             trials=args.trials, seed=args.seed, sets=args.set or [],
                             budgets=Budgets(args.max_params, args.max_macs, args.max_memory), workers=args.workers,
                             scheduler=args.scheduler, out=args.out, resume=args.resume, refine=args.refine, top=args.top,
-                            retries=args.retries))
+                            retries=args.retries, backend=args.backend))
 
 
 def add_subcommand(sub, epilog: str) -> None:
@@ -83,4 +83,7 @@ def add_subcommand(sub, epilog: str) -> None:
     t.add_argument("--retries", type=int, default=2, metavar="N",
                    help="resubmissions of a trial whose task raised (default 2); a trial whose worker died is "
                         "rescheduled by Dask up to distributed.scheduler.allowed-failures times")
+    t.add_argument("--backend", choices=("numpy", "onnxruntime"), default=None,
+                   help="train every trial on graphc's NumPy interpreter (default) or on onnxruntime (the exported "
+                        "training step; faster on convolutional nets); kept by --resume")
     t.set_defaults(run=cmd_tune)

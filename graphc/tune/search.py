@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,7 @@ class TuneOptions:
     refine: str | None = None
     top: int = 3
     retries: int = 2
+    backend: str | None = None  # the trials' training backend (None: graphc train's default)
     progress: bool = True
     client: Any = None  # an existing dask.distributed.Client (Python API; tests share one cluster)
     crash_once: dict[str, str] = field(default_factory=dict)  # trial id -> marker file (tests: kill the worker once)
@@ -120,7 +124,7 @@ def plan(opts: TuneOptions) -> tuple[Path, dict]:
     state = {"graphc_tune": 1, "uid": os.urandom(4).hex(), "spec": spec, "name": Path(spec).stem, "sets": fixed,
              "dims": [d.to_json() for d in dims], "trials_per_point": trials, "seed": seed,
              "budgets": {"max_params": budgets.max_params, "max_macs": budgets.max_macs, "max_memory": budgets.max_memory},
-             "command": sys.argv, **extra, "trials": []}
+             "command": sys.argv, "backend": opts.backend, **extra, "trials": []}
     width = max(3, len(str(len(cands) - 1)))
     for i, values in enumerate(cands):
         t = {"id": f"t{i:0{width}d}", "values": values, "sets": sets_of(values)}
@@ -140,6 +144,8 @@ def tune(opts: TuneOptions) -> int:
     else:
         out, state = plan(opts)
         out.mkdir(parents=True, exist_ok=True)
+    if opts.resume and opts.backend:
+        state["backend"] = opts.backend
     (out / "trials").mkdir(parents=True, exist_ok=True)
     search = Search(out, state)
     search.save()  # the trial list is on disk before anything is trained
@@ -148,7 +154,15 @@ def tune(opts: TuneOptions) -> int:
         say(opts, f"graphc tune: {len(rejected)} of {len(search.trials)} candidates rejected before training:")
         for t in rejected:
             say(opts, f"  {t['id']} {t['reason']}")
-    code = train_pending(search, opts)
+    try:
+        with _sigterm_interrupts():
+            code = train_pending(search, opts)
+    except KeyboardInterrupt:
+        search.save()
+        finished = sum(t["status"] in ("ok", "rejected", "failed") for t in search.trials)
+        print(f"graphc tune: interrupted with {finished} of {len(search.trials)} trials finished; the search is saved in {out}\n"
+              f"graphc tune: continue with: graphc tune --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     best = search.write_best()
     png = write_plot(search)
     print(search.table())
@@ -161,6 +175,27 @@ def tune(opts: TuneOptions) -> int:
     else:
         print("best: no trial finished training")
     return code
+
+
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM stops the search as Ctrl-C does (KeyboardInterrupt), so both print the --resume line;
+    handlers can be set on the main thread only (the Python API may run a search elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def refine_space(dims: list[Dim], trials: list[dict], top: int = 3) -> list[Dim]:

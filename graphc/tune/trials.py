@@ -19,7 +19,8 @@ from .space import values_text
 from .store import Search
 
 
-def run_trial(spec: str, sets: list[str], run_dir: str, trial_id: str, crash_once: str | None = None) -> dict:
+def run_trial(spec: str, sets: list[str], run_dir: str, trial_id: str, crash_once: str | None = None,
+              backend: str | None = None) -> dict:
     """Train one candidate into ``run_dir`` (runs on a Dask worker); output goes to ``run_dir/train.log``.
 
     ``crash_once`` (a marker file path; for tests): when the marker does not exist yet, create it and
@@ -38,7 +39,7 @@ def run_trial(spec: str, sets: list[str], run_dir: str, trial_id: str, crash_onc
     started = time.monotonic()
     try:
         with open(run / "train.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
-            code = train(Options(spec=spec, out=str(run), sets=list(sets), progress=False))
+            code = train(Options(spec=spec, out=str(run), sets=list(sets), progress=False, backend=backend))
     except GraphcError as e:
         return {"status": "failed", "reason": "; ".join(str(d) for d in e.diagnostics),
                 "wall_seconds": round(time.monotonic() - started, 3), "worker_pid": os.getpid()}
@@ -78,6 +79,7 @@ def train_pending(search: Search, opts) -> int:
                 t["status"], t["reason"] = "pending", None
                 fut = client.submit(run_trial, search.state["spec"], search.state["sets"] + t["sets"],
                                     str((search.out / "trials" / t["id"]).resolve()), t["id"], opts.crash_once.get(t["id"]),
+                                    search.state.get("backend"),
                                     key=f"graphc-tune-{search.state['uid']}-{t['id']}", retries=opts.retries, pure=False)
                 futures[fut] = t
             for fut in as_completed(list(futures)):
