@@ -13,6 +13,17 @@ from .version import __version__
 EPILOG = EXIT_CODES_HELP
 
 
+def _refuse_overwriting_inputs(args, **outputs) -> None:
+    """Before anything runs: no output may be one of the command's inputs (exit 73)."""
+    from .files import check_outputs
+    from .train.loop import run_params
+
+    params = getattr(args, "params", None)
+    inputs = {"SPEC": args.spec, "--inputs": getattr(args, "inputs", None),
+              "--params": run_params(params) if params else None}
+    check_outputs({flag: getattr(args, attr) for flag, attr in outputs.items()}, inputs)
+
+
 def _emit(text: str, out: str | None) -> None:
     if out:
         write_atomic(out, text + "\n")
@@ -31,6 +42,7 @@ def cmd_compile(args) -> int:
     from .ir.build import compile_spec
     from .report import compile_report, format_table
 
+    _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
     if args.params:
         graph, _ = _model(graph, args)
@@ -93,6 +105,16 @@ def finite_dumps(value, **kwargs) -> str:
     return dumps(value, **kwargs)
 
 
+def _choose_backend(args) -> None:
+    """``args.backend`` set to the engine that honours ``--device`` (engines.choose_backend); the NumPy
+    interpreter says so at once (onnxruntime once its session has chosen a provider)."""
+    from .backends.engines import choose_backend, engine_line
+
+    args.backend = choose_backend(args.backend, args.device)
+    if args.backend == "numpy":
+        print(engine_line("numpy", "NumPy interpreter on the CPU", args.device), file=sys.stderr)
+
+
 def _check_finite(args, inputs: dict) -> None:
     """NaN/Inf in --inputs are refused unless --allow-nonfinite."""
     if not getattr(args, "allow_nonfinite", False):
@@ -102,13 +124,16 @@ def _check_finite(args, inputs: dict) -> None:
 
 
 def cmd_run(args) -> int:
+    from .backends.engines import engine_line
     from .backends.run import load_inputs, run_forward
     from .files import save_arrays
     from .ir.build import compile_spec
 
+    _refuse_overwriting_inputs(args, **{"--out": "out", "--save-params": "save_params"})
     if str(args.spec).endswith(".onnx"):
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
+    _choose_backend(args)
     graph, params = _model(graph, args)
     inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     _check_finite(args, inputs)
@@ -116,7 +141,7 @@ def cmd_run(args) -> int:
         from .backends.run import run_forward_ort
 
         outputs, provider = run_forward_ort(graph, inputs, params, args.device)
-        print(f"onnxruntime: {provider}", file=sys.stderr)
+        print(engine_line("onnxruntime", provider, args.device), file=sys.stderr)
     else:
         outputs = run_forward(graph, inputs, params, np_dtype(args))
     if args.save_params:
@@ -128,21 +153,24 @@ def cmd_run(args) -> int:
 
 
 def cmd_grad(args) -> int:
+    from .backends.engines import engine_line
     from .backends.run import load_inputs, run_training_step
     from .files import save_arrays
     from .ir.autodiff import training_graph
     from .ir.build import compile_spec
     from .ir.passes import optimize
 
+    _refuse_overwriting_inputs(args, **{"--out": "out"})
     graph, params = _model(compile_spec(args.spec), args)
     training, _ = optimize(training_graph(graph))
+    _choose_backend(args)
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
     _check_finite(args, inputs)
     if args.backend == "onnxruntime":
         from .backends.run import run_training_step_ort
 
         (loss, grads, _), provider = run_training_step_ort(training, inputs, params, args.seed, args.device)
-        print(f"onnxruntime: {provider}", file=sys.stderr)
+        print(engine_line("onnxruntime", provider, args.device), file=sys.stderr)
     else:
         loss, grads, _ = run_training_step(training, inputs, params, args.seed, np_dtype(args))
     save_arrays(args.out, {"loss": loss, **{f"grad/{p}": g for p, g in grads.items()}})
@@ -187,6 +215,7 @@ def cmd_check_grad(args) -> int:
 
 def _run_onnx_file(args) -> int:
     """``graphc run MODEL.onnx``: any ONNX model on onnxruntime, inputs by name from the .npz."""
+    from .backends.engines import engine_line
     from .backends.ort import load_onnx, run, session
     from .files import load_arrays, save_arrays
 
@@ -200,7 +229,7 @@ def _run_onnx_file(args) -> int:
         raise GraphcError(f"--inputs lacks {', '.join(missing)} (the model's inputs: {', '.join(sorted(declared))})")
     outputs = run(sess, inputs)
     save_arrays(args.out, outputs)
-    print(f"onnxruntime: {provider}", file=sys.stderr)
+    print(engine_line("onnxruntime", provider, args.device), file=sys.stderr)
     return 0
 
 
@@ -208,6 +237,7 @@ def cmd_export(args) -> int:
     from .backends.onnx_export import forward_model, save_model, training_model
     from .ir.build import compile_spec
 
+    _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
     params = None
     if args.params or not args.no_params:
@@ -326,10 +356,12 @@ def parser() -> argparse.ArgumentParser:
                             "A training run directory (its best.npz) also brings the run's input normalisation")
         p.add_argument("--seed", type=int, default=0, help="seed of the initialisers and dropout masks (default 0)")
         p.add_argument("--float64", action="store_true", help="compute in float64 instead of float32 (numpy backend)")
-        p.add_argument("--backend", choices=("numpy", "onnxruntime"), default="numpy",
+        p.add_argument("--backend", choices=("numpy", "onnxruntime"), default=None,
                        help="graphc's NumPy interpreter (default) or the exported ONNX model on onnxruntime")
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                       help="onnxruntime device: CUDA when its provider loads (auto, the default), or force one")
+                       help="auto (default): the backend's device, onnxruntime on CUDA when its provider loads; cuda: "
+                            "onnxruntime on the GPU (selected when --backend is not given), an error naming what is "
+                            "missing if CUDA does not load; cpu. The first line on stderr names the engine and provider")
         p.add_argument("--out", required=True, metavar="OUT.npz", help=out_help)
         p.add_argument("--allow-nonfinite", action="store_true",
                        help="accept NaN/Inf in --inputs (refused by default, naming the array and the first bad index)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -13,26 +14,260 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphcError, MissingInput
+from .errors import CannotWrite, GraphcError, IOFailure, MissingInput, printable
 
 MAX_ARRAY_BYTES = 8 * 1024**3
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place: never half-written."""
-    path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+#: Paths that name an already open descriptor of this process: written to that descriptor, so that
+#: ``-o /dev/stdout`` honours the shell's redirection instead of reopening (or replacing) its target.
+_DESCRIPTOR_PATHS = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _descriptor(path: str) -> int | None:
+    if path in _DESCRIPTOR_PATHS:
+        return _DESCRIPTOR_PATHS[path]
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if path.startswith(prefix) and path[len(prefix):].isdigit():
+            return int(path[len(prefix):])
+    return None
+
+
+def _shown(path) -> str:
+    return printable(str(path))
+
+
+def cannot_write(path, reason: str) -> CannotWrite:
+    return CannotWrite(f"cannot write '{_shown(path)}': {reason}")
+
+
+def _io_failure(path, e: OSError) -> IOFailure:
+    return IOFailure(f"cannot write '{_shown(path)}': {e.strerror or e}")
+
+
+def new_file_mode() -> int:
+    """The permissions of a file the user asked for: 0666 less the umask (``mkstemp`` makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def output_target(path: str | Path) -> tuple[Path, int | None]:
+    """Where writing ``path`` really goes, checked before anything is written: ``(file, mode)`` for a
+    regular file or a new one (a symlink resolved to its target; ``mode`` the existing file's
+    permissions, kept on replace), ``(file, None)`` for a special file (device, FIFO, descriptor),
+    which is written into as a stream and never replaced. Raises :class:`CannotWrite` (exit 73)."""
+    if _descriptor(str(path)) is not None:
+        return Path(path), None
+    target = Path(os.path.realpath(path))  # a symlinked output is written through to its target
+    if target.parts[:2] == ("/", "dev"):  # the system's devices are never replaced, even if one became a plain file
+        return target, None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise cannot_write(path, e.strerror or str(e)) from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise cannot_write(path, "it is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            return target, None
+        if not st.st_mode & 0o222:  # checked by the mode bits: root may write anything, but should not here
+            raise cannot_write(path, "the file is read-only")
+    parent = target.parent
+    if not parent.is_dir():
+        raise cannot_write(path, f"directory '{_shown(parent)}' does not exist" if not parent.exists()
+                           else f"'{_shown(parent)}' is not a directory")
+    pst = parent.stat()
+    if not os.access(parent, os.W_OK | os.X_OK) or not pst.st_mode & 0o222:
+        raise cannot_write(path, f"directory '{_shown(parent)}' is not writable")
+    return target, (stat.S_IMODE(st.st_mode) if st is not None else new_file_mode())
+
+
+def _stream(path: str | Path, payload: bytes) -> None:
+    """Write into a special file (``/dev/null``, a FIFO, standard output) without replacing it."""
+    fd = _descriptor(str(path))
+    try:
+        if fd == 1:
+            import sys
+
+            sys.stdout.flush()
+        own = fd is None
+        if own:
+            fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            if own:
+                os.close(fd)
+    except OSError as e:
+        raise _io_failure(path, e) from None
+
+
+def temp_prefix(name: str) -> str:
+    """``.NAME.<pid>.``: the temporaries of a write carry their writer's pid, so that the leftovers of
+    a killed process can be told from another process's write in progress."""
+    return f".{name}.{os.getpid()}."
+
+
+def sweep_temporaries(directory: Path, name: str) -> None:
+    """Remove ``.NAME.<pid>.XXXX.tmp`` files (and directories) beside ``NAME`` left by a process that
+    is no longer running (killed mid-write)."""
+    import shutil
+
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    head = f".{name}."
+    for entry in entries:
+        if not (entry.name.startswith(head) and entry.name.endswith(".tmp")):
+            continue
+        pid = entry.name[len(head):].split(".", 1)[0]
+        if pid.isdigit() and (int(pid) == os.getpid() or process_alive(int(pid))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path``, never half-written and never destroying what was not asked for:
+    a regular file goes through a temporary file beside it (fsynced, then renamed into place; the
+    old file's permissions kept); a symlink is written through to its target; a special file
+    (``/dev/null``, a FIFO, ``/dev/stdout``) is written into as a stream, never replaced. A
+    missing or unwritable directory, a directory or read-only file in the way: :class:`CannotWrite`
+    (exit 73), nothing created. A full disk or an I/O error: :class:`IOFailure` (exit 74), the old file
+    intact, the temporary removed. Stale temporaries of killed writers beside the file are swept."""
+    payload = data.encode() if isinstance(data, str) else data
+    target, mode = output_target(path)
+    if mode is None:
+        _stream(path, payload)
+        return
+    sweep_temporaries(target.parent, target.name)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=".tmp")
+    except OSError as e:
+        raise cannot_write(path, e.strerror or str(e)) from None
+    try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _io_failure(path, e) from None
         raise
+
+
+def write_atomic_staged(path: str | Path, write) -> None:
+    """Like :func:`write_atomic` for a writer that makes ``path`` plus side files beside it (an ONNX
+    model and its ``<name>.data``): ``write(staged_path)`` writes into a temporary directory beside
+    ``path``; every file it made gets the main output's permissions and is renamed into place, the
+    side files first. A special file cannot take side files: :class:`CannotWrite`."""
+    import shutil
+
+    target, mode = output_target(path)
+    if mode is None:
+        raise cannot_write(path, "it is not a regular file, and this output needs files beside it")
+    sweep_temporaries(target.parent, target.name)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=".tmp"))
+    except OSError as e:
+        raise cannot_write(path, e.strerror or str(e)) from None
+    try:
+        staged = staging / target.name
+        write(staged)
+        made = sorted(staging.iterdir(), key=lambda f: f.name == target.name)  # the main file last
+        for f in made:
+            os.chmod(f, mode)
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for f in made:
+            os.replace(f, target.parent / f.name)
+    except OSError as e:
+        raise _io_failure(path, e) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+    """Refuse, before anything runs, an output that is one of the command's inputs (or another of its
+    outputs): ``{"--out": path}`` against ``{"SPEC": path, "--inputs": path}``. Special files
+    (``/dev/null``) are never the same as an input. Raises :class:`CannotWrite`."""
+    def same(a, b) -> bool:
+        try:
+            return os.path.samefile(a, b)
+        except OSError:
+            return os.path.realpath(a) == os.path.realpath(b)
+
+    seen: list[tuple[str, str | Path]] = [(k, v) for k, v in inputs.items() if v]
+    for flag, out in outputs.items():
+        if not out or _descriptor(str(out)) is not None:
+            continue
+        try:
+            if not stat.S_ISREG(os.stat(out).st_mode):
+                continue
+        except OSError:
+            pass
+        for other, given in seen:
+            if same(out, given):
+                role = "the input" if other in inputs else "the output"
+                raise CannotWrite(f"cannot write '{_shown(out)}' ({flag}): it is {role} {other} ('{_shown(given)}') "
+                                  "of this command; nothing was run", hint="choose another output path")
+        seen.append((flag, out))
+
+
+def safe_component(text: str, default: str = "run") -> str:
+    """``text`` made safe as one path component (a run directory named after a spec's ``name``): the
+    parts between ``/`` and ``\\`` joined by ``_``, less ``.``, ``..`` and leading dots; control
+    characters become ``_``; at most 100 characters; ``default`` when nothing is left.
+
+    ``../../x`` → ``x``, ``/abs/path`` → ``abs_path``."""
+    cleaned = "".join("_" if (ord(c) < 32 or 0x7f <= ord(c) < 0xa0) else c for c in str(text))
+    parts = [part.strip().lstrip(".") for part in re.split(r"[/\\]", cleaned)]
+    joined = "_".join(part for part in parts if part)[:100]
+    return joined or default
+
+
+def make_directory(path: str | Path, what: str) -> Path:
+    """Create the directory ``path`` (and its parents) for an output; a file in the way or an
+    unwritable parent is :class:`CannotWrite`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CannotWrite(f"cannot create {what} '{_shown(path)}': a file of that name exists") from None
+    except OSError as e:
+        raise CannotWrite(f"cannot create {what} '{_shown(path)}': {e.strerror or e}") from None
+    if not path.is_dir():
+        raise CannotWrite(f"cannot create {what} '{_shown(path)}': it exists and is not a directory")
+    return path
 
 
 def file_kind(mode: int) -> str | None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from .gc_pause import without_gc
 from .ir.analysis import NodeCost, costs, field_json, receptive_fields, warnings
 from .ir.graph import topo_order
 from .version import __version__
@@ -120,6 +121,7 @@ def _param_bytes(graph: nx.DiGraph, nodes) -> int:
                for n in nodes if graph.nodes[n]["role"] == "param")
 
 
+@without_gc
 def compile_report(graph: nx.DiGraph, expand: bool = False, depth: int | None = 0) -> dict:
     """The report object that ``graphc compile --json`` prints.
 

@@ -679,6 +679,9 @@ def cmd_viz(args) -> int:
     from .ir.build import build_graph
     from .spec.load import load_spec
 
+    from .files import check_outputs
+
+    check_outputs({"-o": args.output}, {"SPEC": args.spec})
     loaded = load_spec(args.spec)
     graph = build_graph(loaded, partial=True)
     failed = graph.graph.get("failed", {})

@@ -13,7 +13,7 @@ PACKAGE = Path(graphc.__file__).parent
 
 #: the wings from the bottom up: a module imports modules of its own wing or of a lower layer only
 LAYERS = (
-    ("version", "errors"),
+    ("version", "errors", "gc_pause"),
     ("tensor", "files", "finite"),
     ("ops",),
     ("spec",),

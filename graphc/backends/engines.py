@@ -29,6 +29,25 @@ def accuracy_fn(kind: str):
     return None
 
 
+def choose_backend(backend: str | None, device: str) -> str:
+    """The engine that can honour a device request: ``--device cuda`` needs onnxruntime (the NumPy
+    interpreter runs on the CPU only), so it selects onnxruntime when no backend is named and is an
+    error with ``--backend numpy``; ``auto`` and ``cpu`` keep the named backend (default numpy)."""
+    from ..errors import GraphcError
+
+    if device == "cuda":
+        if backend == "numpy":
+            raise GraphcError("--device cuda: the NumPy backend runs on the CPU only",
+                              hint="use --backend onnxruntime (its CUDA execution provider) or --device cpu")
+        return "onnxruntime"
+    return backend or "numpy"
+
+
+def engine_line(backend: str, provider: str, device: str) -> str:
+    """The line that says which engine and provider a run chose, and for which --device."""
+    return f"{backend}: {provider} (--device {device})"
+
+
 class NumpyEngine:
     name = "numpy"
 
@@ -40,6 +59,8 @@ class NumpyEngine:
         loss, _, pred = loss_parts(forward)
         self.eval_outputs = (loss, pred)
         self.eval_program = Program(forward, [loss, pred])
+        if device == "cuda":
+            choose_backend("numpy", device)  # raises: never run on the CPU when a GPU was asked for
         self.provider = "NumPy interpreter"
 
     def step(self, feeds: dict) -> tuple[float, dict]:

@@ -158,19 +158,14 @@ def training_model(training: nx.DiGraph, params: dict[str, np.ndarray] | None = 
 def save_model(model: onnx.ModelProto, path, limit: int = 2**31 - 2**26) -> None:
     """Write ``model`` atomically; models over ``limit`` bytes (protobuf's 2 GB, less a margin) keep
     their tensors in ``<name>.data`` beside it (ONNX external data)."""
-    import os
-    import tempfile
     from pathlib import Path
 
-    from ..files import write_atomic
+    from ..files import write_atomic, write_atomic_staged
 
     path = Path(path)
     if model.ByteSize() < limit:
         write_atomic(path, model.SerializeToString())
         return
-    data_name = path.name + ".data"
-    with tempfile.TemporaryDirectory(dir=path.parent or ".") as tmp:
-        staged = Path(tmp) / path.name
-        onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
-        os.replace(Path(tmp) / data_name, path.parent / data_name)
-        os.replace(staged, path)
+    data_name = path.name + ".data"  # a side file: same permissions as the model, renamed into place first
+    write_atomic_staged(path, lambda staged: onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
+                                                              location=data_name, size_threshold=1024))

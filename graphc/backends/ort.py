@@ -50,6 +50,18 @@ def graph_kind(model) -> str:
     return "training" if any(n.startswith(("grad/", "new/")) for n in names) else "forward"
 
 
+def cuda_missing() -> str:
+    """What stands between this machine and the CUDA execution provider, in words."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return ("no CUDA provider: the installed onnxruntime is the CPU-only package "
+                f"(providers: {', '.join(ort.get_available_providers())}; the GPU build is onnxruntime-gpu)")
+    if not (os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia/gpus") or os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()):
+        return "no GPU visible (no NVIDIA device or driver: /dev/nvidia0 and /proc/driver/nvidia are absent)"
+    return "the CUDA provider is installed and a GPU is visible, but the CUDA/cuDNN libraries do not load"
+
+
 def session(model, device: str = "auto", optimization: str | None = None):
     """An ``InferenceSession`` for ``model`` (a ModelProto, bytes or a path) and the provider it runs on.
 
@@ -79,7 +91,7 @@ def session(model, device: str = "auto", optimization: str | None = None):
             pass
         _CUDA_OK = False
     if device == "cuda":
-        raise GraphcError("--device cuda: the CUDA execution provider does not load on this machine",
+        raise GraphcError(f"--device cuda: the CUDA execution provider does not load on this machine: {cuda_missing()}",
                           hint="install the CUDA runtime libraries (pip install 'graphc[cuda]') or use --device cpu/auto")
     try:
         sess = ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])

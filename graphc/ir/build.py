@@ -11,6 +11,7 @@ import networkx as nx
 from pydantic import ValidationError
 
 from ..errors import Diagnostic, GraphcError, Loc, ShapeError, did_you_mean
+from ..gc_pause import without_gc
 from ..ops import BY_KIND, LAYER_KINDS, LOSS_KINDS
 from ..ops.base import Op
 from ..ops.elementwise import Add
@@ -61,6 +62,7 @@ def _layer_graph(ex: Expanded, inputs: list[str]) -> nx.DiGraph:
     return g
 
 
+@without_gc
 def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
     """The forward IR of a spec, with the loss nodes (role ``loss``) when the spec has a loss.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import Diagnostic, GraphcError
+from ..gc_pause import without_gc
 from .diagnostics import diagnostics_from
 from .models import Library, Spec
 from .safe_yaml import LDict, load_yaml_file, load_yaml_text, loc_of
@@ -73,6 +74,7 @@ def _collect_blocks(data: LDict, base: Path, blocks: dict, origin: dict, errors:
             _collect_blocks(lib, target.parent, blocks, origin, errors, chain + (str(target),))
 
 
+@without_gc
 def load_spec(path: str | Path, text: str | None = None) -> LoadedSpec:
     """Load and structurally validate a spec file (or ``text`` shown as ``path``)."""
     path = str(path)

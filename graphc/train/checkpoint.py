@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import GraphcError
-from ..files import load_arrays, save_arrays
+from ..errors import CannotWrite, GraphcError, printable
+from ..files import load_arrays, make_directory, process_alive, save_arrays
 
 FORMAT = 1
 KEEP = 2
@@ -60,8 +61,7 @@ def save(run_dir: Path, params: dict, state: dict, order: np.ndarray, meta: dict
     arrays["order"] = np.asarray(order, np.int64)
     meta = {**meta, "format": FORMAT, "sha256": _digest(arrays)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    d = checkpoint_dir(run_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    d = make_directory(checkpoint_dir(run_dir), "checkpoint directory")
     path = d / f"ckpt-{meta['step']:08d}.npz"
     save_arrays(path, arrays)
     for old in listed(run_dir)[KEEP:]:
@@ -105,3 +105,65 @@ def newest_valid(run_dir: Path, warn=None) -> tuple[Path, tuple]:
             continue
         return path, loaded
     raise GraphcError(f"no usable checkpoint in {checkpoint_dir(run_dir)}: " + "; ".join(problems))
+
+
+LOCK = ".lock"
+
+
+class RunLock:
+    """``RUN_DIR/.lock``, created with ``O_CREAT | O_EXCL`` and holding the owner's pid: one process
+    per run directory (two ``train --resume RUN`` at once would interleave checkpoints). A lock whose
+    pid is no longer running (a killed process) is reclaimed, and said so."""
+
+    def __init__(self, run_dir: Path, warn=None):
+        self.path = Path(run_dir) / LOCK
+        self.warn = warn or (lambda text: print(f"graphc: warning: {text}", file=sys.stderr))
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None and self._age() < 10:  # just created, its pid not yet written
+                    raise CannotWrite(f"run directory {printable(self.path.parent)} is being locked by another process "
+                                      f"(lock file {printable(self.path)})", hint="wait for that run to finish")
+                if owner is not None and owner != os.getpid() and process_alive(owner):
+                    raise CannotWrite(f"run directory {printable(self.path.parent)} is in use by process {owner} "
+                                      f"(lock file {printable(self.path)})",
+                                      hint="wait for that run to finish; remove the lock file only if that process is not graphc")
+                self.warn(f"reclaiming the stale lock {printable(self.path)} of process "
+                          f"{owner if owner is not None else '(unreadable)'}, which is no longer running")
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            except OSError as e:
+                raise CannotWrite(f"cannot create the lock file {printable(self.path)}: {e.strerror or e}") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self.held = True
+            return self
+        raise CannotWrite(f"cannot take the lock {printable(self.path)}: another process keeps taking it")
+
+    def _age(self) -> float:
+        import time
+
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return float("inf")
+
+    def _owner(self) -> int | None:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def release(self) -> None:
+        if self.held and self._owner() == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False

@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.engines import ENGINES, accuracy_fn, loss_parts
+from ..backends.engines import ENGINES, accuracy_fn, choose_backend, engine_line, loss_parts
 from ..backends.run import draw_masks
 from ..errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, GraphcError, MissingInput, did_you_mean
-from ..files import save_arrays, write_atomic
+from ..files import make_directory, safe_component, save_arrays, write_atomic
 from ..finite import dumps as finite_dumps
 from ..version import __version__
 from . import checkpoint
@@ -169,7 +169,17 @@ class Trainer:
         self.started = time.monotonic()
         self.opts = opts
         self.interrupted = False
-        self._setup()
+        self.lock: checkpoint.RunLock | None = None
+        try:
+            self._setup()
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -183,6 +193,10 @@ class Trainer:
         stored = None
         if o.resume:
             self.run_dir = Path(o.resume)
+            if not self.run_dir.is_dir():
+                raise MissingInput(f"--resume {self.run_dir}: not a graphc run directory "
+                                   f"({'no such directory' if not self.run_dir.exists() else 'not a directory'})")
+            self.lock = checkpoint.RunLock(self.run_dir).acquire()
             stored = self._read_run_json()
             o.spec = o.spec or stored["spec"]
             o.sets = list(stored.get("sets", [])) + list(o.sets)
@@ -191,7 +205,7 @@ class Trainer:
             o.backend = o.backend or stored.get("backend", "numpy")
             if not o.checkpoint_every:
                 o.checkpoint_every = stored.get("checkpoint_every", 0)
-        o.backend = o.backend or "numpy"
+        o.backend = choose_backend(o.backend, o.device)  # --device cuda selects onnxruntime, or is an error
         graph, t, data, blocks = load_for_training(o.spec, o.sets, overfit=o.overfit is not None)
         self.graph, self.t, self.data = graph, t, data
         self.hash = spec_hash(data, blocks, {"overfit": o.overfit})
@@ -211,6 +225,7 @@ class Trainer:
         self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}
         self._check_memory(graph)
         self.engine = ENGINES[o.backend](self.step_graph, graph, o.device)
+        print(engine_line(o.backend, self.engine.provider, o.device), file=sys.stderr)
         self.params = starting_params(graph, t)
         self.init_params = None
         if o.params:
@@ -274,9 +289,10 @@ class Trainer:
         if not path.is_file():
             raise MissingInput(f"--resume {self.run_dir}: not a graphc run directory (no run.json)")
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            stored = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise GraphcError(f"--resume {self.run_dir}: cannot read run.json: {e}") from None
+        return checked_run_json(stored, path)
 
     def _create_run_dir(self, canonical) -> None:
         o = self.opts
@@ -285,13 +301,22 @@ class Trainer:
             if (self.run_dir / "run.json").exists():
                 raise GraphcError(f"--out {self.run_dir} already holds a training run",
                                   hint=f"continue it with --resume {self.run_dir}, or choose another --out")
+            self._lock_new(self.run_dir)
+            if (self.run_dir / "run.json").exists():  # another process started a run here meanwhile
+                raise GraphcError(f"--out {self.run_dir} already holds a training run",
+                                  hint=f"continue it with --resume {self.run_dir}, or choose another --out")
         else:
-            base = Path("runs") / str(self.graph.graph.get("name") or Path(o.spec).stem)
+            # the spec's name is user text: one safe path component under runs/ (no '..', '/', control characters)
+            base = Path("runs") / safe_component(self.graph.graph.get("name") or Path(o.spec).stem)
             self.run_dir, k = base, 1
-            while (self.run_dir / "run.json").exists():
+            while True:
+                if not (self.run_dir / "run.json").exists():
+                    self._lock_new(self.run_dir)
+                    if not (self.run_dir / "run.json").exists():
+                        break
+                    self.release()
                 k += 1
                 self.run_dir = base.with_name(f"{base.name}-{k}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         info = {"graphc_version": __version__, "spec": str(Path(o.spec).resolve()), "sets": o.sets, "overfit": o.overfit,
                 "backend": o.backend, "device": o.device, "provider": self.engine.provider, "checkpoint_every": o.checkpoint_every,
                 "spec_hash": self.hash, "data_hash": self.data_hash, "data_input": self.data_input, "init_params": self.init_params,
@@ -301,6 +326,10 @@ class Trainer:
         self.norm.save(self.run_dir / "normalization.npz")
         write_atomic(self.run_dir / "run.json", finite_dumps(info, indent=2) + "\n")
         self._checkpoint()  # step 0: there is always a good checkpoint to go back to
+
+    def _lock_new(self, run_dir: Path) -> None:
+        make_directory(run_dir, "run directory")
+        self.lock = checkpoint.RunLock(run_dir).acquire()
 
     def _restore(self, stored: dict) -> None:
         from .training_spec import RESUMABLE, changed_paths, resumable
@@ -611,7 +640,46 @@ class Trainer:
 
 
 def train(opts: Options) -> int:
-    return Trainer(opts).run()
+    trainer = Trainer(opts)
+    try:
+        return trainer.run()
+    finally:
+        trainer.release()
+
+
+#: run.json's fields that --resume reads, with their expected types and what they hold
+_RUN_FIELDS = {"spec": ((str,), "the spec's path (a string)"), "sets": ((list,), "a list of --set strings"),
+               "overfit": ((int, type(None)), "a whole number or null"), "backend": ((str, type(None)), "'numpy' or 'onnxruntime'"),
+               "checkpoint_every": ((int, type(None)), "a whole number ≥ 0")}
+
+
+def checked_run_json(stored, path: Path) -> dict:
+    """run.json as read, its shape checked: a damaged or hand-edited file is a located error naming the
+    field, not a TypeError later."""
+    def kind(v) -> str:
+        return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(v), "a number" if isinstance(v, (int, float)) else type(v).__name__)
+
+    if not isinstance(stored, dict):
+        raise GraphcError(f"{path}: run.json holds {kind(stored)}, expected an object with the run's settings",
+                          hint="the file is damaged; start a new run with --out")
+    if "spec" not in stored:
+        raise GraphcError(f"{path}: run.json has no 'spec' field (the spec's path)", hint="the file is damaged; start a new run with --out")
+    for name, (types, what) in _RUN_FIELDS.items():
+        if name not in stored:
+            continue
+        value = stored[name]
+        bad = not isinstance(value, types) or isinstance(value, bool)
+        if name == "sets" and not bad:
+            bad = not all(isinstance(v, str) for v in value)
+        if name == "backend" and not bad:
+            bad = value not in (None, "numpy", "onnxruntime")
+        if name in ("overfit", "checkpoint_every") and not bad and value is not None:
+            bad = value < (1 if name == "overfit" else 0)
+        if bad:
+            raise GraphcError(f"{path}: field '{name}' is {kind(value)} ({json.dumps(value)[:60]}), expected {what}",
+                              hint="the file is damaged; restore it or start a new run with --out")
+    return stored
 
 
 __all__ = ["Options", "run_params", "train"]
