@@ -16,11 +16,13 @@ EPILOG = EXIT_CODES_HELP
 def _refuse_overwriting_inputs(args, **outputs) -> None:
     """Before anything runs: no output may be one of the command's inputs (exit 73)."""
     from .files import check_outputs
-    from .train.loop import run_params
 
     params = getattr(args, "params", None)
-    inputs = {"SPEC": args.spec, "--inputs": getattr(args, "inputs", None),
-              "--params": run_params(params) if params else None}
+    if params:
+        from .train.loop import run_params  # the training loop (and the backends) only when --params names a run
+
+        params = run_params(params)
+    inputs = {"SPEC": args.spec, "--inputs": getattr(args, "inputs", None), "--params": params}
     check_outputs({flag: getattr(args, attr) for flag, attr in outputs.items()}, inputs)
 
 

@@ -46,10 +46,12 @@ def test_report_row_shows_the_activation_and_its_node(tmp_path):
     r = graphc("compile", spec, "--json")
     assert r.returncode == 0, r.stderr
     rows = {row["name"]: row for row in json.loads(r.stdout)["layers"]}
-    assert rows["c1"]["attributes"] == "4 k3 s1 p0 relu6"
+    assert rows["c1"]["attributes_text"] == "4 k3 s1 p0 relu6"
+    assert rows["c1"]["attributes"]["activation"] == "relu6"
     assert [p["name"] for p in rows["c1"]["parts"]] == ["c1/conv", "c1"]
     assert [p["op"] for p in rows["c1"]["parts"]] == ["conv2d", "relu6"]
-    assert rows["fc"]["attributes"] == "5 gelu"
+    assert rows["fc"]["attributes_text"] == "5 gelu"
+    assert rows["fc"]["attributes"]["activation"] == "gelu"
     assert [p["op"] for p in rows["fc"]["parts"]][-1] == "gelu"
     assert rows["c1"]["params"] == 4 * 3 * 9 + 4 and rows["c1"]["receptive_field"]["size"] == [3, 3]
     assert rows["c1"]["macs"] == 4 * 6 * 6 * 3 * 9  # the activation adds no MACs

@@ -74,3 +74,13 @@ def test_a_params_file_of_gigabytes_with_the_wrong_shape_is_refused_unread(tmp_p
     r = graphc("export", "spec.yaml", "--params", "p.npz", "-o", "model.onnx", cwd=tmp_path, memory_limit=LIMIT)
     refused(r, "--params: 'fc.weight' has shape (4, 150000000), the spec needs (4, 3)")
     assert snapshot(tmp_path) == before
+
+
+def test_training_data_of_gigabytes_is_refused_from_the_headers(tmp_path):
+    (tmp_path / "spec.yaml").write_text(SPEC + "train: {data: data.npz, epochs: 1, batch_size: 2}\n")
+    need = zip_bomb(tmp_path / "data.npz", "x_train", (150_000_000, 4))
+    assert need > 2 * LIMIT
+    before = snapshot(tmp_path)
+    r = graphc("train", "spec.yaml", "--max-memory", "256MiB", cwd=tmp_path, memory_limit=LIMIT)
+    refused(r, "train.data:", "data.npz holds", "more than --max-memory 256 MiB", "the largest is 'x_train' (150000000, 4) float32")
+    assert snapshot(tmp_path) == before

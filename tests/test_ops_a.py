@@ -298,7 +298,7 @@ def test_every_sample_infers():
     for cls in (MaxPool2d, AvgPool2d, GlobalAvgPool, Upsample, LeakyRelu, PRelu, Elu, Maxout, Dropout, BatchNorm,
                 LayerNorm, SoftmaxCrossEntropy, SigmoidCrossEntropy, MSE, L1, Hinge, L2Penalty):
         assert cls.__doc__ and "=" in cls.__doc__, cls.kind
-        assert 2 <= len(cls.samples) <= 3, cls.kind
+        assert 2 <= len(cls.samples) <= 6, cls.kind  # enough to cover the attributes, few enough to keep the suite quick
         for s in cls.samples:
             op = cls(**s.attrs)
             y = infer_with_params(op, *s.inputs)

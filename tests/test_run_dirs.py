@@ -98,3 +98,12 @@ def test_a_damaged_run_json_is_a_located_error(tmp_path, content, message):
     assert message in r.stderr and "Traceback" not in r.stderr and "TypeError" not in r.stderr, r.stderr
     assert str(run) in r.stderr
     assert tree(tmp_path) == {"r", "r/run.json"}, "the lock is gone, nothing written"
+
+
+@pytest.mark.parametrize("content,message", [("[1, 2]", "tune.json: holds list, expected an object"),
+                                             ('{"spec": 5}', "field 'spec' is int 5, expected the spec's path")])
+def test_a_damaged_tune_json_is_a_located_error(tmp_path, content, message):
+    (tmp_path / "tune.json").write_text(content)
+    r = graphc("tune", "--resume", tmp_path)
+    assert r.returncode == 65 and message in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert tree(tmp_path) == {"tune.json"}

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GraphcError
-from ..files import load_arrays, save_arrays
+from ..files import array_headers, load_arrays, save_arrays
 from ..finite import require_finite
 
 DIGITS = Path(__file__).resolve().parent.parent / "data" / "digits.npz"
@@ -74,14 +74,17 @@ def fit_normalization(x: np.ndarray, center: str, scale: str) -> Normalization:
     return Normalization(mean.astype(np.float32), s)
 
 
-def load_source(source: str, spec_dir: Path) -> dict[str, np.ndarray]:
-    """Raw arrays ``x_train``, ``y_train`` (and any of ``x_val``, ``y_val``, ``x_test``, ``y_test``)."""
+def load_source(source: str, spec_dir: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Raw arrays ``x_train``, ``y_train`` (and any of ``x_val``, ``y_val``, ``x_test``, ``y_test``).
+    The file's ``.npy`` headers are read first: arrays that would inflate beyond ``max_bytes``
+    (default: ``--max-memory``'s default) are refused before any of them is read."""
     if source == "digits":
         with np.load(DIGITS, allow_pickle=False) as digits:
             return {"x_train": digits["x"].astype(np.float32), "y_train": digits["y"].astype(np.int64)}
     path = Path(source)
     if not path.is_absolute():
         path = spec_dir / path
+    require_data_fits(array_headers(path, "train.data"), path, max_bytes)
     arrays = load_arrays(path, "train.data")
     for need in ("x_train", "y_train"):
         if need not in arrays:
@@ -205,11 +208,27 @@ def fingerprint(splits: dict[str, Split]) -> str:
     return h.hexdigest()
 
 
+def require_data_fits(headers: dict[str, tuple[tuple[int, ...], np.dtype]], path: Path, max_bytes: int | None) -> None:
+    """Refuse a data file whose arrays hold more than ``max_bytes`` once read (Python integers from
+    the headers: a small compressed file of zeros is not inflated to find out)."""
+    from ..ir.memory import default_max_memory, format_bytes
+
+    limit = max_bytes if max_bytes is not None else default_max_memory()
+    sizes = {name: math.prod(shape) * dtype.itemsize for name, (shape, dtype) in headers.items()}
+    need = sum(sizes.values())
+    if need > limit:
+        largest = max(sizes, key=sizes.get)
+        raise GraphcError(f"train.data: {path} holds {format_bytes(need)} ({need:,} bytes) of arrays, more than "
+                          f"--max-memory {format_bytes(limit)}; the largest is '{largest}' {headers[largest][0]} "
+                          f"{headers[largest][1]}, {format_bytes(sizes[largest])}",
+                          hint="use a smaller data file, or raise --max-memory")
+
+
 def prepare(train_decl, graph, data_input: str, label_input: str, spec_dir: Path, overfit: int | None = None,
-            allow_nonfinite: bool = False):
+            allow_nonfinite: bool = False, max_bytes: int | None = None):
     """(splits ready to feed, the normalisation fitted on the training split). NaN/Inf in the data
     are refused (array name, first bad index) unless ``allow_nonfinite``."""
-    arrays = load_source(train_decl.data, spec_dir)
+    arrays = load_source(train_decl.data, spec_dir, max_bytes)
     if not allow_nonfinite:
         require_finite(arrays, f"train.data ({train_decl.data})")
     s = train_decl.split

@@ -214,7 +214,7 @@ class Trainer:
         _, loss_op, _ = loss_parts(graph)
         self.correct = accuracy_fn(graph.nodes[loss_op]["op"].kind)
         self.splits, self.norm = prepare(t, graph, self.data_input, self.label_input, Path(o.spec).parent, o.overfit,
-                                          o.allow_nonfinite)
+                                          o.allow_nonfinite, o.max_memory)
         if len(self.splits["train"]) == 0:
             raise GraphcError("the training split is empty")
         self.data_hash = fingerprint(self.splits)

@@ -132,6 +132,17 @@ def read_state(directory: str, flag: str) -> dict:
     if not path.is_file():
         raise GraphcError(f"{flag} {directory}: not a graphc tune directory (no {STATE})")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GraphcError(f"{flag} {directory}: cannot read {STATE}: {e}") from None
+    # a damaged or hand-edited file: named by file and field here, not a TypeError later
+    if not isinstance(state, dict):
+        raise GraphcError(f"{path}: holds {type(state).__name__}, expected an object (the search's state)",
+                          hint="the file is damaged; start a new search with --out")
+    for key, types, what in (("spec", str, "the spec's path"), ("sets", list, "a list of --set strings"),
+                             ("dims", list, "a list of search dimensions"), ("trials", list, "a list of trials")):
+        if not isinstance(state.get(key), types):
+            found = "missing" if key not in state else f"{type(state[key]).__name__} {json.dumps(state[key])[:40]}"
+            raise GraphcError(f"{path}: field '{key}' is {found}, expected {what}",
+                              hint="the file is damaged; start a new search with --out")
+    return state
