@@ -230,7 +230,7 @@ def test_dense_units_are_strict(units):
 
 def test_dense_rejects_unknown_attributes_and_is_frozen():
     with pytest.raises(pydantic.ValidationError):
-        Dense(units=3, activation="relu")
+        Dense(units=3, activations="relu")  # a misspelt attribute
     with pytest.raises(pydantic.ValidationError):
         Dense(units=3).units = 4
     assert Dense(units=3) == Dense(units=3) and hash(Dense(units=3)) == hash(Dense(units=3))
