@@ -46,6 +46,8 @@ def cmd_compile(args) -> int:
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
+    if args.params:
+        graph, _ = _model(graph, args)
     if args.backward:
         from .ir.autodiff import training_graph
         from .ir.passes import optimize
@@ -70,13 +72,14 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _params(graph, args) -> dict:
-    from .backends.run import load_params
-    from .ir.params import initial_params
-    from .train.loop import run_params
+def _model(graph, args):
+    """(the forward graph, parameters): ``--params RUN_DIR`` adds the run's input normalisation as nodes."""
+    from .backends.trained import trained_model
 
-    given = load_params(graph, run_params(args.params)) if args.params else {}
-    return initial_params(graph, args.seed, given)
+    graph, params, note = trained_model(graph, getattr(args, "params", None), getattr(args, "seed", 0))
+    if note:
+        print(f"graphc: {note}", file=sys.stderr)
+    return graph, params
 
 
 def _max_memory(args) -> int:
@@ -133,9 +136,9 @@ def cmd_run(args) -> int:
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
     _choose_backend(args)
+    graph, params = _model(graph, args)
     inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     _check_finite(args, inputs)
-    params = _params(graph, args)
     if args.backend == "onnxruntime":
         from .backends.run import run_forward_ort
 
@@ -160,12 +163,11 @@ def cmd_grad(args) -> int:
     from .ir.passes import optimize
 
     _refuse_overwriting_inputs(args, **{"--out": "out"})
-    graph = compile_spec(args.spec)
+    graph, params = _model(compile_spec(args.spec), args)
     training, _ = optimize(training_graph(graph))
     _choose_backend(args)
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
     _check_finite(args, inputs)
-    params = _params(graph, args)
     if args.backend == "onnxruntime":
         from .backends.run import run_training_step_ort
 
@@ -269,12 +271,13 @@ def cmd_export(args) -> int:
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
+    params = None
     if args.params or not args.no_params:
         from .ir.memory import require_memory
 
         # the arrays, the model's copy of them and its serialised bytes
         require_memory(graph, {}, _max_memory(args), "export with parameters embedded", factor=3, targets=set(graph.graph["outputs"].values()))
-    params = _params(graph, args) if (args.params or not args.no_params) else None
+        graph, params = _model(graph, args)
     if args.training:
         from .ir.autodiff import training_graph
         from .ir.passes import optimize
@@ -372,13 +375,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--strict", action="store_true", help="treat warnings (such as windows that do not tile) as errors")
     c.add_argument("--backward", action="store_true", help="show the training graph: forward, loss and backward nodes")
     c.add_argument("--passes", action="store_true", help="with --backward: print what constant folding, CSE and dead-code elimination changed")
+    c.add_argument("--params", metavar="RUN_DIR|P.npz",
+                   help="report the trained model: a run directory's input normalisation becomes the first layer")
     c.add_argument("-o", "--output", help="write the report to this file instead of standard output")
     c.set_defaults(run=cmd_compile)
 
     def run_options(p, out_help):
         p.add_argument("spec", help="the spec file (YAML)")
         p.add_argument("--inputs", required=True, metavar="IN.npz", help="one array per spec input, by input name (.npz; pickles are refused)")
-        p.add_argument("--params", metavar="P.npz", help="parameter values by name (<layer>.<param>); missing ones come from the spec's initialisers")
+        p.add_argument("--params", metavar="RUN_DIR|P.npz",
+                       help="parameter values by name (<layer>.<param>); missing ones come from the spec's initialisers. "
+                            "A training run directory (its best.npz) also brings the run's input normalisation")
         p.add_argument("--seed", type=int, default=0, help="seed of the initialisers and dropout masks (default 0)")
         p.add_argument("--float64", action="store_true", help="compute in float64 instead of float32 (numpy backend)")
         p.add_argument("--backend", choices=("numpy", "onnxruntime"), default=None,
@@ -438,7 +445,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--beta1", type=float, default=0.9, help="adam β₁ (default 0.9)")
     e.add_argument("--beta2", type=float, default=0.999, help="adam β₂ (default 0.999)")
     e.add_argument("--eps", type=float, default=1e-8, help="rmsprop/adam ε (default 1e-8)")
-    e.add_argument("--params", metavar="P.npz", help="parameter values to embed (missing ones: the spec's initialisers)")
+    e.add_argument("--params", metavar="RUN_DIR|P.npz",
+                   help="parameter values to embed (missing ones: the spec's initialisers); a training run directory "
+                        "also brings its input normalisation, so the model takes raw inputs")
     e.add_argument("--seed", type=int, default=0, help="seed of the initialisers (default 0)")
     e.add_argument("--no-params", action="store_true", help="embed no parameter values: parameters are plain inputs")
     memory_option(e)

@@ -77,9 +77,9 @@ def _rows(graph: nx.DiGraph, depth: int | None) -> list[Row]:
             parts = [Row(n, graph.nodes[n]["op"].kind, list(graph.nodes[n]["inputs"]), n, [n], None,
                          attributes=attributes(graph.nodes[n]["op"], n))
                      for n in nodes if graph.nodes[n]["role"] == "op"]
-        op = graph.graph["layer_ops"][name]
+        op = graph.graph["layer_ops"].get(name)  # absent for layers a pass adds (input normalisation)
         return Row(name, layer.kind, list(layer.inputs), name, nodes, str(layer.loc) if layer.loc else None,
-                   op.describe(), parts, attributes(op, name))
+                   op.describe() if op is not None else "", parts, attributes(op, name) if op is not None else None)
 
     def instance_row(name: str) -> Row:
         inst = instances[name]

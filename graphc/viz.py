@@ -685,6 +685,12 @@ def cmd_viz(args) -> int:
     loaded = load_spec(args.spec)
     graph = build_graph(loaded, partial=True)
     failed = graph.graph.get("failed", {})
+    if args.trained and not failed:
+        from .backends.trained import trained_model
+
+        graph, _, note = trained_model(graph, args.trained)
+        if note:
+            print(f"graphc: {note}", file=sys.stderr)
     loss = loaded.data.get("loss")
     loss_inputs = loss.get("inputs", []) if isinstance(loss, dict) and isinstance(loss.get("inputs"), list) else []
     depth = None if args.expand else args.depth
@@ -754,4 +760,7 @@ def add_subcommand(sub, epilog: str) -> None:
                    help="mark a layer, block instance or input and its receptive-field path (all its ancestors back to the inputs)")
     v.add_argument("--rankdir", choices=("TB", "LR"), default="TB", help="layout direction: top to bottom (default) or left to right")
     v.add_argument("--params", action="store_true", help="also draw parameter nodes (weights, biases, running statistics)")
+    v.add_argument("--trained", metavar="RUN_DIR|P.npz",
+                   help="draw the trained model: a training run directory's input normalisation is drawn as the layer "
+                        "<input>.normalize (a subtract and a divide) in front of the network")
     v.set_defaults(run=cmd_viz)

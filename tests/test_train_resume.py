@@ -162,3 +162,70 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert all(np.all(np.isfinite(v)) for v in params.values())
     assert str(kept[0]) in r.stderr
     assert json.loads((out / "metrics.json").read_text())["stopped"].startswith("non-finite")
+
+
+def test_a_finished_run_continues_with_more_epochs_exactly_as_the_longer_run(tmp_path):
+    """--resume RUN --set train.epochs=2 on a finished 1-epoch run ends with the parameters of a
+    2-epoch run; the schedule's remaining part may change too; anything else is still refused."""
+    short, full = tmp_path / "short", tmp_path / "full"
+    for out, epochs in ((short, 1), (full, 2)):
+        r = graphc("train", MLP, "--out", out, "--set", f"train.epochs={epochs}")
+        assert r.returncode == 0, r.stderr
+    r = graphc("train", "--resume", short, "--set", "train.epochs=2")
+    assert r.returncode == 0, r.stderr
+    assert "changed on resume: train.epochs; the run continues to epoch 2" in r.stderr
+    assert_same_params(short / "final.npz", full / "final.npz")
+    assert_same_params(short / "best.npz", full / "best.npz")
+    assert rows(short) == rows(full)
+    metrics = json.loads((short / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["stopped"] == "completed"
+    info = json.loads((short / "run.json").read_text())
+    assert info["sets"][-1] == "train.epochs=2" and info["continued"][0]["at_epoch"] == 1
+    assert info["continued"][0]["changed"] == ["train.epochs"]
+    assert json.loads((short / "spec.json").read_text())["train"]["epochs"] == 2
+    # a plain --resume now compares with the continued settings: nothing to do, nothing refused
+    r = graphc("train", "--resume", short)
+    assert r.returncode == 0, r.stderr
+    assert_same_params(short / "final.npz", full / "final.npz")
+    # fewer epochs than already trained, or another learning rate, are refused with a clear message
+    r = graphc("train", "--resume", short, "--set", "train.epochs=1")
+    assert r.returncode == 65
+    assert "train.epochs is 1, but the run has already trained 2 epochs" in r.stderr
+    r = graphc("train", "--resume", short, "--set", "train.epochs=4", "--set", "train.lr=0.1")
+    assert r.returncode == 65
+    assert "the spec has changed since this run started (train.lr)" in r.stderr
+    assert "only train.epochs and train.lr_decay may change on --resume" in r.stderr and "Traceback" not in r.stderr
+    # a new schedule for the remaining epochs
+    r = graphc("train", "--resume", short, "--set", "train.epochs=3", "--set", "train.lr_decay={kind: step, rate: 0.1, every: 1}")
+    assert r.returncode == 0, r.stderr
+    lrs = [float(row["lr"]) for row in rows(short)]
+    assert lrs[:2] == pytest.approx([0.005, 0.005 * 0.95]) and lrs[2] == pytest.approx(0.005 * 0.1 ** 2)
+
+
+def test_fine_tuning_starts_from_trained_weights(tmp_path):
+    base = tmp_path / "base"
+    r = graphc("train", MLP, "--out", base, "--set", "train.epochs=1")
+    assert r.returncode == 0, r.stderr
+    for source, name in ((base, "best.npz"), (base / "final.npz", "final.npz")):
+        out = tmp_path / f"tuned-{name}"
+        r = graphc("train", MLP, "--params", source, "--out", out, "--set", "train.epochs=1", "--set", "train.lr=1e-4")
+        assert r.returncode == 0, r.stderr
+        assert f"starting from {base / name}: 4 of 4 parameters" in r.stderr
+        step0 = [p for p in checkpoint.listed(out) if p.name == "ckpt-00000000.npz"]
+        assert step0, "the step-0 checkpoint is kept (one epoch: two checkpoints)"
+        started, _, _, _ = checkpoint.read(step0[0])
+        trained = params_of(base / name)
+        assert sorted(started) == sorted(trained)
+        assert all(np.array_equal(started[k], trained[k]) for k in trained), "the run starts from the given weights"
+        info = json.loads((out / "run.json").read_text())
+        import hashlib
+
+        assert info["init_params"]["path"] == str((base / name).resolve())
+        assert info["init_params"]["sha256"] == hashlib.sha256((base / name).read_bytes()).hexdigest()
+    # shapes that do not fit the spec: one line per parameter, nothing written
+    r = graphc("train", MLP, "--params", base, "--out", tmp_path / "bad", "--set", "layers.fc1.units=32")
+    assert r.returncode == 65
+    assert f"--params {base}: 'fc1.weight' has shape (64, 100), the spec needs (64, 32)" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "bad").exists()
+    r = graphc("train", "--resume", base, "--params", base)
+    assert r.returncode == 65 and "--params starts a new run from trained weights" in r.stderr

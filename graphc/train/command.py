@@ -33,7 +33,7 @@ def cmd_train(args) -> int:
         raise GraphcError("graphc train needs a SPEC (or --resume RUN_DIR)")
     return train(Options(spec=args.spec, out=args.out, backend=args.backend, device=args.device, sets=args.set or [],
                          overfit=args.overfit, resume=args.resume, checkpoint_every=args.checkpoint_every or 0,
-                         log_format=args.log_format, max_memory=args.max_memory,
+                         params=args.params, log_format=args.log_format, max_memory=args.max_memory,
                          allow_nonfinite=args.allow_nonfinite))
 
 
@@ -59,8 +59,12 @@ def add_subcommand(sub, epilog: str) -> None:
                    help="the course's first check: train on K training examples only (no L2, no validation) until 100%% "
                         "training accuracy or train.overfit_epochs; exit 3 if it is not reached")
     t.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue the run in RUN_DIR from its newest usable checkpoint, exactly as if never stopped; "
-                        "refused if the spec (or a --set value) changed")
+                   help="continue the run in RUN_DIR from its newest usable checkpoint, exactly as if never stopped; a finished "
+                        "run continues with --set train.epochs=MORE (train.lr_decay may change too); refused if anything "
+                        "else in the spec (or a --set value) changed")
+    t.add_argument("--params", metavar="RUN_DIR|P.npz",
+                   help="fine-tune: start from these trained weights (a run directory's best.npz, or a parameter file) "
+                        "instead of the initialisers; shapes must match the spec; recorded in run.json with a SHA-256")
     t.add_argument("--checkpoint-every", type=non_negative, metavar="N",
                    help="also write a checkpoint every N optimiser steps (batches); default: at the end of every epoch only")
     t.add_argument("--log-format", choices=("text", "jsonl"), default="text",

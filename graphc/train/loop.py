@@ -3,7 +3,8 @@ training step, evaluation in inference mode, model selection, early stopping, ch
 
 Run directory (``--out``)::
 
-    run.json            how the run was started: spec path, --set values, --overfit, backend, hashes
+    run.json            how the run was started: spec path, --set values, --overfit, backend, hashes, the data
+                        input, init_params (--params: path and SHA-256), continued (resumes that changed epochs)
     spec.yaml           a copy of the spec file as it was at the start
     spec.json           the effective spec (after --set and overrides), to name what changed on --resume
     normalization.npz   mean and scale fitted on the training split: x' = (x − mean) / scale
@@ -45,6 +46,7 @@ from ..finite import dumps as finite_dumps
 from ..version import __version__
 from . import checkpoint
 from .data import fingerprint, prepare
+from ..backends.trained import run_params  # noqa: F401  (graphc.train.loop.run_params, as before)
 
 CSV_COLUMNS = ("epoch", "lr", "loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "examples_per_second", "eta_seconds")
 #: The columns that measure time, so differ between two runs of the same training.
@@ -62,6 +64,7 @@ class Options:
     overfit: int | None = None
     resume: str | None = None
     checkpoint_every: int = 0
+    params: str | None = None  # start from these trained weights (a run directory or an .npz): fine-tuning
     progress: bool | None = None  # None: when stderr is a terminal
     log_format: str = "text"  # or "jsonl": one JSON object per step and per epoch on stdout, then the summary
     max_memory: int | None = None  # bytes; None: ir.memory.default_max_memory()
@@ -183,7 +186,7 @@ class Trainer:
     def _setup(self) -> None:
         from ..ir.autodiff import training_graph
         from ..ir.passes import optimize
-        from .training_spec import canonical, data_inputs, load_for_training, spec_hash
+        from .training_spec import canonical, core_hash, data_inputs, load_for_training, spec_hash
         from .optimizers import Hyper, initial_state, with_optimizer
 
         o = self.opts
@@ -206,6 +209,7 @@ class Trainer:
         graph, t, data, blocks = load_for_training(o.spec, o.sets, overfit=o.overfit is not None)
         self.graph, self.t, self.data = graph, t, data
         self.hash = spec_hash(data, blocks, {"overfit": o.overfit})
+        self.core_hash = core_hash(data, blocks, {"overfit": o.overfit})
         self.data_input, self.label_input = data_inputs(graph)
         _, loss_op, _ = loss_parts(graph)
         self.correct = accuracy_fn(graph.nodes[loss_op]["op"].kind)
@@ -223,6 +227,12 @@ class Trainer:
         self.engine = ENGINES[o.backend](self.step_graph, graph, o.device)
         print(engine_line(o.backend, self.engine.provider, o.device), file=sys.stderr)
         self.params = starting_params(graph, t)
+        self.init_params = None
+        if o.params:
+            if o.resume:
+                raise GraphcError("--params starts a new run from trained weights; --resume continues a run from its checkpoint",
+                                  hint="use one of them")
+            self._load_init_params(o.params)
         self.state = initial_state(self.step_graph)
         self.epochs = t.overfit_epochs if o.overfit is not None else t.epochs
         has_val = len(self.splits["val"]) > 0
@@ -259,6 +269,21 @@ class Trainer:
         evaluation = dict.fromkeys(self.batch_dims, min(self.t.eval_batch_size, largest))
         require_memory(graph, evaluation, limit, f"train (an evaluation at eval_batch_size {self.t.eval_batch_size})")
 
+    def _load_init_params(self, arg: str) -> None:
+        """Fine-tuning: the given parameters replace the initial ones (shapes checked against the spec)."""
+        from ..backends.trained import file_sha256, load_model_params, run_params
+        from ..ir.params import initial_params
+
+        file = run_params(arg)
+        given, _ = load_model_params(self.graph, file, f"--params {arg}")  # a carried normalisation is re-fitted here
+        checked = initial_params(self.graph, self.t.seed, given, source=f"--params {arg}")
+        self.params.update({k: checked[k] for k in given})
+        self.init_params = {"path": str(file.resolve()), "sha256": file_sha256(file), "loaded": sorted(given),
+                            "initialised": sorted(set(self.params) - set(given))}
+        print(f"graphc: starting from {file}: {len(given)} of {len(self.params)} parameters"
+              + (f" (initialised from the spec: {', '.join(self.init_params['initialised'])})" if self.init_params["initialised"] else ""),
+              file=sys.stderr)
+
     def _read_run_json(self) -> dict:
         path = self.run_dir / "run.json"
         if not path.is_file():
@@ -294,7 +319,7 @@ class Trainer:
                 self.run_dir = base.with_name(f"{base.name}-{k}")
         info = {"graphc_version": __version__, "spec": str(Path(o.spec).resolve()), "sets": o.sets, "overfit": o.overfit,
                 "backend": o.backend, "device": o.device, "provider": self.engine.provider, "checkpoint_every": o.checkpoint_every,
-                "spec_hash": self.hash, "data_hash": self.data_hash,
+                "spec_hash": self.hash, "data_hash": self.data_hash, "data_input": self.data_input, "init_params": self.init_params,
                 "examples": {p: len(s) for p, s in self.splits.items()}, "command": sys.argv}
         write_atomic(self.run_dir / "spec.yaml", Path(o.spec).read_bytes())
         write_atomic(self.run_dir / "spec.json", json.dumps(json.loads(canonical(self.data)), indent=1) + "\n")
@@ -307,19 +332,28 @@ class Trainer:
         self.lock = checkpoint.RunLock(run_dir).acquire()
 
     def _restore(self, stored: dict) -> None:
-        from .training_spec import changed_paths
+        from .training_spec import RESUMABLE, changed_paths, resumable
 
         path, (params, state, order, meta) = checkpoint.newest_valid(self.run_dir)
+        continued: list[str] = []
         if meta["spec_hash"] != self.hash:
             try:
                 old = json.loads((self.run_dir / "spec.json").read_text())
                 changed = changed_paths(old, json.loads(json.dumps(self.data, default=str)))
             except (OSError, json.JSONDecodeError):
                 changed = []
-            shown = ", ".join(changed[:8]) + (", …" if len(changed) > 8 else "") if changed else "the blocks it includes or --overfit"
-            raise GraphcError(f"--resume {self.run_dir}: the spec has changed since this run started ({shown}); "
-                              f"resuming would not continue the same training",
-                              hint="restore the spec (a copy is in spec.yaml of the run directory), or start a new run with --out")
+            if meta.get("core_hash") != self.core_hash:
+                refused = [c for c in changed if not resumable(c)] or changed
+                shown = ", ".join(refused[:8]) + (", …" if len(refused) > 8 else "") if refused else "the blocks it includes or --overfit"
+                raise GraphcError(f"--resume {self.run_dir}: the spec has changed since this run started ({shown}); "
+                                  f"resuming would not continue the same training",
+                                  hint=f"only {' and '.join(RESUMABLE)} may change on --resume; restore the rest (a copy of the "
+                                       "spec is in spec.yaml of the run directory), start a new run with --out, or fine-tune "
+                                       f"with: graphc train SPEC --params {self.run_dir} --out NEW_RUN")
+            continued = changed or list(RESUMABLE)
+            if self.opts.overfit is None and self.epochs < meta["epoch"]:
+                raise GraphcError(f"--resume {self.run_dir}: train.epochs is {self.epochs}, but the run has already trained "
+                                  f"{meta['epoch']} epochs", hint=f"set train.epochs to {meta['epoch']} or more")
         if meta["data_hash"] != self.data_hash:
             raise GraphcError(f"--resume {self.run_dir}: the training data differ from the run's (train.data {self.t.data})",
                               hint="restore the data file, or start a new run with --out")
@@ -334,8 +368,26 @@ class Trainer:
         self.elapsed_before = meta["elapsed"]
         self.done, self.stopped = meta["done"], meta.get("stopped")
         self.resumed_from = path
+        if continued:
+            self._continue(stored, continued)
         print(f"graphc: resuming {self.run_dir} from {path.name} (epoch {self.epoch + 1}, batch {self.batch}, step {self.step_count})",
               file=sys.stderr)
+
+    def _continue(self, stored: dict, changed: list[str]) -> None:
+        """Continuing with more epochs or another schedule: a finished run reopens, and the run
+        directory's spec.json and run.json take the new settings (a later --resume compares with them)."""
+        from .training_spec import canonical
+
+        if self.done and self.stopped == "completed" and self.epoch < self.epochs:
+            self.done, self.stopped = False, None
+        info = {**stored, "sets": self.opts.sets, "spec_hash": self.hash,
+                "continued": [*stored.get("continued", []), {"at_epoch": self.epoch, "at_step": self.step_count, "changed": changed,
+                                                             "command": sys.argv}]}
+        write_atomic(self.run_dir / "spec.json", json.dumps(json.loads(canonical(self.data)), indent=1) + "\n")
+        write_atomic(self.run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+        state = (f"continues to epoch {self.epochs}" if not self.done
+                 else f"stays finished (it stopped: {self.stopped}; raising train.epochs reopens only a completed run)")
+        print(f"graphc: {self.run_dir}: changed on resume: {', '.join(changed)}; the run {state}", file=sys.stderr)
 
     # --- checkpoints and files -----------------------------------------------------------------
 
@@ -346,7 +398,7 @@ class Trainer:
         for k, v in self.params.items():
             if not np.all(np.isfinite(v)):
                 raise NonFinite(f"parameter '{k}' became non-finite after step {self.step_count}")
-        meta = {"spec_hash": self.hash, "data_hash": self.data_hash, "epoch": self.epoch, "batch": self.batch,
+        meta = {"spec_hash": self.hash, "core_hash": self.core_hash, "data_hash": self.data_hash, "epoch": self.epoch, "batch": self.batch,
                 "step": self.step_count, "rng": self.rng.bit_generator.state, "history": self.history,
                 "best_value": self.best_value, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
                 "loss_sum": self.loss_sum, "loss_count": self.loss_count, "elapsed": self._elapsed(), "done": self.done,
@@ -628,17 +680,6 @@ def checked_run_json(stored, path: Path) -> dict:
             raise GraphcError(f"{path}: field '{name}' is {kind(value)} ({json.dumps(value)[:60]}), expected {what}",
                               hint="the file is damaged; restore it or start a new run with --out")
     return stored
-
-
-def run_params(path) -> Path:
-    """``--params`` may name a run directory: its ``best.npz``."""
-    path = Path(path)
-    if path.is_dir():
-        best = path / "best.npz"
-        if not best.is_file():
-            raise GraphcError(f"--params {path}: a directory without best.npz (not a finished graphc training run?)")
-        return best
-    return path
 
 
 __all__ = ["Options", "run_params", "train"]

@@ -50,6 +50,25 @@ def spec_hash(data, blocks, extra: dict | None = None) -> str:
     return hashlib.sha256(canonical({"spec": data, "blocks": blocks, "extra": extra or {}}).encode()).hexdigest()
 
 
+# What may change when a run is continued with --resume: how long it trains and the learning-rate
+# schedule from here on (epochs already trained keep the rates they had; metrics.csv records them).
+RESUMABLE = ("train.epochs", "train.lr_decay")
+
+
+def resumable(path: str) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in RESUMABLE)
+
+
+def core_hash(data, blocks, extra: dict | None = None) -> str:
+    """:func:`spec_hash` without the :data:`RESUMABLE` settings: equal for a run and its continuation."""
+    plain = json.loads(canonical(data))
+    train = plain.get("train") if isinstance(plain, dict) else None
+    if isinstance(train, dict):
+        for path in RESUMABLE:
+            train.pop(path.split(".", 1)[1], None)
+    return spec_hash(plain, blocks, extra)
+
+
 def flatten(data, prefix: str = "") -> dict[str, Any]:
     """``{'train.lr': 0.001, 'layers.0.units': 100, …}``: the leaves of nested data, by dotted path."""
     out: dict[str, Any] = {}
