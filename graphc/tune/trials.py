@@ -34,12 +34,20 @@ def run_trial(spec: str, sets: list[str], run_dir: str, trial_id: str, crash_onc
 
         os.kill(os.getpid(), signal.SIGKILL)
     run = Path(run_dir)
-    shutil.rmtree(run, ignore_errors=True)  # a trial that a dead worker left half done starts again
-    run.mkdir(parents=True)
     started = time.monotonic()
     try:
-        with open(run / "train.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
-            code = train(Options(spec=spec, out=str(run), sets=list(sets), progress=False, backend=backend))
+        code = None
+        if resumable(run):  # a trial stopped half way (Ctrl-C, SIGTERM, a dead worker) continues from its checkpoint
+            with open(run / "train.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
+                try:
+                    code = train(Options(spec=None, resume=str(run), progress=False, backend=backend))
+                except GraphcError as e:  # damaged beyond resuming: the trial starts again
+                    print(f"graphc tune: cannot continue this trial ({e}); starting it again")
+        if code is None:
+            shutil.rmtree(run, ignore_errors=True)
+            run.mkdir(parents=True)
+            with open(run / "train.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
+                code = train(Options(spec=spec, out=str(run), sets=list(sets), progress=False, backend=backend))
     except GraphcError as e:
         return {"status": "failed", "reason": "; ".join(str(d) for d in e.diagnostics),
                 "wall_seconds": round(time.monotonic() - started, 3), "worker_pid": os.getpid()}
@@ -55,6 +63,13 @@ def run_trial(spec: str, sets: list[str], run_dir: str, trial_id: str, crash_onc
             "test_accuracy": m.get("test_accuracy"), "test_loss": m.get("test_loss"), "epochs": m.get("epochs_run"),
             "best_epoch": m.get("best_epoch"), "stopped": m.get("stopped"), "wall_seconds": m.get("wall_seconds"),
             "worker_pid": os.getpid()}
+
+
+def resumable(run: Path) -> bool:
+    """Whether a trial's run directory holds a started run with a checkpoint to continue from."""
+    from ..train import checkpoint
+
+    return (run / "run.json").is_file() and bool(checkpoint.listed(run))
 
 
 def train_pending(search: Search, opts) -> int:
