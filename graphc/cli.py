@@ -72,6 +72,13 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _params_fit(graph, args, what: str) -> None:
+    """The parameters alone (created or read before the inputs are) must fit in ``--max-memory``."""
+    from .ir.memory import require_memory
+
+    require_memory(graph, {}, _max_memory(args), what, targets=set(graph.graph["outputs"].values()))
+
+
 def _model(graph, args):
     """(the forward graph, parameters): ``--params RUN_DIR`` adds the run's input normalisation as nodes."""
     from .backends.trained import trained_model
@@ -136,6 +143,7 @@ def cmd_run(args) -> int:
         return _run_onnx_file(args)
     graph = compile_spec(args.spec)
     _choose_backend(args)
+    _params_fit(graph, args, "run")
     graph, params = _model(graph, args)
     inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     _check_finite(args, inputs)
@@ -163,7 +171,9 @@ def cmd_grad(args) -> int:
     from .ir.passes import optimize
 
     _refuse_overwriting_inputs(args, **{"--out": "out"})
-    graph, params = _model(compile_spec(args.spec), args)
+    graph = compile_spec(args.spec)
+    _params_fit(graph, args, "grad")
+    graph, params = _model(graph, args)
     training, _ = optimize(training_graph(graph))
     _choose_backend(args)
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
