@@ -63,7 +63,23 @@ def _separable(x: np.ndarray, a_h: np.ndarray, a_w: np.ndarray) -> np.ndarray:
     return np.matmul(a_h.astype(x.dtype), np.matmul(x, a_w.T.astype(x.dtype)))
 
 
-class AdaptiveAvgPool2d(Op):
+class _AdaptiveOutput:
+    """The facets both adaptive pools share: NCHW in, ``output_size`` out, PyTorch's windows."""
+
+    def infer(self, xs):
+        _nchw(self, xs[0])
+        return xs[0].with_shape((*xs[0].shape[:2], *pair(self.output_size)))
+
+    def window(self, xs):
+        h, w = _nchw(self, xs[0])
+        return tuple(adaptive_window(n, o) for n, o in zip((h, w), pair(self.output_size)))
+
+    def describe(self):
+        oh, ow = pair(self.output_size)
+        return f"→ {oh}x{ow}"
+
+
+class AdaptiveAvgPool2d(_AdaptiveOutput, Op):
     """Adaptive average pooling to ``(oh, ow) = output_size``, (N, C, H, W) → (N, C, oh, ow):
     ``y[n, c, i, j] = mean_{start_i ≤ h < end_i, start_j ≤ w < end_j} x[n, c, h, w]`` with
     ``start_i = floor(i·H/oh)``, ``end_i = ceil((i+1)·H/oh)`` (PyTorch's rule; likewise along W).
@@ -83,18 +99,6 @@ class AdaptiveAvgPool2d(Op):
     def _matrices(self, h: int, w: int):
         oh, ow = pair(self.output_size)
         return mean_matrix(h, oh), mean_matrix(w, ow)
-
-    def infer(self, xs):
-        _nchw(self, xs[0])
-        return xs[0].with_shape((*xs[0].shape[:2], *pair(self.output_size)))
-
-    def window(self, xs):
-        h, w = _nchw(self, xs[0])
-        return tuple(adaptive_window(n, o) for n, o in zip((h, w), pair(self.output_size)))
-
-    def describe(self):
-        oh, ow = pair(self.output_size)
-        return f"→ {oh}x{ow}"
 
     def forward(self, x):
         return _separable(x, *self._matrices(*x.shape[2:]))
@@ -169,7 +173,7 @@ class _AdaptiveMax(Op):
         return ctx.node("Reshape", [cells, ctx.ints([0, 0, 0, 0, -1])], hint="windows")
 
 
-class AdaptiveMaxPool2d(_AdaptiveMax):
+class AdaptiveMaxPool2d(_AdaptiveOutput, _AdaptiveMax):
     """Adaptive max pooling to ``(oh, ow) = output_size``, (N, C, H, W) → (N, C, oh, ow):
     ``y[n, c, i, j] = max_{start_i ≤ h < end_i, start_j ≤ w < end_j} x[n, c, h, w]`` with
     ``start_i = floor(i·H/oh)``, ``end_i = ceil((i+1)·H/oh)`` (PyTorch's rule; likewise along W).
@@ -184,18 +188,6 @@ class AdaptiveMaxPool2d(_AdaptiveMax):
     samples = (sample({"output_size": 2}, (2, 3, 4, 6), note="divides"),
                sample({"output_size": [3, 2]}, (2, 2, 7, 5), note="does not divide, overlapping windows"),
                sample({"output_size": 4}, (1, 2, 3, 3), note="output larger than input"))
-
-    def infer(self, xs):
-        _nchw(self, xs[0])
-        return xs[0].with_shape((*xs[0].shape[:2], *pair(self.output_size)))
-
-    def window(self, xs):
-        h, w = _nchw(self, xs[0])
-        return tuple(adaptive_window(n, o) for n, o in zip((h, w), pair(self.output_size)))
-
-    def describe(self):
-        oh, ow = pair(self.output_size)
-        return f"→ {oh}x{ow}"
 
     def forward(self, x):
         return self._gathered(x).max(axis=-1)
