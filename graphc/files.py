@@ -270,6 +270,19 @@ def make_directory(path: str | Path, what: str) -> Path:
     return path
 
 
+def require_regular_file(path, expected: str, prefix: str = "") -> None:
+    """Refuse, by ``stat`` alone (nothing is opened: opening a FIFO blocks), a missing or unreadable
+    path (exit 66) and a directory, FIFO, device or socket where ``expected`` belongs (exit 65)."""
+    try:
+        kind = file_kind(os.stat(path).st_mode)
+    except FileNotFoundError:
+        raise MissingInput(f"{prefix}no such file: {path}") from None
+    except OSError as e:
+        raise MissingInput(f"{prefix}cannot read {path}: {e.strerror}") from None
+    if kind is not None:
+        raise GraphcError(f"{prefix}{path} is {kind}, expected {expected}")
+
+
 def file_kind(mode: int) -> str | None:
     """What a non-regular file is, for the message that refuses it (None: a regular file)."""
     for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
@@ -284,14 +297,7 @@ def array_headers(path: str | Path, what: str) -> dict[str, tuple[tuple[int, ...
     from the ``.npy`` headers alone: a compressed member is inflated only as far as its header, so a
     small file that would decompress to gigabytes costs nothing here. Pickles are refused."""
     path = Path(path)
-    try:
-        kind = file_kind(path.stat().st_mode)
-    except FileNotFoundError:
-        raise MissingInput(f"{what}: no such file: {path}") from None
-    except OSError as e:
-        raise MissingInput(f"{what}: cannot read {path}: {e.strerror}") from None
-    if kind is not None:
-        raise GraphcError(f"{what}: {path} is {kind}, expected an .npz file of arrays")
+    require_regular_file(path, "an .npz file of arrays", f"{what}: ")
     out = {}
     try:
         if path.suffix == ".npy":

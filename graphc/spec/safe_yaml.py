@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import Diagnostic, GraphcError, Loc, MissingInput
-from ..files import file_kind
+from ..files import file_kind, require_regular_file
 from .sniff import sniff
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -286,14 +286,7 @@ def read_bounded(path: str | Path, limit: int, what: str = "spec file") -> bytes
     until a writer comes); the open itself is non-blocking and re-checked with ``fstat`` in case the
     path was replaced in between."""
     shown = str(path)
-    try:
-        kind = file_kind(os.stat(path).st_mode)
-    except FileNotFoundError:
-        raise MissingInput(f"no such file: {shown}") from None
-    except OSError as e:
-        raise MissingInput(f"cannot read {shown}: {e.strerror}") from None
-    if kind is not None:
-        raise GraphcError(f"{shown} is {kind}, expected a YAML {what}")
+    require_regular_file(shown, f"a YAML {what}")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
