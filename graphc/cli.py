@@ -288,6 +288,10 @@ def cmd_export(args) -> int:
         # the arrays, the model's copy of them and its serialised bytes
         require_memory(graph, {}, _max_memory(args), "export with parameters embedded", factor=3, targets=set(graph.graph["outputs"].values()))
         graph, params = _model(graph, args)
+    if args.static_batch is not None:
+        from .ir.graph import with_static_batch
+
+        graph = with_static_batch(graph, args.static_batch)
     if args.training:
         from .ir.autodiff import training_graph
         from .ir.passes import optimize
@@ -337,6 +341,16 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be ≥ 1")
+    return value
+
+
+def _batch_size(text: str) -> int:
+    """A batch size: 1 to the largest dim a spec may declare."""
+    from .spec.models import MAX_DIM
+
+    value = _positive(text)
+    if value > MAX_DIM:
+        raise argparse.ArgumentTypeError(f"must be ≤ {MAX_DIM} (the largest dim a spec may declare)")
     return value
 
 
@@ -460,6 +474,10 @@ def parser() -> argparse.ArgumentParser:
                         "also brings its input normalisation, so the model takes raw inputs")
     e.add_argument("--seed", type=int, default=0, help="seed of the initialisers (default 0)")
     e.add_argument("--no-params", action="store_true", help="embed no parameter values: parameters are plain inputs")
+    e.add_argument("--static-batch", type=_batch_size, metavar="N",
+                   help="fix the batch (the inputs' symbolic leading dim) to N: every shape is static and all shape "
+                        "arithmetic is folded into constants; the model then takes batches of N only "
+                        "(default: the batch stays symbolic)")
     memory_option(e)
     e.set_defaults(run=cmd_export)
 

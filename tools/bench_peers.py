@@ -3,6 +3,7 @@
     pip install -e '.[bench]'        # PyTorch's CPU wheel: not a dependency of graphc or of its tests
     python tools/bench_peers.py [--rounds 10] [--workloads mlp_digits,keras_mnist_mlp,lenet5_relu,resnet20_cifar] [--no-rss]
     python tools/bench_peers.py --ort-levels     # graphc's graphs on onnxruntime: ORT_ENABLE_ALL against EXTENDED
+    python tools/bench_peers.py --static-batch   # the exported graphs with the batch fixed (graphc export --static-batch)
 
 Workloads (batch): MLP 64-100-10 (100), MLP 784-500-50-10 (128), LeNet-5 on 28×28 with ReLU instead of
 tanh (64; ``specs/lenet5.yaml`` with ``op: tanh`` read as ``op: relu``), ResNet-20 CIFAR (32). Both
@@ -53,7 +54,7 @@ from graphc.backends.onnx_export import forward_model, training_model, training_
 from graphc.backends.ort import session  # noqa: E402
 from graphc.gradcheck import spec_values  # noqa: E402
 from graphc.ir.autodiff import training_graph  # noqa: E402
-from graphc.ir.graph import topo_order  # noqa: E402
+from graphc.ir.graph import topo_order, with_static_batch  # noqa: E402
 from graphc.ir.passes import optimize  # noqa: E402
 from graphc.train.optimizers import initial_state, with_optimizer  # noqa: E402
 
@@ -142,11 +143,14 @@ class TorchFromGraph:
         return v[target]
 
 
-def setup(name: str, batch: int, only: str | None = None) -> dict:
+def setup(name: str, batch: int, only: str | None = None, static_batch: bool = False) -> dict:
     """The timed engines of one workload (or only the one named), built but not yet run. With all of
     them, first checks that graphc and PyTorch compute the same first loss. PyTorch is imported only
-    for its own engines (the peak-memory subprocesses of the others do not carry it)."""
+    for its own engines (the peak-memory subprocesses of the others do not carry it). ``static_batch``:
+    graphc's graphs with the batch fixed (``graphc export --static-batch``)."""
     graph = load_workload(name)
+    if static_batch:
+        graph = with_static_batch(graph, batch)
     training = with_optimizer(optimize(training_graph(graph))[0], "momentum")
     values = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in spec_values(training, batch, 0).items()}
     values.update(initial_state(training))
@@ -158,7 +162,7 @@ def setup(name: str, batch: int, only: str | None = None) -> dict:
     inputs_order = [n for n in data if n in _ancestors(graph, logits)]
 
     def ort_engine(model, feeds):
-        sess, _ = session(model, "cpu")
+        sess, _ = session(model, "cpu", threads=THREADS)
         wanted = {k: feeds[k] for k in (i.name for i in sess.get_inputs())}
         return lambda: sess.run(None, wanted)
 
@@ -205,8 +209,9 @@ def setup(name: str, batch: int, only: str | None = None) -> dict:
 
         net.training, buffer = False, io.BytesIO()
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # the TorchScript exporter: no onnxscript needed
+        dynamic = {} if static_batch else {n: {0: "N"} for n in inputs_order + ["logits"]}
         torch.onnx.export(Forward(), tuple(torch_feeds[n] for n in inputs_order), buffer, input_names=inputs_order,
-                          output_names=["logits"], dynamo=False, dynamic_axes={n: {0: "N"} for n in inputs_order + ["logits"]})
+                          output_names=["logits"], dynamo=False, dynamic_axes=dynamic)
         net.training = True
         return ort_engine(buffer.getvalue(), data)
 
@@ -253,13 +258,13 @@ def interleaved(engines: dict, rounds: int, per_turn: int = 3, settle: float = 0
     return {k: statistics.median(ts) for k, ts in times.items()}
 
 
-def rss_child(engine: str, name: str, batch: int, steps: int = 10) -> None:
+def rss_child(engine: str, name: str, batch: int, static_batch: bool, steps: int = 10) -> None:
     """In this process alone: one engine's training steps; print peak RSS and its growth (MB) as JSON."""
     if engine == "torch":
         import torch
 
         torch.set_num_threads(THREADS)
-    fn = setup(name, batch, only=f"{engine} step")[f"{engine} step"]
+    fn = setup(name, batch, only=f"{engine} step", static_batch=static_batch)[f"{engine} step"]
     before = _status_mb("VmRSS")
     for _ in range(steps):
         fn()
@@ -290,7 +295,7 @@ def ort_levels(workloads: list[str], rounds: int) -> None:
         engines = {}
         for kind, model in (("fwd", forward_model(graph, params)), ("step", training_model(training))):
             for level in levels:
-                sess, _ = session(model, "cpu", optimization=level)
+                sess, _ = session(model, "cpu", optimization=level, threads=THREADS)
                 feeds = {i.name: values[i.name] for i in sess.get_inputs()}
                 engines[f"{kind} {level}"] = lambda sess=sess, feeds=feeds: sess.run(None, feeds)
         m = interleaved(engines, rounds)
@@ -314,8 +319,9 @@ def versions() -> str:
     config = torch.__config__.show()
     torch_blas = config.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in config else "?"
     return (f"graphc {graphc.__version__}; numpy {np.__version__} (BLAS: {blas}); onnxruntime {onnxruntime.__version__} "
-            f"(CPU provider, intra-op threads: its default, one per core = {os.cpu_count()}); torch {torch.__version__} "
-            f"(threads={torch.get_num_threads()}, BLAS {torch_blas}, oneDNN={torch.backends.mkldnn.is_available()})")
+            f"(CPU provider, MLAS, intra-op threads={THREADS}); torch {torch.__version__} (threads={torch.get_num_threads()}, "
+            f"BLAS {torch_blas}, CPU kernels {torch.backends.cpu.get_cpu_capability()}, oneDNN={torch.backends.mkldnn.is_available()}); "
+            f"{os.cpu_count()} cores")
 
 
 def main() -> None:
@@ -324,11 +330,13 @@ def main() -> None:
     ap.add_argument("--ort-levels", action="store_true", help="time graphc's forward graph and training step at both onnxruntime levels")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--no-rss", action="store_true", help="skip the ResNet-20 peak-memory subprocesses")
+    ap.add_argument("--static-batch", action="store_true",
+                    help="every exported graph with the workload's batch fixed (graphc export --static-batch; torch.onnx.export without dynamic axes)")
     ap.add_argument("--rss", choices=("interp", "ort", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--rss-workload", default="resnet20_cifar", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss:
-        rss_child(args.rss, args.rss_workload, WORKLOADS[args.rss_workload])
+        rss_child(args.rss, args.rss_workload, WORKLOADS[args.rss_workload], args.static_batch)
         return
     import torch
 
@@ -336,13 +344,14 @@ def main() -> None:
     print(versions())
     if args.ort_levels:
         return ort_levels(args.workloads.split(","), args.rounds)
-    print(f"median of {args.rounds} interleaved rounds × 3 calls; ratios < 1: graphc faster; load average at start {os.getloadavg()[0]:.2f}")
+    print(f"median of {args.rounds} interleaved rounds × 3 calls; ratios < 1: graphc faster; load average at start {os.getloadavg()[0]:.2f}"
+          + ("; static batch" if args.static_batch else "; symbolic batch"))
     header = (f"{'workload':<22}{'interp step':>12}{'ort step':>10}{'torch step':>11}{'ort fwd':>10}{'torch-onnx fwd':>15}"
               f"{'interp/torch':>13}{'ort/torch':>10}{'fwd/torch-onnx':>15}")
     print(header)
     print("─" * len(header))
     for name in args.workloads.split(","):
-        engines = setup(name, WORKLOADS[name])
+        engines = setup(name, WORKLOADS[name], static_batch=args.static_batch)
         m = interleaved(engines, args.rounds)
         print(f"{name + ' b' + str(WORKLOADS[name]):<22}" + "".join(f"{m[k] * 1e3:>{w - 2}.2f}ms" for k, w in
               (("interp step", 12), ("ort step", 10), ("torch step", 11), ("ort fwd", 10), ("torch-onnx fwd", 15)))
@@ -354,7 +363,8 @@ def main() -> None:
         return
     print("\nResNet-20 b32 training step, peak RSS (each engine alone in a subprocess, 10 steps):")
     for engine in ("interp", "ort", "torch"):
-        out = subprocess.run([sys.executable, __file__, "--rss", engine], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([sys.executable, __file__, "--rss", engine, *(["--static-batch"] if args.static_batch else [])],
+                             capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"  {engine:<7} peak {r['peak_mb']:7.0f} MB; before the first step {r['before_mb']:6.0f} MB; "
               f"growth {r['peak_mb'] - r['before_mb']:6.0f} MB")

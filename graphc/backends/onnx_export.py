@@ -4,7 +4,9 @@ The facet ``op.onnx(ctx, xs, y)`` adds nodes computing the node ``y`` from the v
 through :class:`OnnxContext`. The model is pinned to opset :data:`OPSET` and IR version
 :data:`IR_VERSION`, which onnxruntime ≥ 1.18 reads; names follow the spec's layers and parameters;
 every value carries its shape in ``value_info`` (symbolic dims as named dims); each node's
-doc string names the spec file and line it came from.
+doc string names the spec file and line it came from. Shape arithmetic over static shapes is folded
+into constants (:mod:`.onnx_fold`); a graph whose batch is fixed (``graphc export --static-batch N``,
+:func:`graphc.ir.graph.with_static_batch`) keeps none.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..ir.graph import topo_order
 from ..ops.base import ONNX_DTYPES
 from ..tensor import TensorType
 from ..version import __version__
+from .onnx_fold import fold_shapes
 
 OPSET = 21
 IR_VERSION = 10
@@ -88,6 +91,7 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
     inputs with an initializer as their default value. An output name other than its node's (spec
     output names, ``grad/<param>``…) is an Identity of the node, so every name is an output even
     where several share one value (common-subexpression elimination merges equal gradients).
+    Shape arithmetic the static shapes determine is folded (:func:`.onnx_fold.fold_shapes`).
     """
     initial = dict(initial or {})
     defaults = dict(defaults or {})
@@ -124,7 +128,7 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
                               ir_version=IR_VERSION, doc_string=doc)
     helper.set_model_props(model, {"graphc_version": __version__, "spec": str(graph.graph.get("name")),
                                    "spec_file": str(graph.graph.get("file"))})
-    return model
+    return fold_shapes(model)
 
 
 def forward_model(graph: nx.DiGraph, params: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:

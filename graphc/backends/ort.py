@@ -62,12 +62,13 @@ def cuda_missing() -> str:
     return "the CUDA provider is installed and a GPU is visible, but the CUDA/cuDNN libraries do not load"
 
 
-def session(model, device: str = "auto", optimization: str | None = None):
+def session(model, device: str = "auto", optimization: str | None = None, threads: int | None = None):
     """An ``InferenceSession`` for ``model`` (a ModelProto, bytes or a path) and the provider it runs on.
 
     ``device``: ``cuda`` (an error if CUDA does not load), ``cpu``, or ``auto`` (CUDA when it loads).
     ``optimization``: an onnxruntime ``GraphOptimizationLevel`` name; by default the level of
-    :data:`OPTIMIZATION` for the model's :func:`graph_kind`.
+    :data:`OPTIMIZATION` for the model's :func:`graph_kind`. ``threads``: onnxruntime's intra-op
+    threads (default: its own choice, one per core).
     """
     import onnxruntime as ort
 
@@ -77,6 +78,8 @@ def session(model, device: str = "auto", optimization: str | None = None):
     options.log_severity_level = 3
     level = optimization or OPTIMIZATION[graph_kind(model)]
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if threads is not None:
+        options.intra_op_num_threads = threads
     want_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers() and _CUDA_OK is not False
     if want_cuda:
         try:

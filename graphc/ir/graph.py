@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..errors import Loc, ShapeError
+from ..errors import GraphcError, Loc, ShapeError
 from ..ops.base import Init, Op, Param
 from ..ops.source import Input, ParamOp
 from ..tensor import TensorType
@@ -73,3 +73,31 @@ def topo_order(graph: nx.DiGraph) -> list[str]:
     """Deterministic topological order (ties broken by insertion order)."""
     index = {n: i for i, n in enumerate(graph.nodes)}
     return list(nx.lexicographical_topological_sort(graph, key=index.__getitem__))
+
+
+def batch_symbols(graph: nx.DiGraph) -> set[str]:
+    """The symbolic batch dims of a graph: the symbols its inputs (data and labels) start with."""
+    return {a["type"].shape[0] for a in graph.nodes.values()
+            if a.get("role") == "input" and a["type"].rank and isinstance(a["type"].shape[0], str)}
+
+
+def with_static_batch(graph: nx.DiGraph, batch: int) -> nx.DiGraph:
+    """A copy of ``graph`` with its batch symbols (:func:`batch_symbols`) fixed to ``batch`` in every
+    node's type, as if the spec declared that batch. Each op's type is inferred again from its
+    inputs' and must agree (a shape rule cannot depend on a symbol being a symbol); other symbols stay."""
+    fixed = dict.fromkeys(batch_symbols(graph), batch)
+    if not fixed:
+        shapes = ", ".join(f"{n} {a['type']}" for n, a in graph.nodes(data=True) if a.get("role") == "input")
+        raise GraphcError(f"the spec's inputs have no symbolic batch dim to fix to {batch}: {shapes}",
+                          hint="a static batch is fixed already; export without --static-batch")
+    out = graph.copy()  # node attribute dicts are the copy's own
+    for n in topo_order(out):
+        a = out.nodes[n]
+        t = a["type"]
+        static_type = t.with_shape(fixed.get(d, d) if isinstance(d, str) else d for d in t.shape)
+        if a["inputs"]:
+            inferred = a["op"].infer([out.nodes[i]["type"] for i in a["inputs"]])
+            if inferred != static_type:
+                raise ShapeError(f"node '{n}' ({a['op'].kind}) has type {static_type} with batch {batch} but its shape rule gives {inferred}")
+        a["type"] = static_type
+    return out
