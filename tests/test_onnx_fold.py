@@ -143,16 +143,20 @@ def test_a_reshape_or_expand_by_a_symbolic_shape_keeps_the_batch_by_0_or_1():
              helper.make_node("Reshape", ["g", "like_shape"], ["r"]),
              helper.make_node("Expand", ["b", "like_shape"], ["e"]),
              helper.make_node("Shape", ["other"], ["other_shape"]),
-             helper.make_node("Reshape", ["g", "other_shape"], ["q"])]  # M is not g's dim: stays
+             helper.make_node("Reshape", ["g", "other_shape"], ["q"]),  # M is not g's dim: stays
+             helper.make_node("Identity", ["r/like_shape"], ["taken"])]  # the name the folded shape would take
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [d, 2, 3]) for n, d in (("r", "N"), ("e", "N"), ("q", "M"))]
-    folded = fold_shapes(small_model(nodes, [g, like, b, other], outs))
+    outs.append(helper.make_tensor_value_info("taken", TensorProto.INT64, [3]))
+    taken = helper.make_tensor_value_info("r/like_shape", TensorProto.INT64, [3])
+    folded = fold_shapes(small_model(nodes, [g, like, b, other, taken], outs))
     onnx.checker.check_model(folded, full_check=True)
     consts = {t.name: numpy_helper.to_array(t).tolist() for t in folded.graph.initializer}
     inputs = {n.output[0]: list(n.input) for n in folded.graph.node}
-    assert [n.op_type for n in folded.graph.node] == ["Reshape", "Expand", "Shape", "Reshape"]
-    assert consts[inputs["r"][1]] == [0, 2, 3] and consts[inputs["e"][1]] == [1, 2, 3] and inputs["q"][1] == "other_shape"
+    assert [n.op_type for n in folded.graph.node] == ["Reshape", "Expand", "Shape", "Reshape", "Identity"]
+    assert inputs["r"][1] == "r/like_shape_2" and consts[inputs["r"][1]] == [0, 2, 3] and consts[inputs["e"][1]] == [1, 2, 3] and inputs["q"][1] == "other_shape"
     feeds = {"g": np.arange(24, dtype=np.float32).reshape(4, 6), "like": np.zeros((4, 2, 3), np.float32),
-             "b": np.arange(4, dtype=np.float32).reshape(4, 1, 1), "other": np.zeros((4, 2, 3), np.float32)}
-    r, e, q = ort.InferenceSession(folded.SerializeToString()).run(None, feeds)
+             "b": np.arange(4, dtype=np.float32).reshape(4, 1, 1), "other": np.zeros((4, 2, 3), np.float32),
+             "r/like_shape": np.array([7, 7, 7])}
+    r, e, q, _ = ort.InferenceSession(folded.SerializeToString()).run(None, feeds)
     np.testing.assert_array_equal(r, feeds["g"].reshape(4, 2, 3))
     np.testing.assert_array_equal(e, np.broadcast_to(feeds["b"], (4, 2, 3)))

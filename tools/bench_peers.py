@@ -4,6 +4,7 @@
     python tools/bench_peers.py [--rounds 10] [--workloads mlp_digits,keras_mnist_mlp,lenet5_relu,resnet20_cifar] [--no-rss]
     python tools/bench_peers.py --ort-levels     # graphc's graphs on onnxruntime: ORT_ENABLE_ALL against EXTENDED
     python tools/bench_peers.py --static-batch   # the exported graphs with the batch fixed (graphc export --static-batch)
+    python tools/bench_peers.py --threads=1      # one thread per engine instead of 2 (a loaded machine: no thread waits at a barrier for a descheduled one)
 
 Workloads (batch): MLP 64-100-10 (100), MLP 784-500-50-10 (128), LeNet-5 on 28×28 with ReLU instead of
 tanh (64; ``specs/lenet5.yaml`` with ``op: tanh`` read as ``op: relu``), ResNet-20 CIFAR (32). Both
@@ -14,7 +15,7 @@ is checked against graphc's.
 
 Timed interleaved, round by round (so that the machine's drift hits every engine alike): in each of
 ``--rounds`` rounds every engine settles (runs untimed for 0.15 s) then is timed 3 times; the median
-of all its timed calls is shown. float32 everywhere, 2 threads everywhere:
+of all its timed calls is shown. float32 everywhere, 2 threads everywhere (``--threads=N``: N):
 
 - ``interp step``: graphc's NumPy interpreter running one training step: forward, loss, backward
   and the SGD-momentum update (``graphc.with_optimizer(…, "momentum")``);
@@ -42,7 +43,8 @@ import time
 import warnings
 from pathlib import Path
 
-THREADS = 2
+# read before numpy, torch and onnxruntime load (BLAS takes its thread count then); argparse repeats it for --help
+THREADS = int(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--threads=")), 2))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, str(THREADS))
 
@@ -327,6 +329,8 @@ def versions() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=THREADS, metavar="=N",
+                    help="threads of every engine (default 2; give it as --threads=N: it is read before the engines load)")
     ap.add_argument("--ort-levels", action="store_true", help="time graphc's forward graph and training step at both onnxruntime levels")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--no-rss", action="store_true", help="skip the ResNet-20 peak-memory subprocesses")
@@ -335,6 +339,8 @@ def main() -> None:
     ap.add_argument("--rss", choices=("interp", "ort", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--rss-workload", default="resnet20_cifar", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.threads != THREADS:
+        ap.error("give the thread count as --threads=N (it is read before the engines load)")
     if args.rss:
         rss_child(args.rss, args.rss_workload, WORKLOADS[args.rss_workload], args.static_batch)
         return
@@ -363,7 +369,7 @@ def main() -> None:
         return
     print("\nResNet-20 b32 training step, peak RSS (each engine alone in a subprocess, 10 steps):")
     for engine in ("interp", "ort", "torch"):
-        out = subprocess.run([sys.executable, __file__, "--rss", engine, *(["--static-batch"] if args.static_batch else [])],
+        out = subprocess.run([sys.executable, __file__, "--rss", engine, f"--threads={THREADS}", *(["--static-batch"] if args.static_batch else [])],
                              capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"  {engine:<7} peak {r['peak_mb']:7.0f} MB; before the first step {r['before_mb']:6.0f} MB; "

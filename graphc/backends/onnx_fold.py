@@ -93,22 +93,34 @@ def fold_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     known = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name not in fed and math.prod(t.dims) <= SMALL}
     made: dict[str, np.ndarray] = {}  # folded values, initializers to add
     shape_of: dict[str, str] = {}  # output of a whole-shape Shape node → the value it measures
+    taken = set(shapes) | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
     kept = []
     for node in g.node:
         value = _fold(node, shapes, known, shape_of, opset) if len(node.output) == 1 and node.output[0] not in outputs else None
         if value is not None:
             known[node.output[0]] = made[node.output[0]] = value
             continue
-        if node.op_type in ("Reshape", "Expand") and node.input[1] in shape_of and not _attr(node, "allowzero", 0):
+        if (node.op_type in ("Reshape", "Expand") and node.input[1] in shape_of and node.input[1] not in known
+                and not _attr(node, "allowzero", 0)):
             target = _like_shape(node.op_type, shapes.get(node.input[0]), shapes.get(shape_of[node.input[1]]))
             if target is not None:
-                name = f"{node.output[0]}/shape"
+                name = _unused(f"{node.output[0]}/like_shape", taken)
                 known[name] = made[name] = target
                 node.input[1] = name
         kept.append(node)
     g.initializer.extend(numpy_helper.from_array(v, n) for n, v in made.items())
     _drop_unused(g, kept, fed, outputs)
     return model
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``… if taken; marked taken."""
+    base, k = name, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name
 
 
 def _fold(node: onnx.NodeProto, shapes: dict, known: dict, shape_of: dict, opset: int) -> np.ndarray | None:

@@ -211,12 +211,17 @@ def _onnx_stat_row(ctx, stats: str, row: int, dtype: str) -> str:
     return ctx.node("Gather", [_onnx_as(ctx, stats, dtype), ctx.const(row, "int64", "row")], hint=("mean", "var", "rstd")[row], axis=0)
 
 
-def _onnx_channel_sum(ctx, a: str, ndim: int, dtype: str, output: str | None = None) -> str:
-    """``Σ a`` per channel (axis 1) of an (N, C, …) value of rank ``ndim``, as (C,) in ``dtype``, accumulated
-    in float64 as the kernels do: these sums cancel (a batchnorm's γ-gradient is often tiny next to its
-    terms), and runtimes add float32 sequentially."""
-    wide = ctx.node("Cast", [a], hint="wide", to=ONNX_DTYPES["float64"])
-    total = ctx.node("ReduceSum", [wide, ctx.ints(_bn_axes(ndim))], hint="channel_sum64", keepdims=0)
+def _onnx_channel_sum(ctx, a: str, ndim: int, dtype: str, output: str | None = None, wide: bool = True) -> str:
+    """``Σ a`` per channel (axis 1) of an (N, C, …) value of rank ``ndim``, as (C,) in ``dtype``; with
+    ``wide``, accumulated in float64 as the kernels do: the γ-gradient ``Σ gy·x̂`` cancels (it is often
+    tiny next to its terms) and runtimes add float32 sequentially, so in float32 MobileNet's training
+    step misses the parity test's tolerance on bn1's γ (tests/test_onnx_specs.py); the sums of the
+    statistics' cotangents (``Σ gy``, ``Σ gy·(x − μ)``) pass it in float32 on every example spec and
+    skip the two Casts over the whole activation."""
+    if not wide:
+        return ctx.node("ReduceSum", [a, ctx.ints(_bn_axes(ndim))], output, hint="channel_sum", keepdims=0)
+    wide_a = ctx.node("Cast", [a], hint="wide", to=ONNX_DTYPES["float64"])
+    total = ctx.node("ReduceSum", [wide_a, ctx.ints(_bn_axes(ndim))], hint="channel_sum64", keepdims=0)
     return ctx.node("Cast", [total], output, hint="channel_sum", to=ONNX_DTYPES[dtype])
 
 
@@ -483,9 +488,9 @@ class BatchNormTrainGradStats(Op):
         mean = _onnx_stat_view(ctx, stats, 0, t.rank, dtype)
         rstd = _onnx_stat_row(ctx, stats, 2, dtype)
         gamma = _onnx_as(ctx, gamma, dtype)
-        g_mean = ctx.node("Neg", [ctx.node("Mul", [ctx.node("Mul", [gamma, rstd]), _onnx_channel_sum(ctx, gy, t.rank, dtype)])], hint="g_mean")
+        g_mean = ctx.node("Neg", [ctx.node("Mul", [ctx.node("Mul", [gamma, rstd]), _onnx_channel_sum(ctx, gy, t.rank, dtype, wide=False)])], hint="g_mean")
         xc = ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean], hint="centred")
-        g_rstd = ctx.node("Mul", [gamma, _onnx_channel_sum(ctx, ctx.node("Mul", [gy, xc]), t.rank, dtype)], hint="g_rstd")
+        g_rstd = ctx.node("Mul", [gamma, _onnx_channel_sum(ctx, ctx.node("Mul", [gy, xc]), t.rank, dtype, wide=False)], hint="g_rstd")
         g_var = ctx.node("Mul", [g_mean, ctx.const(0.0, dtype)], hint="g_var")
         rows = [ctx.node("Unsqueeze", [v, ctx.ints([0])], hint="row") for v in (g_mean, g_var, g_rstd)]
         ctx.node("Concat", rows, y, axis=0)
