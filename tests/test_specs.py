@@ -24,7 +24,7 @@ SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 EXPECTED_SPECS = {
     "mlp_digits", "keras_mnist_mlp", "lenet5", "vgg16", "resnet18", "resnet20_cifar", "inception_module",
     "mobilenet", "unet_small", "lstm_classifier", "transformer_encoder", "dilated_stack", "digits_cnn",
-    "resnet50", "squeezenet1_1", "googlenet", "alexnet",
+    "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gru_classifier",
 }
 
 
@@ -266,6 +266,17 @@ def test_lstm_classifier():
     assert report("lstm_classifier")["params_total"] == 6_272 + 165
     # x_t·Wx for 20 steps (20·16·128) + h·Wh for 19 steps (h_{-1} = 0 is not multiplied: 19·32·128)
     assert row("lstm_classifier", "lstm")["macs"] == 118_784
+
+
+def test_gru_classifier():
+    # torch.nn.GRU(8, 16, num_layers=2) has 3·16·(8 + 16) + 6·16 + 3·16·(16 + 16) + 6·16 = 2,880 parameters
+    assert row("gru_classifier", "gru1")["shape"] == ["N", 12, 16]
+    assert row("gru_classifier", "gru1")["params"] == 3 * 16 * (8 + 16) + 6 * 16 == 1_248
+    assert row("gru_classifier", "gru2")["params"] == 3 * 16 * (16 + 16) + 6 * 16 == 1_632
+    assert output_shape("gru_classifier") == ["N", 4]
+    assert report("gru_classifier")["params_total"] == 2_880 + 68
+    # x_t·Wx for 12 steps and h·Wh for 11 (h_{-1} = 0 is not multiplied): 12·8·48 + 11·16·48
+    assert row("gru_classifier", "gru1")["macs"] == 13_056
 
 
 def test_transformer_encoder():
