@@ -174,10 +174,11 @@ class Drawing:
 
     def __init__(self, graph: nx.DiGraph, training: nx.DiGraph | None = None, depth: int | None = 0,
                  highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=(),
-                 estimated_widths: bool = False):
+                 estimated_widths: bool = False, opened: frozenset[str] | None = None):
         from .ir.analysis import costs, receptive_fields
 
         self.graph, self.training, self.depth = graph, training, depth
+        self.opened = opened  # when given, exactly these block instances are open (``depth`` is then unused)
         self.rankdir, self.show_params = rankdir, show_params
         self.drawn = training if training is not None else graph
         self.instances = graph.graph.get("instances", {})
@@ -197,11 +198,18 @@ class Drawing:
 
     # -- which unit an IR node belongs to ------------------------------------------------------------
 
+    def _is_open(self, instance: str, level: int) -> bool:
+        if self.opened is not None:
+            return instance in self.opened
+        return self.depth is None or level < self.depth
+
     def _visible(self, layer: str, scope: tuple[str, ...]) -> tuple[tuple[str, str], tuple[str, ...]]:
-        """The unit a layer is drawn in, and the clusters around that unit."""
-        if self.depth is None or len(scope) <= self.depth:
-            return ("layer", layer), tuple(scope)
-        return ("instance", scope[self.depth]), tuple(scope[: self.depth])
+        """The unit a layer is drawn in (its outermost closed instance, else itself), and the clusters
+        around that unit."""
+        for level, instance in enumerate(scope):
+            if not self._is_open(instance, level):
+                return ("instance", instance), tuple(scope[:level])
+        return ("layer", layer), tuple(scope)
 
     def _unit(self, key, cluster) -> Unit:
         if key not in self.units:
@@ -631,11 +639,17 @@ def renderer_note() -> str:
     return f"Here the picture is drawn by {r.describe()}."
 
 
+PAGE_INSTANCE_LAYOUTS = 64  # above this many block instances the page holds only the per-depth layouts
+
+
 def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool, loss_inputs, highlight: str | None,
               program: str) -> str:
-    """The interactive page: one SVG layout per depth (0: every block instance collapsed, up to every
-    one open), each drawn by ``program``, with the side panel's data of every drawn unit; expanding an
-    instance shows the next depth's layout, centred on that instance."""
+    """The interactive page, each layout an SVG drawn by ``program`` with the side panel's data of every
+    drawn unit: one layout per depth (0: every block instance collapsed, up to every one open), and per
+    block instance one where only it and the instances around it are open (its siblings and every
+    other instance stay collapsed), so that the page opens and closes one instance at a time. A spec of
+    more than :data:`PAGE_INSTANCE_LAYOUTS` instances gets the per-depth layouts only (opening an
+    instance then opens its whole level)."""
     from .viz_html import page
 
     training = None
@@ -646,15 +660,21 @@ def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool
         training, _ = optimize(training_graph(graph))
     instances = graph.graph.get("instances", {})
     deepest = max((len(i.scope) + 1 for i in instances.values()), default=0)
-    layouts = []
+    wanted: dict[frozenset[str], int | None] = {}  # open instances -> the depth it stands for (None: one instance's)
     for depth in range(deepest + 1):
-        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs,
-                          estimated_widths=Path(program).name.startswith("graphviz-pure"))
+        wanted[frozenset(n for n, i in instances.items() if len(i.scope) < depth)] = depth
+    if len(instances) <= PAGE_INSTANCE_LAYOUTS:
+        for name, inst in instances.items():
+            wanted.setdefault(frozenset((*inst.scope, name)), None)
+    estimated = Path(program).name.startswith("graphviz-pure")
+    layouts = []
+    for opened, depth in wanted.items():
+        drawing = Drawing(graph, training, 0, highlight, rankdir, show_params, loss_inputs, estimated, opened)
         svg = render(drawing.dot(), "svg", program).decode("utf-8")
-        layouts.append({"depth": depth, "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
+        layouts.append({"depth": depth, "open": sorted(opened), "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
     title = graph.graph.get("name") or graph.graph.get("file") or "graph"
     return page(title, layouts, {"file": graph.graph.get("file"), "backward": training is not None,
-                                 "instances": {n: len(i.scope) for n, i in instances.items()}})
+                                 "instances": {n: list(i.scope) for n, i in instances.items()}})
 
 
 def _output_path(text: str) -> Path:
