@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 'graphc schema' need none
     import networkx as nx
 
+from .chart import graphviz_pure
 from .errors import Diagnostic, GraphcError, did_you_mean
 from .files import write_atomic
 from .tensor import TensorType
@@ -582,21 +583,6 @@ class Renderer:
         return f"{self.name} ({self.program})"
 
 
-def _graphviz_pure() -> str | None:
-    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv's ``bin``, used without
-    activating the venv)."""
-    found = shutil.which("graphviz-pure")
-    if found:
-        return found
-    import sysconfig
-
-    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(folder) / "graphviz-pure"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
 def find_renderer() -> Renderer | None:
     """The system's Graphviz ``dot`` when it is on PATH, else ``graphviz-pure``; ``None`` when neither.
 
@@ -605,9 +591,9 @@ def find_renderer() -> Renderer | None:
     ``GRAPHC_DOT=none``), no renderer is found."""
     override = os.environ.get("GRAPHC_DOT")
     if override is not None:
-        program = _graphviz_pure() if override == "graphviz-pure" else shutil.which(override)
+        program = graphviz_pure() if override == "graphviz-pure" else shutil.which(override)
     else:
-        program = shutil.which("dot") or _graphviz_pure()
+        program = shutil.which("dot") or graphviz_pure()
     if program is None:
         return None
     if Path(program).name.startswith("graphviz-pure"):
