@@ -75,7 +75,11 @@ def _layers(report: dict) -> dict:
     return {r["name"].replace(".", "_"): (r["shape"], r["receptive_field"]) for r in report["layers"]}
 
 
-SUPPORTED_SPECS = [s for s in SPECS if s.stem not in ("lstm_classifier", "alexnet")]
+#: not yet: an unrolled LSTM or GRU is not folded back into its recurrent layer (its weights, shared
+#: by the time steps, would become one dense layer per step), and alexnet's adaptive pool lowers to a
+#: product with a constant matrix
+NOT_YET = ("lstm_classifier", "gru_classifier", "alexnet")
+SUPPORTED_SPECS = [s for s in SPECS if s.stem not in NOT_YET]
 
 
 @pytest.mark.parametrize("spec", [pytest.param(s, id=s.stem, marks=[pytest.mark.slow] if s.stem in SLOW else []) for s in SUPPORTED_SPECS])

@@ -11,6 +11,7 @@ so that ``to_spec`` maps node to layer one to one:
   in DenseNet and Inception v2): one batch normalisation with ``γ' = γ·s`` and ``β' = β·s + b``;
 - PyTorch's exact GELU, ``x · 0.5 · (1 + erf(x / √2))`` (``Div``/``Mul``, ``Erf``, ``Add``, two
   ``Mul`` in either order): ``Gelu``;
+- graphc's 1-D pool (``Unsqueeze``, a 1×k pool, ``Squeeze``): the 1-D pool;
 - the decomposed layer norm ``(x − mean(x)) / √(mean((x − mean(x))²) + ε) · γ + β`` over the last
   axis (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, ``Mul``, ``Add``):
   ``LayerNormalization``.
@@ -271,7 +272,33 @@ def layernorm(f: Folded) -> None:
         u = Uses(f)
 
 
-REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine)
+def _axes(node: Node, u: Uses) -> list[int] | None:
+    if "axes" in node.attrs:
+        return list(node.attrs["axes"])
+    c = u.const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] else None
+    return None if c is None else [int(a) for a in c.reshape(-1)]
+
+
+def planar_pool(f: Folded) -> None:
+    """``Unsqueeze(x, [2])`` → a 1×k ``MaxPool``/``AveragePool`` → ``Squeeze([2])`` (graphc's own
+    lowering of a 1-D pool over (N, C, L)): the 1-D pool itself."""
+    u = Uses(f)
+    for pool in [n for n in f.nodes if n.op_type in ("MaxPool", "AveragePool") and len(n.attrs.get("kernel_shape", ())) == 2]:
+        up, down = u.producer.get(pool.inputs[0]), u.only_reader(pool.outputs[0])
+        a = pool.attrs
+        if (up is None or up.op_type != "Unsqueeze" or _axes(up, u) != [2] or not u.private(up.outputs[0]) or down is None
+                or down.op_type != "Squeeze" or _axes(down, u) != [2] or a["kernel_shape"][0] != 1 or u.rank(up.inputs[0]) != 3
+                or a.get("strides", [1, 1])[0] != 1 or any(a.get("pads", [0, 0, 0, 0])[i] for i in (0, 2)) or pool.outputs[1:]):
+            continue
+        pads = a.get("pads", [0, 0, 0, 0])
+        attrs = {**a, "kernel_shape": [a["kernel_shape"][1]], "strides": [a.get("strides", [1, 1])[1]], "pads": [pads[1], pads[3]]}
+        if "dilations" in a:
+            attrs["dilations"] = [a["dilations"][1]]
+        _replace(f, [up, pool, down], Node(pool.op_type, down.name or pool.name, [up.inputs[0]], down.outputs, attrs))
+        u = Uses(f)
+
+
+REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool)
 
 
 def rewrite(f: Folded) -> Folded:

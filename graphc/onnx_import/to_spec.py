@@ -148,8 +148,10 @@ def conv(node: Node, ctx: Context) -> list[Layer]:
     if w is None:
         raise Unsupported("its weight is computed, not a constant")
     kernel = node.attrs.get("kernel_shape", w.shape[2:])
-    _spatial_2d(node, ctx, kernel)
     groups = int(node.attrs.get("group", 1))
+    if len(kernel) == 1 and node.op_type == "Conv":
+        return [_conv1d(node, ctx, w, groups)]
+    _spatial_2d(node, ctx, kernel)
     bias = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     transposed = node.op_type == "ConvTranspose"
     filters = w.shape[1] * groups if transposed else w.shape[0]
@@ -172,6 +174,53 @@ def conv(node: Node, ctx: Context) -> list[Layer]:
     return [Layer("", "conv_transpose2d" if transposed else "conv2d", attrs, [ctx.tensor(node.inputs[0])], params)]
 
 
+def _conv1d(node: Node, ctx: Context, w, groups: int) -> Layer:
+    """A 1-D ``Conv`` over (N, C, L): graphc's ``conv1d`` (padding one int or ``{left, right}``)."""
+    a = node.attrs
+    auto = a.get("auto_pad", "NOTSET")
+    if auto == "SAME_LOWER":
+        raise Unsupported("auto_pad SAME_LOWER (the extra padding first) has no graphc form")
+    attrs = {"filters": int(w.shape[0]), "kernel": int(w.shape[2])}
+    left, right = (int(p) for p in a.get("pads", [0, 0]))
+    padding = "same" if auto == "SAME_UPPER" else 0 if auto == "VALID" else left if left == right else {"left": left, "right": right}
+    for key, value, default in (("stride", a.get("strides", [1])[0], 1), ("padding", padding, 0), ("dilation", a.get("dilations", [1])[0], 1),
+                                ("groups", groups, 1)):
+        if value != default:
+            attrs[key] = int(value) if isinstance(value, (int, np.integer)) else value
+    params = {"weight": w.astype(np.float32, copy=False)}
+    if len(node.inputs) > 2 and node.inputs[2]:
+        params["bias"] = ctx.const(node.inputs[2]).astype(np.float32, copy=False).reshape(-1)
+    else:
+        attrs["bias"] = False
+    return Layer("", "conv1d", attrs, [ctx.tensor(node.inputs[0])], params)
+
+
+def _pool1d(node: Node, ctx: Context) -> Layer:
+    """A 1-D ``MaxPool``/``AveragePool`` over (N, C, L): ``maxpool1d``/``avgpool1d``."""
+    a = node.attrs
+    if a.get("auto_pad", "NOTSET") != "NOTSET":
+        raise Unsupported("auto_pad on a 1-D pool")
+    k = int(a["kernel_shape"][0])
+    left, right = (int(p) for p in a.get("pads", [0, 0]))
+    attrs = {"kernel": k}
+    stride = int(a.get("strides", [1])[0])
+    if stride != k:
+        attrs["stride"] = stride
+    if left or right:
+        attrs["padding"] = left if left == right else {"left": left, "right": right}
+    if a.get("ceil_mode", 0):
+        attrs["ceil_mode"] = True
+    dilation = int(a.get("dilations", [1])[0])
+    if node.op_type == "MaxPool":
+        if dilation != 1:
+            attrs["dilation"] = dilation
+    elif dilation != 1:
+        raise Unsupported("a dilated average pool")
+    elif a.get("count_include_pad", 0):
+        attrs["count_include_pad"] = True
+    return Layer("", "maxpool1d" if node.op_type == "MaxPool" else "avgpool1d", attrs, [ctx.tensor(node.inputs[0])])
+
+
 def pool(node: Node, ctx: Context) -> list[Layer]:
     a = node.attrs
     if ctx.extra_outputs_used(node):
@@ -179,6 +228,8 @@ def pool(node: Node, ctx: Context) -> list[Layer]:
     if a.get("storage_order", 0):
         raise Unsupported("storage_order 1")
     kernel = a["kernel_shape"]
+    if len(kernel) == 1 and ctx.rank(node.inputs[0]) in (None, 3):
+        return [_pool1d(node, ctx)]
     _spatial_2d(node, ctx, kernel)
     attrs = _window_attrs(node, ctx, kernel)
     if a.get("ceil_mode", 0):
