@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from cli_safety import graphc, refused
+from op_harness import one_op_graph
+from graphc.backends.onnx_export import export_model
+from graphc.ops.base import sample
 from graphc.ops.conv1d import AvgPool1d, Conv1d, MaxPool1d
 
 RNG = np.random.default_rng(0)
@@ -74,3 +77,14 @@ def test_conv1d_refuses_an_nchw_image(tmp_path):
     (tmp_path / "spec.yaml").write_text("name: s\ninputs:\n  x: {shape: [N, 2, 8, 8]}\nlayers:\n"
                                         "  - {name: c, op: conv1d, filters: 2, kernel: 3}\n")
     refused(graphc("compile", "spec.yaml", cwd=tmp_path), "conv1d input (N, C, L) must have rank 3, got shape (N, 2, 8, 8)")
+
+
+def test_conv1d_lowers_to_a_1d_onnx_conv_and_the_pools_to_unit_height_pools():
+    graph, out = one_op_graph(Conv1d, sample({"filters": 2, "kernel": 3, "stride": 2, "padding": {"left": 2}, "dilation": 2}, (1, 3, 9)))
+    conv = [n for n in export_model(graph, [out]).graph.node if n.op_type == "Conv"]
+    assert len(conv) == 1
+    attrs = {a.name: list(a.ints) for a in conv[0].attribute if a.ints}
+    assert attrs == {"kernel_shape": [3], "strides": [2], "dilations": [2], "pads": [2, 0]}
+    graph, out = one_op_graph(MaxPool1d, sample({"kernel": 3, "stride": 2}, (1, 3, 9)))
+    ops = [n.op_type for n in export_model(graph, [out]).graph.node]
+    assert ops[0] == "Unsqueeze" and "MaxPool" in ops and ops[-1] == "Squeeze"
