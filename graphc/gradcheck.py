@@ -88,7 +88,9 @@ def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
     return values
 
 
-KINKS = ("relu", "leaky_relu", "maxpool2d") + tuple(cls.kind for cls in PIECEWISE)
+#: max pools, frozen at their reference's maxima: pool kind → (the "at" op, the gradient's kind)
+MAX_POOLS = {"maxpool2d": ("MaxPool2dAt", "maxpool2d_grad"), "maxpool1d": ("MaxPool1dAt", "maxpool1d_grad")}
+KINKS = ("relu", "leaky_relu", *MAX_POOLS) + tuple(cls.kind for cls in PIECEWISE)
 
 
 def _piece_key(op, x: str) -> tuple:
@@ -101,18 +103,21 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
 
     ``relu(x)`` becomes ``x · m`` with ``m = [x₀ > 0]`` (leaky: ``α`` below 0) and ``maxpool2d(x)``
     becomes ``maxpool2d_at(x₀, x)``, where ``x₀`` is the input at the checked point; their gradient
-    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``) read the same ``m`` and ``x₀``. A
-    piecewise activation (relu6, clip, hardsigmoid, hardswish) becomes the polynomial of the piece
-    each entry of ``x₀`` lies on (``Op.piece``: ``f(x) = (a·x + b)·x + c``, with ``a``, ``b``, ``c`` fed
+    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``; ``maxpool1d`` alike) read the same
+    ``m`` and ``x₀``. A piecewise activation (relu6, clip, hardsigmoid, hardswish) becomes the
+    polynomial of the piece each entry of ``x₀`` lies on (``Op.piece``: ``f(x) = (a·x + b)·x + c``, with ``a``, ``b``, ``c`` fed
     arrays) and its ``<kind>_grad(x, gy)`` becomes ``gy · (2a·x + b)``: the kink masks are evaluated
     once, at the centre point, and held fixed for the ``±h`` steps. The frozen graph equals the
     original on the piece around that point and has the same gradient there, but it is smooth, so
     central differences do not jump when a step crosses a kink, and two engines cannot put a unit
     within rounding of zero (or of 6, or of ±3) on different sides of it.
     """
+    from .ops.conv1d import MaxPool1dAt
     from .ops.elementwise import Add, Mul
     from .ops.pool import MaxPool2dAt
     from .ops.source import Input
+
+    pooled_at = {"MaxPool2dAt": MaxPool2dAt, "MaxPool1dAt": MaxPool1dAt}
 
     g = graph.copy()
     for n in g.nodes:
@@ -147,9 +152,9 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
         x = a["inputs"][0]
         x0 = base[x]
         layer = a.get("layer", n)
-        if a["op"].kind == "maxpool2d":
+        if a["op"].kind in MAX_POOLS:
             references[x] = feed(f"{n}/frozen_input", x, x0, layer)
-            rewire(n, MaxPool2dAt(**a["op"].model_dump()), (references[x], x))
+            rewire(n, pooled_at[MAX_POOLS[a["op"].kind][0]](**a["op"].model_dump()), (references[x], x))
         elif a["op"].kind in ("relu", "leaky_relu"):
             alpha = getattr(a["op"], "alpha", 0.0)
             ref = feed(f"{n}/frozen_mask", x, np.where(x0 > 0, 1.0, alpha).astype(x0.dtype), layer)
@@ -169,7 +174,7 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
         kind, ins = a["op"].kind, a["inputs"]
         if kind in ("relu_grad", "leaky_relu_grad") and ins[0] in masks:
             rewire(n, Mul(), (ins[1], masks[ins[0]]))
-        elif kind == "maxpool2d_grad" and ins[0] in references:
+        elif kind in {grad for _, grad in MAX_POOLS.values()} and ins[0] in references:
             rewire(n, a["op"], (references[ins[0]], ins[1]))
         elif kind.endswith("_grad") and ins and (found := pieces.get(_piece_key(a["op"], ins[0]))):
             b_ref, two_a = found  # f'(x) = 2a·x + b on the frozen piece; ins = (x, gy)
