@@ -48,7 +48,10 @@ def cmd_compile(args) -> int:
     graph = compile_spec(args.spec)
     if args.params:
         graph, _ = _model(graph, args)
+    if args.size:
+        graph = _bind_sizes(graph, args.size)
     if args.backward:
+        _require_static_sizes(graph, "compile --backward")
         from .ir.autodiff import training_graph
         from .ir.passes import optimize
         from .report import backward_report, format_backward
@@ -70,6 +73,40 @@ def cmd_compile(args) -> int:
         print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
     _emit(finite_dumps(report, indent=2) if args.json else format_table(report), args.output)
     return 0
+
+
+def _size_bindings(text: str) -> dict[str, int]:
+    """``--size H=224,W=224``: names of the spec's symbolic sizes bound to positive ints."""
+    out = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"'{item}' is not NAME=SIZE with a positive integer size (as in H=224,W=224)")
+        out[name.strip()] = int(value)
+    return out
+
+
+def _bind_sizes(graph, sizes: dict[str, int]):
+    """``graph`` with ``--size`` bound (:func:`graphc.ir.analysis.specialize`); a name that is no
+    symbolic size of the spec's inputs is refused."""
+    from .ir.analysis import specialize
+
+    names = {d for _, a in graph.nodes(data=True) if a["role"] == "input" for d in a["type"].shape if isinstance(d, str)}
+    unknown = sorted(set(sizes) - names)
+    if unknown:
+        raise GraphcError(f"--size binds {', '.join(unknown)}, which is not a symbolic dim of the spec's inputs",
+                          hint=f"the spec's symbolic dims: {', '.join(sorted(names)) or 'none'}")
+    return specialize(graph, sizes)
+
+
+def _require_static_sizes(graph, what: str) -> None:
+    """The training graph's gradient ops hold sizes as attributes: symbolic sizes must be bound first."""
+    from .ir.analysis import graph_size_names
+
+    names = sorted(graph_size_names(graph))
+    if names:
+        raise GraphcError(f"{what} needs static sizes, and the spec's inputs have symbolic {', '.join(names)}",
+                          hint=f"bind them with --size {','.join(f'{n}=…' for n in names)}")
 
 
 def _params_fit(graph, args, what: str) -> None:
@@ -387,6 +424,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--passes", action="store_true", help="with --backward: print what constant folding, CSE and dead-code elimination changed")
     c.add_argument("--params", metavar="RUN_DIR|P.npz",
                    help="report the trained model: a run directory's input normalisation becomes the first layer")
+    c.add_argument("--size", type=_size_bindings, metavar="H=224,W=224",
+                   help="bind the inputs' symbolic sizes (an input [N, 3, H, W]): the report is the one of those sizes")
     c.add_argument("-o", "--output", help="write the report to this file instead of standard output")
     c.set_defaults(run=cmd_compile)
 
