@@ -70,6 +70,7 @@ def check_gradients(graph, loss: str, values: dict[str, np.ndarray], wrt: list[s
 
 def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
     """Random float64 inputs with the symbolic dims set to ``batch``; labels valid for their loss."""
+    from .ir.analysis import index_bound
     from .ir.params import initial_params
 
     rng = np.random.default_rng(seed)
@@ -79,12 +80,7 @@ def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
             continue
         shape = tuple(d if isinstance(d, int) else batch for d in a["type"].shape)
         if a["type"].dtype == "int64":
-            classes = 2
-            for user in graph.successors(name):
-                scores = graph.nodes[graph.nodes[user]["inputs"][0]]["type"]
-                if graph.nodes[user]["op"].kind in ("softmax_cross_entropy", "hinge") and isinstance(scores.shape[-1], int):
-                    classes = scores.shape[-1]
-            values[name] = rng.integers(0, classes, size=shape).astype(np.int64)
+            values[name] = rng.integers(0, index_bound(graph, name) or 2, size=shape).astype(np.int64)
         else:
             values[name] = rng.standard_normal(shape)
     return values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphc.ir.analysis import index_bound
 from graphc.ir.graph import Builder, LayerContext
 from graphc.ops.elementwise import Mul
 from graphc.ops.reduce import ReduceSum
@@ -31,7 +32,8 @@ def one_op_graph(cls, s):
 
 
 def sample_values(graph, seed: int = 0, dtype=np.float64, positive=()) -> dict[str, np.ndarray]:
-    """Random values for every input and parameter; integer inputs are class labels in [0, 2);
+    """Random values for every input and parameter; integer inputs are indices in [0, bound) of the op
+    reading them (class labels, token ids; 2 when it states none);
     the inputs ``in<i>`` for ``i`` in ``positive`` are drawn from [0.5, 1.5]."""
     rng = np.random.default_rng(seed)
     values = {}
@@ -40,7 +42,7 @@ def sample_values(graph, seed: int = 0, dtype=np.float64, positive=()) -> dict[s
             continue
         shape = tuple(a["type"].shape)
         if a["type"].dtype == "int64":
-            values[name] = rng.integers(0, 2, size=shape).astype(np.int64)
+            values[name] = rng.integers(0, index_bound(graph, name) or 2, size=shape).astype(np.int64)
         elif name.endswith("running_var") or name in {f"in{i}" for i in positive}:
             values[name] = rng.uniform(0.5, 1.5, size=shape).astype(dtype)
         else:

@@ -2,7 +2,8 @@
 
 Inputs are checked against the spec's declared names, shapes (symbolic dims bind consistently:
 every ``N`` is the same size) and dtypes (float inputs take any float array, integer inputs any
-integer array), then cast to the run's dtype (float32 by default, float64 on request).
+integer array; an integer input that ops index with — class labels, token ids — must lie in the range
+they state, ``[0, bound)``), then cast to the run's dtype (float32 by default, float64 on request).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..errors import Diagnostic, GraphcError, did_you_mean
 from ..files import array_headers, load_arrays
+from ..ir.analysis import index_bound
 from .interpreter import Program
 
 
@@ -51,6 +53,12 @@ def check_inputs(graph: nx.DiGraph, arrays: dict[str, np.ndarray], source: str, 
                 errors.append(Diagnostic(f"{source}: '{name}' has dtype {value.dtype}, the spec declares int64 (class indices)"))
                 continue
             out[name] = value.astype(np.int64, copy=False)
+            bound = index_bound(graph, name)
+            if bound is not None and value.size and (value.min() < 0 or value.max() >= bound):
+                bad = np.flatnonzero((value < 0) | (value >= bound))[0]
+                at = [int(i) for i in np.unravel_index(bad, value.shape)]
+                errors.append(Diagnostic(f"{source}: '{name}' holds {int(value.flat[bad])} at index {at}, outside [0, {bound}), "
+                                         f"the range its layers index with (class count, num_embeddings)"))
         else:
             if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
                 errors.append(Diagnostic(f"{source}: '{name}' has dtype {value.dtype}, the spec declares {want.dtype}"))

@@ -14,6 +14,7 @@
   never depend on them.
 - :func:`specialize`: the graph with its symbolic sizes bound to ints (``--size``, or a run's
   inputs), every shape re-inferred, so that every rule decides what it deferred.
+- :func:`index_bound`: the range ``[0, bound)`` the ops reading an int64 node index with it.
 """
 
 from __future__ import annotations
@@ -128,6 +129,18 @@ def receptive_fields(graph: nx.DiGraph) -> dict[str, tuple[Field1D, ...] | None]
     if errors:
         raise GraphcError(errors)
     return fields
+
+
+def index_bound(graph: nx.DiGraph, name: str) -> int | None:
+    """The values an int64 node may take, ``[0, bound)``: the smallest bound its users' ops state
+    (a loss's class count, an embedding's ``num_embeddings``); ``None`` when none states one."""
+    bounds = []
+    for user in graph.successors(name):
+        attrs = graph.nodes[user]
+        xs = [graph.nodes[i]["type"] for i in attrs["inputs"]]
+        bounds += [b for i, x in enumerate(attrs["inputs"]) if x == name
+                   for b in [attrs["op"].index_bound(xs, i)] if b is not None]
+    return min(bounds, default=None)
 
 
 @dataclass(frozen=True)

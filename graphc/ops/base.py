@@ -172,6 +172,11 @@ class Op(BaseModel):
     def warnings(self, xs: list[TensorType]) -> list[str]:
         return []
 
+    def index_bound(self, xs: list[TensorType], i: int) -> int | None:
+        """For an int64 input ``i`` that indexes something (class labels, token ids): its values lie in
+        ``[0, bound)``. Random test inputs are drawn there. ``None``: not an index, or no static bound."""
+        return None
+
     def forward(self, *xs):
         """The NumPy kernel: the forward computation on arrays (inputs in the IR's order)."""
         raise NotImplementedError(f"{self.kind} has no NumPy kernel")

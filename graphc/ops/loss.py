@@ -128,6 +128,10 @@ class _ClassLoss(_Loss):
                              f"but labels {fmt_shape(y.shape)} have N = {y.shape[0]}")
         return TensorType((), s.dtype)
 
+    def index_bound(self, xs, i):
+        classes = xs[0].shape[-1]
+        return classes if i == 1 and isinstance(classes, int) else None
+
 
 class _PairLoss(_Loss):
     """Predictions and float targets of the same shape and dtype."""
