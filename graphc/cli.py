@@ -45,13 +45,10 @@ def cmd_compile(args) -> int:
     from .report import compile_report, format_table
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
-    graph = compile_spec(args.spec)
+    graph = compile_spec(args.spec, sizes=args.size)
     if args.params:
         graph, _ = _model(graph, args)
-    if args.size:
-        graph = _bind_sizes(graph, args.size)
     if args.backward:
-        _require_static_sizes(graph, "compile --backward")
         from .ir.autodiff import training_graph
         from .ir.passes import optimize
         from .report import backward_report, format_backward
@@ -84,29 +81,6 @@ def _size_bindings(text: str) -> dict[str, int]:
             raise argparse.ArgumentTypeError(f"'{item}' is not NAME=SIZE with a positive integer size (as in H=224,W=224)")
         out[name.strip()] = int(value)
     return out
-
-
-def _bind_sizes(graph, sizes: dict[str, int]):
-    """``graph`` with ``--size`` bound (:func:`graphc.ir.analysis.specialize`); a name that is no
-    symbolic size of the spec's inputs is refused."""
-    from .ir.analysis import specialize
-
-    names = {d for _, a in graph.nodes(data=True) if a["role"] == "input" for d in a["type"].shape if isinstance(d, str)}
-    unknown = sorted(set(sizes) - names)
-    if unknown:
-        raise GraphcError(f"--size binds {', '.join(unknown)}, which is not a symbolic dim of the spec's inputs",
-                          hint=f"the spec's symbolic dims: {', '.join(sorted(names)) or 'none'}")
-    return specialize(graph, sizes)
-
-
-def _require_static_sizes(graph, what: str) -> None:
-    """The training graph's gradient ops hold sizes as attributes: symbolic sizes must be bound first."""
-    from .ir.analysis import graph_size_names
-
-    names = sorted(graph_size_names(graph))
-    if names:
-        raise GraphcError(f"{what} needs static sizes, and the spec's inputs have symbolic {', '.join(names)}",
-                          hint=f"bind them with --size {','.join(f'{n}=…' for n in names)}")
 
 
 def _params_fit(graph, args, what: str) -> None:
@@ -171,7 +145,7 @@ def _check_finite(args, inputs: dict) -> None:
 
 def cmd_run(args) -> int:
     from .backends.engines import engine_line
-    from .backends.run import load_inputs, run_forward
+    from .backends.run import bind_sizes, load_inputs, run_forward
     from .files import save_arrays
     from .ir.build import compile_spec
 
@@ -182,6 +156,7 @@ def cmd_run(args) -> int:
     _choose_backend(args)
     _params_fit(graph, args, "run")
     graph, params = _model(graph, args)
+    graph = bind_sizes(graph, args.inputs)
     inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     _check_finite(args, inputs)
     if args.backend == "onnxruntime":
@@ -201,7 +176,7 @@ def cmd_run(args) -> int:
 
 def cmd_grad(args) -> int:
     from .backends.engines import engine_line
-    from .backends.run import load_inputs, run_training_step
+    from .backends.run import bind_sizes, load_inputs, run_training_step
     from .files import save_arrays
     from .ir.autodiff import training_graph
     from .ir.build import compile_spec
@@ -211,6 +186,7 @@ def cmd_grad(args) -> int:
     graph = compile_spec(args.spec)
     _params_fit(graph, args, "grad")
     graph, params = _model(graph, args)
+    graph = bind_sizes(graph, args.inputs)  # the gradient ops hold sizes: bound before differentiating
     training, _ = optimize(training_graph(graph))
     _choose_backend(args)
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))

@@ -18,7 +18,6 @@ shape with ints (:func:`graphc.ir.analysis.specialize`), where the rule decides.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from .errors import ShapeError
@@ -49,6 +48,11 @@ class Size(str):
         if self._expr is None:
             self._expr = _symbol(str(self))
         return self._expr
+
+    @property
+    def is_name(self) -> bool:
+        """A bare name of the spec (``H``), not an expression of names."""
+        return self._expr is None or self._expr.is_Symbol
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -251,10 +255,14 @@ class TensorType:
     def numel(self, symbol_value: int = 1) -> Dim:
         """Element count, taking every plain symbolic dim (the batch) as ``symbol_value`` (costs are
         per example); Size dims stay in it, an expression of their names."""
-        n = math.prod(d if isinstance(d, int) else symbol_value for d in self.shape if not isinstance(d, Size))
+        n = 1
         for d in self.shape:
-            if isinstance(d, Size):
+            if isinstance(d, int):
+                n *= d
+            elif isinstance(d, Size):
                 n = d * n
+            else:
+                n *= symbol_value
         return n
 
     def nbytes(self, symbol_value: int = 1) -> int:

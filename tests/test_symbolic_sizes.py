@@ -133,14 +133,14 @@ def test_windows_that_do_not_tile_are_reported_for_the_bound_size_only():
 def test_size_errors_are_located_and_name_the_sizes(tmp_path):
     r = graphc("compile", FCN, "--size", "H=1,W=8")
     assert r.returncode == 65
-    assert "fcn_any_size.yaml:16:5: error: maxpool2d 'pool1' with H=1, W=8 (--size): output height" in r.stderr
+    assert "fcn_any_size.yaml:16:5: error: maxpool2d 'pool1': output height floor((1 + 0 − 2)/2) + 1 = 0 is below 1" in r.stderr
     assert "Traceback" not in r.stderr
     r = graphc("compile", FCN, "--size", "D=3")
     assert r.returncode == 65 and "--size binds D, which is not a symbolic dim of the spec's inputs" in r.stderr
     r = graphc("compile", FCN, "--size", "H=0")
     assert r.returncode == 2 and "'H=0' is not NAME=SIZE with a positive integer size" in r.stderr
     r = graphc("compile", FCN, "--backward")
-    assert r.returncode == 65 and "compile --backward needs static sizes" in r.stderr and "--size H=…,W=…" in r.stderr
+    assert r.returncode == 65 and "differentiating needs static sizes" in r.stderr and "--size H=…,W=…" in r.stderr
     assert graphc("compile", FCN, "--backward", "--size", "H=8,W=8").returncode == 0
 
 
@@ -176,3 +176,97 @@ def test_merged_paths_need_the_same_expression():
               - {name: b, op: maxpool2d, kernel: 2, inputs: [image]}
               - {name: sum, op: add, inputs: [a, b]}
         """)
+
+
+# --- running --------------------------------------------------------------------------------------
+
+def images(path, n, h, w, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    np.savez(path, image=rng.standard_normal((n, 3, h, w)).astype(np.float32), label=rng.integers(0, 10, n))
+    return path
+
+
+def test_run_binds_the_sizes_from_the_inputs_on_both_engines(tmp_path):
+    import numpy as np
+
+    for h, w in ((20, 24), (13, 9)):
+        feed = images(tmp_path / f"in{h}.npz", 3, h, w)
+        outs = {}
+        for backend in ("numpy", "onnxruntime"):
+            out = tmp_path / f"{backend}{h}.npz"
+            r = graphc("run", FCN, "--inputs", feed, "--out", out, "--backend", backend)
+            assert r.returncode == 0, r.stderr
+            outs[backend] = np.load(out)["logits"]
+        assert outs["numpy"].shape == (3, 10)
+        np.testing.assert_allclose(outs["onnxruntime"], outs["numpy"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_size_the_expressions_cannot_take_is_a_located_error_naming_it(tmp_path):
+    r = graphc("run", FCN, "--inputs", images(tmp_path / "tiny.npz", 2, 1, 9), "--out", tmp_path / "o.npz")
+    assert r.returncode == 65
+    assert ("fcn_any_size.yaml:16:5: error: maxpool2d 'pool1' with H=1, W=9 (--inputs): "
+            "output height floor((1 + 0 − 2)/2) + 1 = 0 is below 1") in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.npz").exists()
+
+
+def test_inputs_naming_one_size_must_agree_on_it(tmp_path):
+    import numpy as np
+
+    spec = tmp_path / "two.yaml"
+    spec.write_text("inputs: {a: {shape: [N, 2, H, W]}, b: {shape: [N, 2, H, W]}}\n"
+                    "layers:\n  - {name: s, op: add, inputs: [a, b]}\n"
+                    "  - {name: c, op: conv2d, filters: 2, kernel: 3, stride: 2, padding: 1}\n")
+    np.savez(tmp_path / "in.npz", a=np.zeros((1, 2, 8, 6), np.float32), b=np.zeros((1, 2, 7, 6), np.float32))
+    r = graphc("run", spec, "--inputs", tmp_path / "in.npz", "--out", tmp_path / "o.npz")
+    assert r.returncode == 65 and "'b' has H = 7, but another input has H = 8" in r.stderr, r.stderr
+
+
+def test_grad_and_train_differentiate_at_the_bound_size(tmp_path):
+    import numpy as np
+
+    feed = images(tmp_path / "in.npz", 2, 11, 10)
+    r = graphc("grad", FCN, "--inputs", feed, "--out", tmp_path / "g.npz")
+    assert r.returncode == 0, r.stderr
+    grads = np.load(tmp_path / "g.npz")
+    assert grads["grad/conv1.weight"].shape == (8, 3, 3, 3) and np.isfinite(grads["loss"])
+    ort = graphc("grad", FCN, "--inputs", feed, "--out", tmp_path / "g_ort.npz", "--backend", "onnxruntime")
+    assert ort.returncode == 0, ort.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "g_ort.npz")["grad/conv1.weight"], grads["grad/conv1.weight"], rtol=1e-4, atol=1e-5)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x_train=rng.standard_normal((24, 3, 9, 12)).astype(np.float32), y_train=rng.integers(0, 10, 24))
+    spec = tmp_path / "fcn.yaml"
+    spec.write_text(FCN.read_text() + "train: {data: data.npz, epochs: 1, batch_size: 8}\n")
+    r = graphc("train", spec, "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run" / "best.npz").exists()
+
+
+def test_the_export_keeps_the_named_sizes_and_runs_at_two_sizes(tmp_path):
+    import numpy as np
+    import onnx
+
+    model = tmp_path / "fcn.onnx"
+    params = tmp_path / "params.npz"
+    r = graphc("export", FCN, "-o", model)
+    assert r.returncode == 0, r.stderr
+    image = onnx.load(model).graph.input[0]
+    assert [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim] == ["N", 3, "H", "W"]
+    for h, w in ((16, 16), (23, 30)):
+        feed = images(tmp_path / f"in{h}.npz", 2, h, w, seed=h)
+        ours = graphc("run", FCN, "--inputs", feed, "--out", tmp_path / f"numpy{h}.npz", "--save-params", params)
+        assert ours.returncode == 0, ours.stderr
+        theirs = graphc("run", model, "--inputs", feed, "--out", tmp_path / f"ort{h}.npz")
+        assert theirs.returncode == 0, theirs.stderr
+        np.testing.assert_allclose(np.load(tmp_path / f"ort{h}.npz")["logits"], np.load(tmp_path / f"numpy{h}.npz")["logits"],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_lowering_that_needs_a_static_size_is_a_located_export_error(tmp_path):
+    spec = tmp_path / "up.yaml"
+    spec.write_text("inputs: {image: {shape: [N, 2, H, W]}}\nlayers:\n  - {name: up, op: upsample, scale: 2}\n")
+    assert graphc("compile", spec).returncode == 0
+    r = graphc("export", spec, "-o", tmp_path / "up.onnx")
+    assert r.returncode == 65 and "up.yaml:3:5: error: the ONNX lowering of 'up' needs a static size, got H" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

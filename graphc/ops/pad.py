@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field
 
 from ..errors import ShapeError
-from ..tensor import fmt_shape, static
+from ..tensor import fmt_shape
 from .base import SIDES, NonNegativeInt, Op, SidePads, Window, expect_float, expect_rank, sample, side_padding
 from .conv import Size2
 

@@ -74,8 +74,17 @@ def _floor_geometry(op, in_hw):
     last window) made explicit, so no runtime's own ceil rule is relied on; no window reaches past them."""
     out = op.out_spatial(TensorType((1, 1, *in_hw), "float32"))
     pads = op.pads(in_hw)
-    ends = [max(0, _span(o, k, s, d) - n - p[0])
-            for o, k, s, d, n, p in zip(out, op._kernel(), op._stride(), op._dilation(), in_hw, pads)]
+    if any(p is None for p in pads):
+        raise ShapeError(f"'same' padding with stride {op._stride()} over the symbolic size ({in_hw[0]}, {in_hw[1]}) "
+                         f"has no static ONNX padding")
+    ends = []
+    for o, k, s, d, n, p in zip(out, op._kernel(), op._stride(), op._dilation(), in_hw, pads):
+        end = _span(o, k, s, d) - n - p[0]
+        if not isinstance(end, int):  # a symbolic size: floor mode's own end padding gives the same windows
+            if op.ceil_mode:
+                raise ShapeError(f"ceil_mode over the symbolic size {n} has no static ONNX padding")
+            end = p[1]
+        ends.append(max(0, end))
     return out, pads, ends
 
 
