@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 'graphc schema' need none
     import networkx as nx
 
+from .chart import graphviz_pure
 from .errors import Diagnostic, GraphcError, did_you_mean
 from .files import write_atomic
 from .tensor import TensorType
@@ -174,10 +175,11 @@ class Drawing:
 
     def __init__(self, graph: nx.DiGraph, training: nx.DiGraph | None = None, depth: int | None = 0,
                  highlight: str | None = None, rankdir: str = "TB", show_params: bool = False, loss_inputs=(),
-                 estimated_widths: bool = False):
+                 estimated_widths: bool = False, opened: frozenset[str] | None = None):
         from .ir.analysis import costs, receptive_fields
 
         self.graph, self.training, self.depth = graph, training, depth
+        self.opened = opened  # when given, exactly these block instances are open (``depth`` is then unused)
         self.rankdir, self.show_params = rankdir, show_params
         self.drawn = training if training is not None else graph
         self.instances = graph.graph.get("instances", {})
@@ -197,11 +199,18 @@ class Drawing:
 
     # -- which unit an IR node belongs to ------------------------------------------------------------
 
+    def _is_open(self, instance: str, level: int) -> bool:
+        if self.opened is not None:
+            return instance in self.opened
+        return self.depth is None or level < self.depth
+
     def _visible(self, layer: str, scope: tuple[str, ...]) -> tuple[tuple[str, str], tuple[str, ...]]:
-        """The unit a layer is drawn in, and the clusters around that unit."""
-        if self.depth is None or len(scope) <= self.depth:
-            return ("layer", layer), tuple(scope)
-        return ("instance", scope[self.depth]), tuple(scope[: self.depth])
+        """The unit a layer is drawn in (its outermost closed instance, else itself), and the clusters
+        around that unit."""
+        for level, instance in enumerate(scope):
+            if not self._is_open(instance, level):
+                return ("instance", instance), tuple(scope[:level])
+        return ("layer", layer), tuple(scope)
 
     def _unit(self, key, cluster) -> Unit:
         if key not in self.units:
@@ -574,21 +583,6 @@ class Renderer:
         return f"{self.name} ({self.program})"
 
 
-def _graphviz_pure() -> str | None:
-    """The ``graphviz-pure`` program: on PATH, or beside this Python (a venv's ``bin``, used without
-    activating the venv)."""
-    found = shutil.which("graphviz-pure")
-    if found:
-        return found
-    import sysconfig
-
-    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
-        candidate = Path(folder) / "graphviz-pure"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
 def find_renderer() -> Renderer | None:
     """The system's Graphviz ``dot`` when it is on PATH, else ``graphviz-pure``; ``None`` when neither.
 
@@ -597,9 +591,9 @@ def find_renderer() -> Renderer | None:
     ``GRAPHC_DOT=none``), no renderer is found."""
     override = os.environ.get("GRAPHC_DOT")
     if override is not None:
-        program = _graphviz_pure() if override == "graphviz-pure" else shutil.which(override)
+        program = graphviz_pure() if override == "graphviz-pure" else shutil.which(override)
     else:
-        program = shutil.which("dot") or _graphviz_pure()
+        program = shutil.which("dot") or graphviz_pure()
     if program is None:
         return None
     if Path(program).name.startswith("graphviz-pure"):
@@ -631,11 +625,17 @@ def renderer_note() -> str:
     return f"Here the picture is drawn by {r.describe()}."
 
 
+PAGE_INSTANCE_LAYOUTS = 64  # above this many block instances the page holds only the per-depth layouts
+
+
 def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool, loss_inputs, highlight: str | None,
               program: str) -> str:
-    """The interactive page: one SVG layout per depth (0: every block instance collapsed, up to every
-    one open), each drawn by ``program``, with the side panel's data of every drawn unit; expanding an
-    instance shows the next depth's layout, centred on that instance."""
+    """The interactive page, each layout an SVG drawn by ``program`` with the side panel's data of every
+    drawn unit: one layout per depth (0: every block instance collapsed, up to every one open), and per
+    block instance one where only it and the instances around it are open (its siblings and every
+    other instance stay collapsed), so that the page opens and closes one instance at a time. A spec of
+    more than :data:`PAGE_INSTANCE_LAYOUTS` instances gets the per-depth layouts only (opening an
+    instance then opens its whole level)."""
     from .viz_html import page
 
     training = None
@@ -646,15 +646,21 @@ def html_page(graph: nx.DiGraph, backward: bool, rankdir: str, show_params: bool
         training, _ = optimize(training_graph(graph))
     instances = graph.graph.get("instances", {})
     deepest = max((len(i.scope) + 1 for i in instances.values()), default=0)
-    layouts = []
+    wanted: dict[frozenset[str], int | None] = {}  # open instances -> the depth it stands for (None: one instance's)
     for depth in range(deepest + 1):
-        drawing = Drawing(graph, training, depth, highlight, rankdir, show_params, loss_inputs,
-                          estimated_widths=Path(program).name.startswith("graphviz-pure"))
+        wanted[frozenset(n for n, i in instances.items() if len(i.scope) < depth)] = depth
+    if len(instances) <= PAGE_INSTANCE_LAYOUTS:
+        for name, inst in instances.items():
+            wanted.setdefault(frozenset((*inst.scope, name)), None)
+    estimated = Path(program).name.startswith("graphviz-pure")
+    layouts = []
+    for opened, depth in wanted.items():
+        drawing = Drawing(graph, training, 0, highlight, rankdir, show_params, loss_inputs, estimated, opened)
         svg = render(drawing.dot(), "svg", program).decode("utf-8")
-        layouts.append({"depth": depth, "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
+        layouts.append({"depth": depth, "open": sorted(opened), "svg": svg[svg.index("<svg"):], "units": drawing.panel()})
     title = graph.graph.get("name") or graph.graph.get("file") or "graph"
     return page(title, layouts, {"file": graph.graph.get("file"), "backward": training is not None,
-                                 "instances": {n: len(i.scope) for n, i in instances.items()}})
+                                 "instances": {n: list(i.scope) for n, i in instances.items()}})
 
 
 def _output_path(text: str) -> Path:

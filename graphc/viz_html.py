@@ -1,13 +1,15 @@
 """``graphc viz SPEC -o model.html``: one self-contained page (no network access when opened) around the
 pictures that :mod:`graphc.viz` lays out.
 
-The page holds one SVG per depth (0: every block instance collapsed, then one more level open per
-layout) and, per drawn unit, what the side panel shows. Its JavaScript (dependency-free, below) adds
+The page holds SVG layouts, each with the set of block instances it opens: one per depth (0: every
+instance collapsed, then one more level open per layout) and one per instance (only it and the
+instances around it open), and per drawn unit what the side panel shows. Its JavaScript (dependency-free, below) adds
 pan (drag) and zoom (wheel, ``+``/``-``, ``0`` to fit), a click on a node → the panel (op,
 attributes, input/output shapes, parameters, MACs, memory, receptive field, backward group) and the
 node's receptive-field path (every ancestor back to the inputs) and backward group highlighted;
-double-click or the panel's button expands an instance in place (the next depth's layout, centred
-where the instance was) and collapses it again; a search box finds layers by name in any layout.
+double-click or the panel's button expands one instance in place (the layout that opens what was
+open plus that instance, else that instance alone, centred where the instance was; the others stay
+collapsed) and collapses it again; a search box finds layers by name in any layout.
 
 User text reaches the page only as JSON (``<`` escaped, so it cannot close the script element) and
 through the SVGs, which the renderer escaped; the script writes panel text with ``textContent``.
@@ -26,7 +28,7 @@ body { margin: 0; font: 13px/1.4 Helvetica, Arial, sans-serif; color: #111827; d
 #bar h1 { font-size: 14px; margin: 0 12px 0 0; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 #bar input { width: 220px; padding: 3px 6px; }
 #bar button, #panel button { padding: 2px 8px; cursor: pointer; }
-#found { color: #6b7280; }
+#found, #opened { color: #6b7280; }
 #stage { flex: 1; position: relative; overflow: hidden; cursor: grab; background: #fff; }
 #stage.dragging { cursor: grabbing; }
 .layout { position: absolute; inset: 0; }
@@ -56,6 +58,7 @@ SCRIPT = r"""
   const XLINK = "http://www.w3.org/1999/xlink";
   const stage = document.getElementById("stage"), panel = document.getElementById("panel");
   const search = document.getElementById("search"), found = document.getElementById("found");
+  const opened = document.getElementById("opened");
   const views = DATA.layouts.map((layout, i) => {
     const div = document.getElementById("layout-" + i), svg = div.querySelector("svg");
     svg.removeAttribute("width"); svg.removeAttribute("height");
@@ -76,7 +79,7 @@ SCRIPT = r"""
       clusters[name] = g; g.dataset.instance = name;
     });
     const b = svg.viewBox.baseVal;
-    return {div, svg, units: layout.units, depth: layout.depth, nodes, byKey, back, edges, clusters,
+    return {div, svg, units: layout.units, depth: layout.depth, open: new Set(layout.open), nodes, byKey, back, edges, clusters,
             home: {x: b.x, y: b.y, w: b.width, h: b.height}};
   });
   let cur = 0, picked = null;  // picked: {key, info}
@@ -98,7 +101,8 @@ SCRIPT = r"""
     views.forEach((w, j) => { w.div.hidden = j !== i; });
     if (keepScale && old !== v) setBox(v, {...v.box, w: old.box.w, h: old.box.h});
     cur = i;
-    document.querySelectorAll("#depths button").forEach((b, j) => { b.disabled = j === i; });
+    document.querySelectorAll("#depths button").forEach(b => { b.disabled = Number(b.dataset.view) === i; });
+    opened.textContent = v.open.size ? "open: " + [...v.open].filter(n => ![...v.open].some(m => m !== n && DATA.instances[m].includes(n))).join(", ") : "";
   }
 
   function el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; }
@@ -174,8 +178,17 @@ SCRIPT = r"""
     if (id) { pick(id); centre(v, v.nodes[id]); }
   }
 
+  // The page holds layouts by the set of instances they open: a whole depth, or one instance with
+  // the ones around it. Opening (closing) an instance asks for the current set plus (minus) it; a set
+  // the page does not hold falls back to that instance alone, then to its whole level.
+  function layoutFor(open) {
+    return views.findIndex(v => v.open.size === open.size && [...open].every(n => v.open.has(n)));
+  }
+  function firstOf(...tries) { for (const i of tries) if (i >= 0) return i; return -1; }
   function expand(name) {
-    const depth = DATA.instances[name] + 1, i = views.findIndex(v => v.depth === depth);
+    const path = [...DATA.instances[name], name];
+    const i = firstOf(layoutFor(new Set([...views[cur].open, ...path])), layoutFor(new Set(path)),
+                      views.findIndex(v => v.depth === path.length));
     if (i < 0) return;
     const before = views[cur], node = before.nodes[before.byKey["instance:" + name]];
     show(i, true);
@@ -186,7 +199,9 @@ SCRIPT = r"""
     render(infoByKey("instance:" + name));
   }
   function collapse(name) {
-    const i = views.findIndex(v => v.depth === DATA.instances[name]);
+    const around = DATA.instances[name];
+    const rest = [...views[cur].open].filter(n => n !== name && !DATA.instances[n].includes(name));
+    const i = firstOf(layoutFor(new Set(rest)), layoutFor(new Set(around)), views.findIndex(v => v.depth === around.length));
     if (i < 0) return;
     show(i, true);
     pickKey("instance:" + name);
@@ -199,9 +214,9 @@ SCRIPT = r"""
     const hits = v => Object.entries(v.units).filter(([, u]) => u.kind !== "grad" && u.name.toLowerCase().includes(q));
     let here = hits(views[cur]);
     const exact = v => hits(v).some(([, u]) => u.name.toLowerCase() === q);
-    if (!exact(views[cur])) {  // look in the other layouts: the shallowest that draws the name itself
-      const i = views.findIndex(exact);
-      if (i >= 0) { show(i, true); here = hits(views[cur]); }
+    if (!exact(views[cur])) {  // look in the other layouts: the one opening fewest instances that draws the name itself
+      const i = views.map((v, j) => j).filter(j => exact(views[j])).sort((a, b) => views[a].open.size - views[b].open.size)[0];
+      if (i !== undefined) { show(i, true); here = hits(views[cur]); }
     }
     const v = views[cur];
     here.forEach(([id]) => v.nodes[id] && v.nodes[id].classList.add("match"));
@@ -253,7 +268,9 @@ SCRIPT = r"""
   search.addEventListener("change", () => find(search.value));
   const depths = document.getElementById("depths");
   if (views.length > 1) views.forEach((v, i) => {
+    if (v.depth === null) return;  // one instance's layout: reached by opening that instance
     const b = depths.appendChild(el("button", String(v.depth)));
+    b.dataset.view = i;
     b.title = v.depth === 0 ? "every block instance collapsed" : "open " + v.depth + " level" + (v.depth > 1 ? "s" : "") + " of block instances";
     b.onclick = () => { show(i); if (picked) pickKey(picked.key); };
   });
@@ -274,8 +291,10 @@ def _json_for_script(value) -> str:
 
 
 def page(title: str, layouts: list[dict], meta: dict) -> str:
-    """The HTML text: ``layouts`` is ``[{depth, svg, units: {dot id: panel data}}]`` (depth 0 first)."""
-    data = {"layouts": [{"depth": l["depth"], "units": l["units"]} for l in layouts], **meta}
+    """The HTML text: ``layouts`` is ``[{depth, open, svg, units: {dot id: panel data}}]`` (depth 0 first;
+    ``depth`` None for one instance's layout, ``open`` the instances it opens); ``meta["instances"]``
+    maps each instance to the instances around it, outermost first."""
+    data = {"layouts": [{"depth": l["depth"], "open": l["open"], "units": l["units"]} for l in layouts], **meta}
     svgs = "\n".join(f'<div class="layout" id="layout-{i}" hidden>{l["svg"]}</div>' for i, l in enumerate(layouts))
     depth_label = '<span id="depths">depth </span>' if len(layouts) > 1 else '<span id="depths" hidden></span>'
     return f"""<!DOCTYPE html>
@@ -293,6 +312,7 @@ def page(title: str, layouts: list[dict], meta: dict) -> str:
 <input id="search" type="search" list="names" placeholder="find a layer (/)" autocomplete="off">
 <datalist id="names"></datalist>
 <span id="found"></span>
+<span id="opened"></span>
 <span style="flex:1"></span>
 {depth_label}
 <button id="zoom-out" title="zoom out (-)">−</button><button id="zoom-in" title="zoom in (+)">+</button><button id="fit" title="fit (0)">fit</button>

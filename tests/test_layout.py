@@ -14,7 +14,7 @@ PACKAGE = Path(graphc.__file__).parent
 #: the wings from the bottom up: a module imports modules of its own wing or of a lower layer only
 LAYERS = (
     ("version", "errors", "gc_pause"),
-    ("tensor", "files", "finite"),
+    ("tensor", "files", "finite", "chart"),
     ("ops",),
     ("spec",),
     ("ir",),

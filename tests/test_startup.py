@@ -40,9 +40,10 @@ def test_help_imports_no_compiler():
     assert not tops(modules) & {"networkx", "pydantic", "yaml", *HEAVY}, sorted(tops(modules) & {"networkx", "pydantic", "yaml", *HEAVY})
 
 
-def test_training_on_the_digits_imports_no_scikit_learn_or_scipy(tmp_path):
-    """The digits ship with graphc and the split is drawn in NumPy (tests/test_train_data.py)."""
+def test_training_on_the_digits_imports_no_scikit_learn_scipy_or_matplotlib(tmp_path):
+    """The digits ship with graphc and the split is drawn in NumPy (tests/test_train_data.py);
+    curves.png is drawn by graphc.chart."""
     modules, r = imported_by("train", "specs/mlp_digits.yaml", "--set", "train.epochs=1", "--out", tmp_path / "run")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "run" / "curves.png").exists()
-    assert not tops(modules) & {"sklearn", "scipy", "onnx", "onnxruntime", "dask", "torch"}, sorted(tops(modules) & set(HEAVY))
+    assert not tops(modules) & {"sklearn", "scipy", "matplotlib", "onnx", "onnxruntime", "dask", "torch"}, sorted(tops(modules) & set(HEAVY))

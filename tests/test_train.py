@@ -80,9 +80,16 @@ def test_metrics_files_curves_and_best_model(runs):
     assert best["val_accuracy"] == metrics["best_val_accuracy"] == max(r["val_accuracy"] for r in metrics["epochs"])
     png = (out / "curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    image = matplotlib.image.imread(out / "curves.png")
+    image = matplotlib.image.imread(out / "curves.png")  # decoded by another PNG reader than the one that wrote it
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 200
-    assert image.std() > 0.01, "the curves are drawn (not a blank image)"
+    rgb = np.round(image[..., :3] * 255)
+    half = rgb.shape[1] // 2
+    for panel in (rgb[:, :half], rgb[:, half:]):  # loss, accuracy: each draws the training and validation curves
+        for color in ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)):  # training blue, validation orange
+            near = np.abs(panel - color).max(axis=-1) < 40
+            assert near.sum() > 200, (color, near.sum())
+            rows = np.nonzero(near.any(axis=1))[0]
+            assert rows.max() - rows.min() > 0.3 * panel.shape[0], "a curve spans the plot, not just a legend mark"
     with np.load(out / "best.npz") as best_params:
         assert sorted(best_params.files) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
         assert best_params["fc1.weight"].shape == (64, 100)

@@ -9,6 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from graphc.errors import GraphcError
@@ -100,6 +101,13 @@ def test_search_over_lr_and_width_completes(client, tmp_path, capsys):
                 "params", "macs", "reason"):
         assert col in csv_head
     assert (out / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    rgb = np.round(matplotlib.image.imread(out / "tune.png")[..., :3] * 255)
+    for color in ((0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28)):  # the trials' points, the best one's star: in both panels
+        near = np.abs(rgb - color).max(axis=-1) < 40
+        columns = np.nonzero(near.any(axis=0))[0]
+        assert near.sum() > 50 and columns.min() < rgb.shape[1] // 2 < columns.max(), color
     # best.yaml is a complete spec that graphc train accepts
     from graphc.train.loop import Options, train
 

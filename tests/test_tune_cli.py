@@ -1,9 +1,13 @@
-"""`graphc tune` conveniences through the real command: --backend onnxruntime for the trials, and
+"""`graphc tune` conveniences through the real command: --backend onnxruntime for the trials, a
+progress line while trials train (whole lines in a log, one line rewritten on a terminal), and
 SIGTERM printing the --resume line."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import selectors
 import signal
 import subprocess
@@ -52,3 +56,48 @@ def test_sigterm_prints_the_resume_line(tmp_path):
     assert "Traceback" not in err
     state = json.loads((out / "tune.json").read_text())
     assert {t["status"] for t in state["trials"]} == {"pending"}
+
+
+def _one_trial(tmp_path, **popen):
+    out = tmp_path / "search"
+    return subprocess.run(["graphc", "tune", str(MLP), "--grid", "train.lr=0.005", "--set", "train.epochs=40",
+                           "--workers", "1", "--out", str(out)], text=True, timeout=600, cwd=tmp_path, **popen)
+
+
+def test_a_progress_line_while_the_first_trial_trains_in_a_log(tmp_path):
+    r = _one_trial(tmp_path, capture_output=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    first_result = next(i for i, line in enumerate(lines) if line.startswith("[1/1]"))
+    progress = [line for line in lines[:first_result] if line.startswith("training ")]
+    assert progress, r.stderr  # before the only trial finished
+    for line in progress:
+        assert re.fullmatch(r"training t000 epoch (\d+)/40( \(val [\d.]+%, ETA \d+s\))? \| 0/1 finished · [\d.]+s", line), line
+    assert len(set(progress)) == len(progress)  # a log gets a line only when it changed
+    assert "\r" not in r.stderr and "\033[K" not in r.stderr  # and no terminal rewrites
+
+
+def test_on_a_terminal_the_progress_line_is_rewritten_in_place(tmp_path):
+    main, child = pty.openpty()  # stderr is a terminal; stdout stays a pipe
+    try:
+        proc = subprocess.Popen(["graphc", "tune", str(MLP), "--grid", "train.lr=0.005", "--set", "train.epochs=40",
+                                 "--workers", "1", "--out", str(tmp_path / "search")],
+                                stdout=subprocess.PIPE, stderr=child, cwd=tmp_path)
+        os.close(child)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            err += chunk
+        proc.wait(timeout=600)
+    finally:
+        os.close(main)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    before = text[: text.index("[1/1]")]
+    assert re.search(r"\rtraining t000 epoch \d+/40", before), text
+    assert before.endswith("\r\033[K")  # the progress line is cleared before the trial's line

@@ -20,7 +20,8 @@ from graphc.ir.build import build_graph
 from graphc.ir.passes import optimize
 from graphc.report import compile_report
 from graphc.spec.load import load_spec
-from graphc.viz import _graphviz_pure, dot_string, find_renderer, html_text
+from graphc.chart import graphviz_pure
+from graphc.viz import dot_string, find_renderer, html_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -28,7 +29,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 XLINK = "{http://www.w3.org/1999/xlink}"
 GRAPHC = shutil.which("graphc")
 SYSTEM_DOT = shutil.which("dot")
-PURE = _graphviz_pure()
+PURE = graphviz_pure()
 
 
 

@@ -34,7 +34,7 @@ def page_data(path: Path) -> dict:
     return json.loads(found.group(1))
 
 
-def test_the_page_holds_one_layout_per_depth_and_the_inferred_figures(tmp_path):
+def test_the_page_holds_one_layout_per_depth_and_per_instance_and_the_inferred_figures(tmp_path):
     spec = ROOT / "specs" / "resnet20_cifar.yaml"
     out = tmp_path / "model.html"
     r = viz(spec, "-o", out, "--backward")
@@ -46,8 +46,17 @@ def test_the_page_holds_one_layout_per_depth_and_the_inferred_figures(tmp_path):
     graph = graphc.compile_spec(spec)
     deepest = max(len(i.scope) for i in graph.graph["instances"].values()) + 1
     data = page_data(out)
-    assert [l["depth"] for l in data["layouts"]] == list(range(deepest + 1))
-    assert text.count("<svg") == deepest + 1
+    instances = graph.graph["instances"]
+    depths = [l["depth"] for l in data["layouts"]]
+    assert depths == list(range(deepest + 1)) + [None] * len(instances)
+    assert text.count("<svg") == deepest + 1 + len(instances)
+    assert data["instances"] == {n: list(i.scope) for n, i in instances.items()}
+    # one layout per instance: it and the instances around it open, every other one a single node
+    alone = {tuple(l["open"]): l for l in data["layouts"] if l["depth"] is None}
+    assert set(alone) == {tuple(sorted((*i.scope, n))) for n, i in instances.items()}
+    layer2_b0 = {(u["kind"], u["name"]) for u in alone[("layer2", "layer2.b0")]["units"].values()}
+    assert {("instance", "layer1"), ("instance", "layer3"), ("instance", "layer2.rest"), ("layer", "layer2.b0.conv1")} <= layer2_b0
+    assert not any(name.startswith(("layer1.", "layer3.", "layer2.rest.")) for _, name in layer2_b0)
     assert data["backward"] is True
     # depth 0: the report's top-level rows, with their figures
     units = {u["name"]: u for u in data["layouts"][0]["units"].values() if u["kind"] in ("layer", "instance")}
@@ -65,7 +74,7 @@ def test_the_page_holds_one_layout_per_depth_and_the_inferred_figures(tmp_path):
     assert conv1["op"] == "conv2d" and conv1["attributes"]["filters"] == 16 and conv1["inputs"] == [["image", "N×3×32×32"]]
     assert units["layer2"]["opens_at_depth"] == 1 and units["layer2"]["attributes"]["block"] == "down_stage"
     # the deepest layout: one unit per layer
-    deep = {u["name"] for u in data["layouts"][-1]["units"].values() if u["kind"] == "layer"}
+    deep = {u["name"] for u in data["layouts"][deepest]["units"].values() if u["kind"] == "layer"}
     assert deep == set(graph.graph["layers"])
 
 
@@ -130,22 +139,40 @@ def test_in_a_browser_click_expand_collapse_search(tmp_path):
             assert page.locator("#layout-0 g.node.sel").count() == 1
             assert page.locator("#layout-0 g.node.rf", has_text="image").count() == 1
             assert page.locator("#layout-0 g.node.bw.grad").count() == 1
-            # a block instance expands in place: the next depth's layout, with the instance as a cluster
+            # one block instance expands in place: a cluster with its layers, its siblings stay single nodes
+            def shown():  # the visible layout's open instances, clusters and instance nodes
+                return page.evaluate("""() => { const v = graphcPage.views[graphcPage.current()];
+                    return {open: [...v.open].sort(), clusters: Object.keys(v.clusters).filter(Boolean).sort(),
+                            instances: Object.values(v.units).filter(u => u.kind === "instance").map(u => u.name).sort(),
+                            visible: !v.div.hidden}; }""")
+
             page.locator("#layout-0 g.node.instance", has_text="layer2").first.click()
             assert "block down_stage" in panel.inner_text() and "23" in panel.inner_text()
             page.locator("#expand").click()
-            assert page.locator("#layout-0").is_hidden() and page.locator("#layout-1").is_visible()
-            assert page.locator("#layout-1 g.cluster", has_text="layer2").count() == 1
-            assert page.locator("#layout-1 g.node.instance", has_text="b0").count() >= 1
+            assert page.locator("#layout-0").is_hidden()
+            now = shown()
+            assert now["visible"] and now["open"] == ["layer2"] and now["clusters"] == ["layer2"]
+            assert now["instances"] == ["layer1", "layer2.b0", "layer2.rest", "layer3"]  # layer1, layer3 stay collapsed
+            assert page.locator("#opened").inner_text() == "open: layer2"
+            # a nested instance by double-click: it opens too, its sibling b0 stays one node
+            page.locator(".layout:not([hidden]) g.node.instance", has_text="rest").first.dblclick()
+            now = shown()
+            assert now["open"] == ["layer2", "layer2.rest"] and now["clusters"] == ["layer2", "layer2.rest"]
+            assert now["instances"] == ["layer1", "layer2.b0", "layer2.rest.0", "layer2.rest.1", "layer3"]
+            assert page.locator(".layout:not([hidden]) g.node.layer", has_text="conv1").count() == 1  # layer1's conv1 only
             page.screenshot(path=str(tmp_path / "expanded.png"))
-            page.locator("#collapse").click()
-            assert page.locator("#layout-0").is_visible()
+            page.locator("#collapse").click()  # the panel shows layer2.rest: close it, layer2 stays open
+            now = shown()
+            assert now["open"] == ["layer2"] and "layer2.rest" in now["instances"]
+            assert page.locator(".layout:not([hidden]) g.node.instance.sel", has_text="rest").count() == 1
+            page.locator(".layout:not([hidden]) g.cluster", has_text="layer2").first.locator("path, polygon").first.dblclick(position={"x": 30, "y": 6})  # its frame, by the label
+            assert page.locator("#layout-0").is_visible() and shown()["open"] == []
             assert page.locator("#layout-0 g.node.instance.sel", has_text="layer2").count() == 1
             # the search finds a layer inside nested blocks, opening as many levels as it takes
             page.fill("#search", "layer3.rest.0.conv2")
             page.press("#search", "Enter")
             assert panel.locator("h2").inner_text() == "layer3.rest.0.conv2"
-            assert page.evaluate("graphcPage.views[graphcPage.current()].depth") == 3
+            assert shown()["open"] == ["layer3", "layer3.rest", "layer3.rest.0"]  # just the path to it
             page.mouse.wheel(0, -300)  # zoom in: the viewBox shrinks
             box = page.evaluate("graphcPage.views[graphcPage.current()].box")
             home = page.evaluate("graphcPage.views[graphcPage.current()].home")

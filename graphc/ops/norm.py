@@ -41,11 +41,14 @@ def _row_stats(x: np.ndarray, eps: float):
 
 
 # --- ONNX lowering helpers (DESIGN.md §6) --------------------------------------------------------
-def _onnx_stats(ctx, x: str, axes, eps: float, hint: str, dtype: str | None = None):
+def _onnx_stats(ctx, x: str, axes, eps: float, hint: str, dtype: str | None = None, view=None):
     """Mean-centred ``x − μ``, ``σ = √(var + ε)`` (biased variance) and ``x̂ = (x − μ)/σ`` over ``axes`` (keepdims),
-    as in :func:`_row_stats`, computed in ``dtype`` (default: x's)."""
+    as in :func:`_row_stats`, computed in ``dtype`` (default: x's), on ``view(ctx, x)`` when given (a
+    reshape of x, such as groupnorm's (N, G, M))."""
     dtype = dtype or ctx.type_of(x).dtype
     x = _onnx_as(ctx, x, dtype)
+    if view is not None:
+        x = view(ctx, x)
     axes = ctx.ints(list(axes))
     xc = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, axes], hint=f"{hint}_mean", keepdims=1)], hint=f"{hint}_centred")
     var = ctx.node("ReduceMean", [ctx.node("Mul", [xc, xc]), axes], hint=f"{hint}_var", keepdims=1)

@@ -1,12 +1,14 @@
-"""Reductions that gradients need: sum over axes, and sum back to a broadcast operand's shape."""
+"""Reductions over axes: the ``reduce_sum`` and ``reduce_mean`` layers (ONNX's ReduceSum and ReduceMean),
+and what gradients need: sum back to a broadcast operand's shape, broadcast a reduced cotangent back."""
 
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, fmt_shape
-from .base import IntTuple, Op, ShapeTuple, sample
+from .base import IDENTITY_WINDOW, ONNX_DTYPES, IntTuple, Op, ShapeTuple, sample
 
 
 def channel_sums(x: np.ndarray, dtype=None) -> np.ndarray:
@@ -17,48 +19,151 @@ def channel_sums(x: np.ndarray, dtype=None) -> np.ndarray:
     return (x3 @ np.ones(x3.shape[2], x.dtype)).sum(axis=0, dtype=dtype or x.dtype)
 
 
-class ReduceSum(Op):
-    """``y = Σ_{axes} x`` (``keepdims`` keeps reduced axes as size 1); all axes when ``axes`` is empty."""
+def reduced_axes(axes: tuple[int, ...], x: TensorType) -> tuple[int, ...]:
+    """``axes`` of x as sorted non-negative axes (negative ones count from the end, as in ONNX), every
+    axis when empty; an axis out of range or named twice is an error."""
+    rank = x.rank
+    bad = [a for a in axes if not -rank <= a < rank]
+    if bad:
+        raise ShapeError(f"axis {bad[0]} is out of range for input {fmt_shape(x.shape)} of rank {rank}: "
+                         f"axes are in [{-rank}, {rank - 1}]")
+    norm = [a % rank for a in axes]
+    twice = sorted({a for a in norm if norm.count(a) > 1})
+    if twice:
+        raise ShapeError(f"axes {list(axes)} name axis {twice[0]} twice (input {fmt_shape(x.shape)}); list each axis once")
+    return tuple(sorted(norm)) if axes else tuple(range(rank))
 
-    kind = "reduce_sum"
-    user_facing = False
-    axes: IntTuple = ()
-    keepdims: bool = False
 
-    samples = (sample({"axes": [0, 2, 3]}, (2, 3, 4, 4)), sample({}, (3, 5)), sample({"axes": [1], "keepdims": True}, (3, 5)))
+def reduced_shape(shape, axes: tuple[int, ...], keepdims: bool) -> tuple:
+    """The shape after reducing ``axes``: size 1 there (``keepdims``) or dropped."""
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
 
-    def _axes(self, rank: int) -> tuple[int, ...]:
-        axes = tuple(a % rank for a in self.axes) if self.axes else tuple(range(rank))
-        if any(not -rank <= a < rank for a in self.axes):
-            raise ShapeError(f"reduce axes {self.axes} out of range for rank {rank}")
-        return axes
+
+_AXES_DOC = "axes reduced (negative ones count from the end); [] (the default): every axis"
+_KEEPDIMS_DOC = "keep reduced axes as size 1 (ONNX's default); false (the default, as PyTorch and NumPy) drops them"
+
+
+class _Reduce(Op):
+    """What ``reduce_sum`` and ``reduce_mean`` share: axes, keepdims, shape and window rules."""
+
+    axes: IntTuple = Field((), description=_AXES_DOC)
+    keepdims: bool = Field(False, description=_KEEPDIMS_DOC)
+
+    def _axes(self, x: TensorType) -> tuple[int, ...]:
+        return reduced_axes(self.axes, x)
 
     def infer(self, xs):
         x = xs[0]
-        axes = self._axes(x.rank)
-        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if self.keepdims else tuple(
-            d for i, d in enumerate(x.shape) if i not in axes)
-        return x.with_shape(shape)
+        return x.with_shape(reduced_shape(x.shape, self._axes(x), self.keepdims))
 
     def window(self, xs):
+        """Pointwise in space when an NCHW input keeps its rank and neither spatial axis is reduced."""
+        x = xs[0]
+        if x.rank == 4 and self.keepdims and not {2, 3} & set(self._axes(x)):
+            return (IDENTITY_WINDOW, IDENTITY_WINDOW)
         return None
 
+    def describe(self):
+        return f"axes {list(self.axes)}" if self.axes else "all axes"
+
+    def _kept(self, g, gy: str, x: str) -> str:
+        """The cotangent ``gy`` with the reduced axes back as size 1."""
+        return gy if self.keepdims else g.op(Unsqueeze(axes=self._axes(g.type_of(x))), [gy], "dy_kept")
+
+
+class ReduceSum(_Reduce):
+    """``y = Σ_{axes} x`` (ONNX's ReduceSum): the sum over the listed ``axes`` (negative ones count from
+    the end; all axes when empty), which are dropped, or kept as size 1 with ``keepdims``. A layer
+    and what gradients use (bias gradients sum over N, H, W). ``gx = broadcast(gy)`` (reduced axes
+    restored as size 1, then repeated). Lowered to ONNX ReduceSum (opset 13+: axes as an input).
+    MACs 0 (additions only).
+    """
+
+    kind = "reduce_sum"
+    summary = "A sum over the given axes (ONNX's ReduceSum), dropping them or keeping them as size 1."
+
+    samples = (sample({"axes": [0, 2, 3]}, (2, 3, 4, 4)), sample({}, (3, 5)), sample({"axes": [1], "keepdims": True}, (3, 5)),
+               sample({"axes": [-1, 1]}, ("N", 3, 4), note="negative axis, symbolic batch"),
+               sample({"axes": [1], "keepdims": True}, (2, 4, 3, 3), note="over channels: pointwise in space"))
+
     def forward(self, x):
-        axes = self._axes(x.ndim)
-        if x.ndim > 2 and axes == (0, *range(2, x.ndim)) and x.dtype.kind == "f" and x.flags.c_contiguous:
+        axes = tuple(a % x.ndim for a in self.axes) if self.axes else tuple(range(x.ndim))
+        if x.ndim > 2 and sorted(axes) == [0, *range(2, x.ndim)] and x.dtype.kind == "f" and x.flags.c_contiguous:
             y = channel_sums(x)  # a bias or β gradient
             return y.reshape(1, -1, *(1,) * (x.ndim - 2)) if self.keepdims else y
         return np.sum(x, axis=axes, keepdims=self.keepdims, dtype=x.dtype)
 
     def onnx(self, ctx, xs, y):
-        axes = self._axes(ctx.type_of(xs[0]).rank)
+        axes = self._axes(ctx.type_of(xs[0]))
         ctx.node("ReduceSum", [xs[0], ctx.ints(axes)], y, keepdims=int(self.keepdims))
 
     def vjp(self, g, xs, y, gy):
-        x = g.type_of(xs[0])
-        axes = self._axes(x.rank)
-        g_kept = gy if self.keepdims else g.op(Unsqueeze(axes=axes), [gy], "dy_kept")
-        return (g.op(BroadcastLike(), [g_kept, xs[0]], "dx"),)
+        return (g.op(BroadcastLike(), [self._kept(g, gy, xs[0]), xs[0]], "dx"),)
+
+
+class ReduceMean(_Reduce):
+    """``y = (1/n)·Σ_{axes} x`` (ONNX's ReduceMean), n the number of elements reduced into each output
+    (the product of the reduced dims): the mean over the listed ``axes`` (negative ones count from
+    the end; all axes when empty), dropped, or kept as size 1 with ``keepdims``.
+    ``gx = broadcast(gy)/n`` (``reduce_mean_grad``; n read from the shapes at run time, so symbolic
+    dims may be reduced). Lowered to ONNX ReduceMean (opset 18+: axes as an input). MACs 0.
+    """
+
+    kind = "reduce_mean"
+    summary = "A mean over the given axes (ONNX's ReduceMean), dropping them or keeping them as size 1."
+
+    samples = (sample({"axes": [2, 3]}, (2, 3, 4, 5)), sample({}, (3, 5)), sample({"axes": [-1], "keepdims": True}, (2, 3, 4)),
+               sample({"axes": [1]}, ("N", 4, 6), note="mean over tokens, symbolic batch"),
+               sample({"axes": [0, 1], "keepdims": True}, (2, 4, 3, 3), note="over batch and channels"))
+
+    def forward(self, x):
+        axes = tuple(a % x.ndim for a in self.axes) if self.axes else None
+        return np.mean(x, axis=axes, keepdims=self.keepdims, dtype=x.dtype)
+
+    def onnx(self, ctx, xs, y):
+        axes = self._axes(ctx.type_of(xs[0]))
+        ctx.node("ReduceMean", [xs[0], ctx.ints(axes)], y, keepdims=int(self.keepdims))
+
+    def vjp(self, g, xs, y, gy):
+        return (g.op(ReduceMeanGrad(), [self._kept(g, gy, xs[0]), xs[0]], "dx"),)
+
+
+class ReduceMeanGrad(Op):
+    """Gradient of reduce_mean: ``gx = broadcast(gy, shape of x)·(|gy|/|x|)`` (|·| the element count:
+    ``1/n``, n the elements reduced into each output), ``gy`` with the reduced axes kept as size 1.
+    Inputs (gy, x); x gives only its shape. ONNX: Expand, and a Div by the count ratio computed from
+    Size at run time."""
+
+    kind = "reduce_mean_grad"
+    arity = (2, 2)
+    user_facing = False
+
+    samples = (sample({}, (2, 3, 1, 1), (2, 3, 4, 5)), sample({}, (1, 5), (3, 5)))
+
+    def infer(self, xs):
+        from ..tensor import broadcast
+
+        gy, x = xs
+        if gy.rank != x.rank or broadcast(gy.shape, x.shape) != tuple(x.shape):
+            raise ShapeError(f"reduce_mean_grad: gy {fmt_shape(gy.shape)} is not x {fmt_shape(x.shape)} reduced with kept axes")
+        return TensorType(tuple(x.shape), gy.dtype)
+
+    def window(self, xs):
+        return None
+
+    def forward(self, gy, x):
+        gx = np.empty(x.shape, gy.dtype)
+        gx[...] = gy * np.asarray(gy.size / x.size, gy.dtype)
+        return gx
+
+    def onnx(self, ctx, xs, y):
+        gy, x = xs
+        dtype = ctx.type_of(gy).dtype
+        n = ctx.node("Div", [ctx.node("Size", [x], hint="size_x"), ctx.node("Size", [gy], hint="size_gy")], hint="reduced")
+        scaled = ctx.node("Div", [gy, ctx.node("Cast", [n], hint="n", to=ONNX_DTYPES[dtype])], hint="scaled")
+        ctx.node("Expand", [scaled, ctx.node("Shape", [x], hint="shape")], y)
 
 
 class SumTo(Op):
@@ -172,4 +277,4 @@ class BroadcastLike(Op):
         return (g.op(SumTo(shape=tuple(g.type_of(xs[0]).shape)), [gy], "dx"), None)
 
 
-OPS = (ReduceSum, SumTo, Unsqueeze, BroadcastLike)
+OPS = (ReduceSum, ReduceMean, ReduceMeanGrad, SumTo, Unsqueeze, BroadcastLike)

@@ -1,41 +1,30 @@
-"""Training curves as a PNG: loss (training batches and validation) and accuracy (training and
-validation) per epoch, drawn with matplotlib's non-interactive Agg backend."""
+"""``curves.png``: loss (training batches and validation, log scale when positive) and accuracy
+(training and validation) per epoch, drawn by :mod:`graphc.chart`."""
 
 from __future__ import annotations
 
-import io
 import math
+
+from ..chart import COLORS, Panel, Series, png
+
+
+def panels(history: list[dict], title: str) -> list[Panel]:
+    epochs = [r["epoch"] for r in history]
+
+    def series(key, scale=1.0):
+        return [scale * r[key] if r.get(key) is not None else float("nan") for r in history]
+
+    loss = Panel(f"{title}: loss", "epoch", "loss", [Series("training (batches)", epochs, series("loss"), COLORS[0])], integer_x=True)
+    acc = Panel(f"{title}: accuracy", "epoch", "accuracy (%)", [Series("training", epochs, series("train_accuracy", 100), COLORS[0])],
+                integer_x=True, legend="lower right")
+    if any(r.get("val_loss") is not None for r in history):
+        loss.series.append(Series("validation", epochs, series("val_loss"), COLORS[1]))
+    if any(r.get("val_accuracy") is not None for r in history):
+        acc.series.append(Series("validation", epochs, series("val_accuracy", 100), COLORS[1]))
+    loss.ylog = all(v > 0 for v in series("loss") if math.isfinite(v))
+    return [loss, acc]
 
 
 def plot(history: list[dict], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [r["epoch"] for r in history]
-
-    def series(key):
-        return [r.get(key) if r.get(key) is not None else float("nan") for r in history]
-
-    fig = Figure(figsize=(10, 4), dpi=100)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, series("loss"), marker=".", label="training (batches)")
-    if any(r.get("val_loss") is not None for r in history):
-        loss_ax.plot(epochs, series("val_loss"), marker=".", label="validation")
-    loss_ax.set(title=f"{title}: loss", xlabel="epoch", ylabel="loss")
-    if all(v > 0 for v in series("loss") if math.isfinite(v)):
-        loss_ax.set_yscale("log")
-    acc_ax.plot(epochs, [100 * v for v in series("train_accuracy")], marker=".", label="training")
-    if any(r.get("val_accuracy") is not None for r in history):
-        acc_ax.plot(epochs, [100 * v for v in series("val_accuracy")], marker=".", label="validation")
-    acc_ax.set(title=f"{title}: accuracy", xlabel="epoch", ylabel="accuracy (%)")
-    for ax in (loss_ax, acc_ax):
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    """The PNG bytes: two panels side by side (1333 × 533 pixels)."""
+    return png(panels(history, title), cols=2, size=(500, 400))

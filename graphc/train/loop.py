@@ -638,7 +638,12 @@ class Trainer:
             return
         from .curves import plot
 
-        write_atomic(self.run_dir / "curves.png", plot(self.history, str(self.graph.graph.get("name"))))
+        try:
+            picture = plot(self.history, str(self.graph.graph.get("name")))
+        except GraphcError as e:  # the run's results are written already: a missing picture does not fail it
+            print(f"graphc: warning: curves.png not drawn: {'; '.join(str(d) for d in e.diagnostics)}", file=sys.stderr)
+            return
+        write_atomic(self.run_dir / "curves.png", picture)
 
 
 def train(opts: Options) -> int:

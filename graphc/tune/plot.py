@@ -2,53 +2,38 @@
 
 from __future__ import annotations
 
-import io
-import math
 from pathlib import Path
 
+from ..chart import COLORS, Panel, Series, png
 from ..files import write_atomic
 from .space import Dim
 from .store import Search, sort_key
 
 
 def plot(dims: list[Dim], trials: list[dict], title: str) -> bytes:
-    """Validation accuracy against each searched value (log x for log-uniform dimensions)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    n = len(dims)
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), dpi=100)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    """Validation accuracy against each searched value, one panel per dimension, the best trial a red
+    star (log x for log-uniform dimensions and for numeric grids spanning 100× or more; categories
+    and booleans evenly spaced by name)."""
     best = min(trials, key=sort_key)
-    for ax, d in zip(axes, dims):
+    panels = []
+    for d in dims:
         xs = [t["values"][d.path] for t in trials]
         ys = [100 * t["val_accuracy"] for t in trials]
+        bx = best["values"][d.path]
         numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        ticks = None
         if not numeric:
             labels = sorted({str(x) for x in xs})
             pos = {s: i for i, s in enumerate(labels)}
-            xs = [pos[str(x)] for x in xs]
-            ax.set_xticks(range(len(labels)), labels)
-        ax.scatter(xs, ys, s=22, alpha=0.75)
-        bx = best["values"][d.path]
-        ax.scatter([bx if numeric else pos[str(bx)]], [100 * best["val_accuracy"]], marker="*", s=160, color="C3",
-                   label=f"best ({best['id']})")
-        if d.kind == "loguniform" or (numeric and d.kind == "grid" and min(xs) > 0 and max(xs) / min(xs) >= 100):
-            ax.set_xscale("log")
-        ax.set(xlabel=f"{d.path} ({d.kind})", ylabel="validation accuracy (%)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    fig.suptitle(f"{title}: {len(trials)} trained trials")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+            xs, bx = [pos[str(x)] for x in xs], pos[str(bx)]
+            ticks = list(enumerate(labels))
+        log = d.kind == "loguniform" or (numeric and d.kind == "grid" and min(xs) > 0 and max(xs) / min(xs) >= 100)
+        panels.append(Panel("", f"{d.path} ({d.kind})", "validation accuracy (%)",
+                            [Series("", xs, ys, COLORS[0], line=False, size=6),
+                             Series(f"best ({best['id']})", [bx], [100 * best["val_accuracy"]], COLORS[3], line=False,
+                                    marker="star", size=13)],
+                            xlog=log, xticks=ticks, legend="lower right"))
+    return png(panels, cols=min(len(dims), 3), size=(300, 245), title=f"{title}: {len(trials)} trained trials")
 
 
 def write_plot(search: Search) -> Path | None:

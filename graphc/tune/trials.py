@@ -6,10 +6,13 @@ A trial whose worker dies is resubmitted by Dask (``distributed.scheduler.allowe
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import shutil
 import sys
+import threading
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -83,6 +86,7 @@ def train_pending(search: Search, opts) -> int:
         from distributed import as_completed
 
         client, cluster = open_client(opts)
+        ticker = Ticker(search, opts, started)
         try:
             where = client.scheduler.address if opts.scheduler else f"a LocalCluster of {len(client.scheduler_info()['workers'])} workers"
             say(opts, f"graphc tune: {len(pending)} trials to train on {where} "
@@ -114,17 +118,115 @@ def train_pending(search: Search, opts) -> int:
                 acc = f"val {100 * t['val_accuracy']:.2f}%" if t.get("val_accuracy") is not None else t["status"]
                 best = search.best()
                 best_text = f"{100 * best['val_accuracy']:.2f}%" if best else "-"
-                say(opts, f"[{done:>{len(str(total))}}/{total}] {_bar(done, total)} {t['id']} {acc:<11} "
-                          f"{values_text(t['values'])}  | ok {counts['ok']} · rejected {counts['rejected']} · "
-                          f"failed {counts['failed']} · best {best_text} · {time.monotonic() - started:.1f}s")
+                ticker.say(f"[{done:>{len(str(total))}}/{total}] {_bar(done, total)} {t['id']} {acc:<11} "
+                           f"{values_text(t['values'])}  | ok {counts['ok']} · rejected {counts['rejected']} · "
+                           f"failed {counts['failed']} · best {best_text} · {time.monotonic() - started:.1f}s")
                 fut.release()
         finally:
+            ticker.stop()
             client.close() if opts.client is None else None
             if cluster is not None:
                 cluster.close()
     search.state["finished"] = True
     search.save()
     return 0
+
+
+class Ticker:
+    """The progress line while trials train: each running trial's epochs from its run directory (the
+    trial rewrites ``metrics.csv`` after every epoch and ``spec.json`` holds its ``train.epochs``),
+    read by a thread once a second. On a terminal the line is rewritten in place (and cleared before
+    each finished-trial line); in a log a new line is written only when it changed and at most every
+    :attr:`LOG_EVERY` seconds, so a long search does not flood it."""
+
+    TICK = 1.0
+    LOG_EVERY = 10.0
+
+    def __init__(self, search: Search, opts, started: float):
+        self.search, self.opts, self.started = search, opts, started
+        self.tty = sys.stderr.isatty()
+        self.lock = threading.Lock()
+        self.shown, self.last, self.on_screen = "", -math.inf, False
+        self.planned: dict[str, int] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="graphc-tune-progress", daemon=True)
+        if opts.progress:
+            self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.wait(self.TICK):
+            try:
+                text = self.line()
+            except Exception:  # noqa: BLE001 - a half-written or vanished run directory: next tick
+                continue
+            self._show(text)
+
+    def _epochs(self, run: Path) -> int | None:
+        trial = run.name
+        if trial not in self.planned:
+            from ..spec.models import TrainDecl
+
+            train = json.loads((run / "spec.json").read_text()).get("train") or {}
+            self.planned[trial] = int(train.get("epochs", TrainDecl.model_fields["epochs"].default))
+        return self.planned[trial]
+
+    def line(self) -> str:
+        """``training t003 epoch 4/20 (val 91.3%, ETA 6s) · t004 epoch 1/20 | 2/8 finished · 12.4s``."""
+        parts, finished = [], 0
+        for t in self.search.trials:
+            if t["status"] != "pending":
+                finished += 1
+                continue
+            run = self.search.out / "trials" / t["id"]
+            if not (run / "run.json").is_file():
+                continue  # queued, or still compiling on its worker
+            rows = []
+            if (run / "metrics.csv").is_file():
+                with open(run / "metrics.csv", newline="") as f:
+                    rows = list(csv.DictReader(f))
+            text = f"{t['id']} epoch {len(rows)}/{self._epochs(run)}"
+            if rows:
+                val = rows[-1].get("val_accuracy")
+                eta = rows[-1].get("eta_seconds")
+                extra = ([f"val {100 * float(val):.1f}%"] if val else []) + ([f"ETA {float(eta):.0f}s"] if eta else [])
+                text += f" ({', '.join(extra)})" if extra else ""
+            parts.append(text)
+        if not parts:
+            return ""
+        return (f"training {' · '.join(parts)} | {finished}/{len(self.search.trials)} finished · "
+                f"{time.monotonic() - self.started:.1f}s")
+
+    def _show(self, text: str) -> None:
+        with self.lock:
+            if not text or self.done.is_set():
+                return
+            if self.tty:
+                sys.stderr.write(f"\r{text}\033[K")
+                self.on_screen = True
+            elif text != self.shown and time.monotonic() - self.last >= self.LOG_EVERY:
+                sys.stderr.write(text + "\n")
+                self.last = time.monotonic()
+            else:
+                return
+            self.shown = text
+            sys.stderr.flush()
+
+    def _clear(self) -> None:
+        if self.on_screen:
+            sys.stderr.write("\r\033[K")
+            self.on_screen = False
+
+    def say(self, text: str) -> None:
+        """A finished-trial line, below (on a terminal: instead of) the progress line."""
+        with self.lock:
+            self._clear()
+            say(self.opts, text)
+
+    def stop(self) -> None:
+        self.done.set()
+        with self.lock:
+            self._clear()
+            sys.stderr.flush()
 
 
 def _bar(done: int, total: int, width: int = 20) -> str:
