@@ -126,6 +126,10 @@ class Size(str):
     def __ge__(self, other):
         return self._compare(other, "≥", lambda a, b: a >= b, str.__ge__)
 
+    def __format__(self, spec: str) -> str:
+        """A count written ``f"{n:,}"`` shows its expression: digit grouping applies to numbers only."""
+        return str(self) if spec in (",", "_", "d", ",d") else str.__format__(str(self), spec)
+
     __eq__ = str.__eq__
     __hash__ = str.__hash__
 

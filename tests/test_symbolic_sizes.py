@@ -270,3 +270,11 @@ def test_a_lowering_that_needs_a_static_size_is_a_located_export_error(tmp_path)
     r = graphc("export", spec, "-o", tmp_path / "up.onnx")
     assert r.returncode == 65 and "up.yaml:3:5: error: the ONNX lowering of 'up' needs a static size, got H" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_viz_draws_the_expressions(tmp_path):
+    out = tmp_path / "fcn.svg"
+    r = graphc("viz", FCN, "-o", out)
+    assert r.returncode == 0, r.stderr
+    svg = out.read_text()
+    assert "N×16×floor((H + 2)/4)×floor((W + 2)/4)" in svg and "216*H*W + 1312*floor((H + 2)/4)*floor((W + 2)/4) MACs" in svg
