@@ -185,10 +185,13 @@ CONV_CASES = [
 CONV_INPUTS = [(2, 4, 7, 6), (1, 4, 5, 8)]
 
 
-@pytest.fixture(params=["banded", "im2col"])
+@pytest.fixture(params=["banded", "im2col", "im2col per image"])
 def road(request, monkeypatch):
-    """Both roads of the conv kernels: the banded form (ungrouped only) and im2col."""
+    """Both roads of the conv kernels: the banded form (ungrouped only) and im2col, the latter also
+    with the batch cut into one chunk per image (the partial weight gradients summed)."""
     monkeypatch.setattr(conv, "_banded", lambda o, kw, wp, groups: request.param == "banded" and groups == 1)
+    if request.param == "im2col per image":
+        monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
     return request.param
 
 
