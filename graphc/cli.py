@@ -40,11 +40,12 @@ def _levels(text: str) -> int:
     return int(text)
 
 
-def compile_spec(path):
-    """The forward graph of SPEC: a spec file, or an ONNX model imported in memory with its parameters."""
+def compile_spec(path, sizes: dict[str, int] | None = None):
+    """The forward graph of SPEC: a spec file, or an ONNX model imported in memory with its parameters;
+    ``sizes``: ``compile --size``."""
     from .onnx_import import compile_source
 
-    return compile_source(path)
+    return compile_source(path, sizes=sizes)
 
 
 def cmd_import(args) -> int:
