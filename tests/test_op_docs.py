@@ -58,6 +58,7 @@ def test_every_example_layer_line_compiles(kind):
     """The example line is a real layer: a spec with the sample's inputs and that line compiles, and its
     output has the shape the page states."""
     inputs = "\n".join(f"  {name}: {{shape: {list(t.shape)}, dtype: {t.dtype}}}" for name, t in example_inputs(BY_KIND[kind]).items())
+    inputs = inputs or "  x: {shape: [1]}"  # a layer without inputs (parameter): a spec still declares one
     graph = graphc.compile_spec("example.yaml", f"inputs:\n{inputs}\nlayers:\n  {example_line(BY_KIND[kind])}\n")
     (out,) = graph.graph["outputs"].values()
     page = graphc_cmd("ops", kind).stdout

@@ -95,7 +95,7 @@ def build_graph(loaded: LoadedSpec, partial: bool = False, sizes: dict[str, int]
             if not (lo <= len(layer.inputs) <= (hi if hi is not None else len(layer.inputs))):
                 want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
                 errors.append(Diagnostic(f"{layer.kind} '{layer.name}' takes {want} input(s), got {len(layer.inputs)}",
-                                         layer.inputs_loc or layer.loc, "list them under 'inputs:'"))
+                                         layer.inputs_loc or layer.loc, "remove its 'inputs:'" if hi == 0 else "list them under 'inputs:'"))
             ops[layer.name] = op
     input_names = list(data["inputs"])
     # Outputs and the loss.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import Diagnostic, Loc, did_you_mean
+from ..ops import BY_KIND
 from ..ops.base import Init
 from .safe_yaml import LDict, LList, loc_of
 
@@ -84,6 +85,13 @@ def _substitute(value, args: dict, errors: list, where: Loc | None):
             out.item_locs.append(loc)
         return out, where
     return value, where
+
+
+def takes_no_input(kind) -> bool:
+    """Whether the op ``kind`` is a layer without inputs (``parameter``), so an entry without
+    ``inputs:`` does not take the previous entry's output."""
+    cls = BY_KIND.get(kind) if isinstance(kind, str) else None
+    return cls is not None and cls.arity == (0, 0)
 
 
 def _init_of(entry: LDict) -> dict[str, Init]:
@@ -180,6 +188,8 @@ class _Expander:
 
     def references(self, entry: LDict, env: dict[str, str], previous: str | None, absolute: str, local: str) -> tuple[str, ...]:
         if entry.get("inputs") is None:
+            if takes_no_input(entry.get("op")):
+                return ()  # a parameter layer: it does not chain from the previous entry
             if previous is None:
                 self.out.errors.append(Diagnostic(f"layer '{absolute}' has no input", entry.loc,
                                                   "the first layer of a block needs 'inputs: [...]' when the block has no inputs"))

@@ -97,6 +97,8 @@ def _inputs(cls: type[Op]) -> str:
     low, high = cls.arity
     if cls.is_loss:
         return f"{low}{'' if high == low else ' or more'} tensors named in the loss's 'inputs:' list"
+    if (low, high) == (0, 0):
+        return "none: the layer makes its tensor itself (write no 'inputs:'); other layers name it in theirs"
     if (low, high) == (1, 1):
         return "1 tensor: the previous layer's output, or the one named in 'inputs:'"
     count = f"{low}" if high == low else (f"{low} or more" if high is None else f"{low} to {high}")
@@ -112,7 +114,7 @@ def _example(cls: type[Op]) -> tuple[str, str]:
     made = ", ".join(f"{name} {fmt_shape(p.shape)} ({p.init.kind}{'' if p.trainable else ', not trained'})"
                      for name, p in rec.created.items())
     ins = ", ".join(f"{name} {fmt_shape(t.shape)}" for name, t in example_inputs(cls).items())
-    return (f"{made} (in the example)" if made else "none"), f"{ins} → {fmt_shape(rec.output.shape)}"
+    return (f"{made} (in the example)" if made else "none"), f"{ins or 'no input'} → {fmt_shape(rec.output.shape)}"
 
 
 def ops_list() -> str:
