@@ -33,6 +33,10 @@ REDUCED = {
     "squeezenet1_1": ["inputs.image.shape=[N, 3, 64, 64]"],
     # 96×96 leaves 2×2 features, which the adaptive pool spreads over 6×6 (windows that do not divide)
     "alexnet": ["inputs.image.shape=[N, 3, 96, 96]", "layers.fc1.units=256", "layers.fc2.units=256"],
+    # the same blocks 2 deep and 64 wide (4 heads, MLP 256) on 32×32: 2×2 patches of 16, 5 tokens with the class token
+    "vit_b16": ["inputs.image.shape=[N, 3, 32, 32]", "layers.conv_proj.filters=64", "layers.class_token.shape=[1, 1, 64]",
+                "layers.pos_embedding.shape=[1, 5, 64]", "layers.encoder.repeat=2", "blocks.encoder_block.args.hidden_dim=64",
+                "blocks.encoder_block.args.mlp_dim=256", "blocks.encoder_block.args.heads=4", "layers.head.units=10"],
 }
 
 

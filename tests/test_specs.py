@@ -24,7 +24,7 @@ SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 EXPECTED_SPECS = {
     "mlp_digits", "keras_mnist_mlp", "lenet5", "vgg16", "resnet18", "resnet20_cifar", "inception_module",
     "mobilenet", "unet_small", "lstm_classifier", "transformer_encoder", "dilated_stack", "digits_cnn",
-    "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gpt_decoder",
+    "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gpt_decoder", "vit_b16",
 }
 
 

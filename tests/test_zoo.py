@@ -24,6 +24,8 @@ TORCHVISION = {
     "squeezenet1_1": (1_235_496, 0.349),
     "googlenet": (6_624_904, 1.498),
     "alexnet": (61_100_840, 0.714),
+    # torchvision's 17.564 counts the attention's two matmuls too (scores Q·Kᵀ and context A·V), as graphc
+    "vit_b16": (86_567_656, 17.564),
 }
 
 #: spec → {layer: (C, H, W) at 224×224} (the batch dim N left out), or (D,) after the pool
@@ -44,6 +46,9 @@ STAGES = {
     "alexnet": {"conv1": (64, 55, 55), "pool1": (64, 27, 27), "conv2": (192, 27, 27), "pool2": (192, 13, 13),
                 "conv3": (384, 13, 13), "conv4": (256, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
                 "avgpool": (256, 6, 6), "flatten": (9216,), "fc1": (4096,), "fc2": (4096,), "fc3": (1000,)},
+    # 224/16 = 14: 14·14 = 196 patch tokens, 197 with the class token (torchvision's seq_length)
+    "vit_b16": {"conv_proj": (768, 14, 14), "tokens": (196, 768), "with_class": (197, 768), "encoder": (197, 768),
+                "ln": (197, 768), "class_features": (1, 768), "head": (1000,)},
 }
 
 
@@ -96,3 +101,18 @@ def test_resnet50_bottlenecks():
     assert "layer3.rest.5" not in rows  # 6 blocks: '0' and rest.0 .. rest.4
     # 53 batchnorms: running mean + variance of 26,560 channels
     assert report("resnet50")["params_non_trainable"] == 53_120
+
+
+def test_vit_b16_parts_and_macs():
+    rows = {r["name"]: r for r in report("vit_b16", True)["layers"]}
+    assert rows["class_token"]["params"] == 768 and rows["pos_embedding"]["params"] == 197 * 768
+    assert rows["conv_proj"]["params"] == 768 * 3 * 16 * 16 + 768  # 590,592
+    # one encoder block: 2 layernorms 2·1,536 + attention 4·768² + 4·768 = 2,362,368 + MLP 768·3072 + 3072
+    # + 3072·768 + 768 = 4,722,432
+    assert rows["encoder.11.self_attention"]["params"] == 2_362_368
+    assert sum(r["params"] for n, r in rows.items() if n.startswith("encoder.0.")) == 7_087_872
+    assert "encoder.12.ln_1" not in rows
+    # per block, T = 197: Q, K, V, O 4·197·768² = 464,781,312, scores and context 2·197²·768 = 59,610,624,
+    # MLP 2·197·768·3072 = 929,562,624; conv 196·768·768 = 115,605,504; head 768,000
+    assert rows["encoder.0.self_attention"]["macs"] == 464_781_312 + 59_610_624
+    assert report("vit_b16")["macs_total"] == 115_605_504 + 12 * 1_453_954_560 + 768_000 == 17_563_828_224
