@@ -11,6 +11,7 @@ from .files import write_atomic
 from .version import __version__
 
 EPILOG = EXIT_CODES_HELP
+SPEC_HELP = "the spec file (YAML), or an ONNX model (.onnx), imported in memory with its parameters"
 
 
 def _refuse_overwriting_inputs(args, **outputs) -> None:
@@ -39,9 +40,38 @@ def _levels(text: str) -> int:
     return int(text)
 
 
+def compile_spec(path):
+    """The forward graph of SPEC: a spec file, or an ONNX model imported in memory with its parameters."""
+    from .onnx_import import compile_source
+
+    return compile_source(path)
+
+
+def cmd_import(args) -> int:
+    from pathlib import Path
+
+    from .files import check_outputs, save_arrays
+    from .onnx_import import import_file
+    from .report import compile_report
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise GraphcError(f"-o {out}: the spec must be a .yaml file (its parameters go beside it, in {out.with_suffix('.npz').name})")
+    npz = out.with_suffix(".npz")
+    check_outputs({"-o": out, "parameters": npz}, {"MODEL": args.model})
+    imported = import_file(args.model, params_file=npz.name)
+    graph = imported.graph()  # the spec compiles before anything is written
+    if imported.params:
+        save_arrays(npz, imported.params)
+    write_atomic(out, imported.text)
+    report = compile_report(graph)
+    print(f"wrote {out} ({len(imported.spec['layers'])} layers) and {npz if imported.params else 'no parameters'}: "
+          f"{report['params_total']:,} parameters, {report['macs_total']:,} MACs per example", file=sys.stderr)
+    return 0
+
+
 def cmd_compile(args) -> int:
     from .ir.analysis import warnings
-    from .ir.build import compile_spec
     from .report import compile_report, format_table
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
@@ -136,11 +166,11 @@ def cmd_run(args) -> int:
     from .backends.engines import engine_line
     from .backends.run import load_inputs, run_forward
     from .files import save_arrays
-    from .ir.build import compile_spec
+    from .onnx_import import is_onnx_file
 
     _refuse_overwriting_inputs(args, **{"--out": "out", "--save-params": "save_params"})
-    if str(args.spec).endswith(".onnx"):
-        return _run_onnx_file(args)
+    if is_onnx_file(args.spec) and args.backend != "numpy":
+        return _run_onnx_file(args)  # the model as it is, on onnxruntime; --backend numpy imports it
     graph = compile_spec(args.spec)
     _choose_backend(args)
     _params_fit(graph, args, "run")
@@ -167,7 +197,6 @@ def cmd_grad(args) -> int:
     from .backends.run import load_inputs, run_training_step
     from .files import save_arrays
     from .ir.autodiff import training_graph
-    from .ir.build import compile_spec
     from .ir.passes import optimize
 
     _refuse_overwriting_inputs(args, **{"--out": "out"})
@@ -196,7 +225,6 @@ def cmd_check_grad(args) -> int:
     from .errors import EXIT_CHECK_FAILED
     from .gradcheck import check_spec
     from .ir.autodiff import training_graph
-    from .ir.build import compile_spec
     from .ir.memory import require_memory
 
     graph = compile_spec(args.spec)
@@ -277,7 +305,6 @@ def _run_onnx_file(args) -> int:
 
 def cmd_export(args) -> int:
     from .backends.onnx_export import forward_model, save_model, training_model
-    from .ir.build import compile_spec
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
     graph = compile_spec(args.spec)
@@ -377,7 +404,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="validate a spec and print its per-layer report",
                        description="Validate SPEC, build its graph and print one row per layer: op, output shape, "
                                    "parameters, MACs, receptive field and inputs, then totals.", epilog=EPILOG)
-    c.add_argument("spec", help="the spec file (YAML)")
+    c.add_argument("spec", help=SPEC_HELP)
     c.add_argument("--json", action="store_true", help="print the report as one JSON object (see README: 'compile --json')")
     c.add_argument("--expand", action="store_true", help="one row per layer inside block instances and repeats")
     c.add_argument("--depth", type=_levels, default=0, metavar="N",
@@ -391,7 +418,7 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(run=cmd_compile)
 
     def run_options(p, out_help):
-        p.add_argument("spec", help="the spec file (YAML)")
+        p.add_argument("spec", help=SPEC_HELP)
         p.add_argument("--inputs", required=True, metavar="IN.npz", help="one array per spec input, by input name (.npz; pickles are refused)")
         p.add_argument("--params", metavar="RUN_DIR|P.npz",
                        help="parameter values by name (<layer>.<param>); missing ones come from the spec's initialisers. "
@@ -427,7 +454,7 @@ def parser() -> argparse.ArgumentParser:
                                    "against float64 central differences along random directions, on a random batch. A "
                                    "parameter the loss does not depend on (a layer feeding only another output) is "
                                    "reported as a zero gradient. Exits 3 above the tolerance.")
-    k.add_argument("spec", help="the spec file (YAML)")
+    k.add_argument("spec", help=SPEC_HELP)
     k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
     k.add_argument("--batch", type=_positive, default=1, help="size of the random batch (default 1)")
     k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
@@ -444,7 +471,7 @@ def parser() -> argparse.ArgumentParser:
                                    "--training: one training step — inputs data, labels, dropout masks (<layer>.mask), "
                                    "parameters (with their values as defaults) and, with --optimizer, lr and state/…; "
                                    "outputs loss, grad/<param> and new/<param>, new/state/….")
-    e.add_argument("spec", help="the spec file (YAML)")
+    e.add_argument("spec", help=SPEC_HELP)
     e.add_argument("-o", "--output", required=True, metavar="MODEL.onnx", help="where to write the model (atomically)")
     e.add_argument("--training", action="store_true", help="export forward + loss + backward (+ optimizer update)")
     e.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "rmsprop", "adam"),
@@ -462,6 +489,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--no-params", action="store_true", help="embed no parameter values: parameters are plain inputs")
     memory_option(e)
     e.set_defaults(run=cmd_export)
+
+    im = sub.add_parser("import", help="turn an ONNX model into a spec (OUT.yaml) and its parameters (OUT.npz)", epilog=EPILOG,
+                        description="Import MODEL.onnx: write OUT.yaml, a spec with one layer per ONNX node or idiom (Conv + "
+                                    "bias as conv2d, MatMul/Gemm + Add as dense, BatchNormalization with its running "
+                                    "statistics, Clip(0, 6) as relu6, PyTorch's GELU and LayerNorm as one layer each, "
+                                    "flatten patterns as flatten; constant subgraphs folded), layers named after the "
+                                    "nodes, and OUT.npz, the parameters by graphc name, which the spec's 'params:' "
+                                    "names. Every node graphc cannot take is reported (exit 65); nothing is written then.")
+    im.add_argument("model", metavar="MODEL.onnx", help="the ONNX model (external data must lie in its directory)")
+    im.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="the spec to write; OUT.npz is written beside it")
+    im.set_defaults(run=cmd_import)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec language (for editors)")
     s.add_argument("-o", "--output", help="write the schema to this file")

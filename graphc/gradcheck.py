@@ -86,7 +86,9 @@ def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
     return values
 
 
-KINKS = ("relu", "leaky_relu", "maxpool2d")
+#: max pools, frozen at their reference's maxima: pool kind → (the "at" op, the gradient's kind)
+MAX_POOLS = {"maxpool2d": ("MaxPool2dAt", "maxpool2d_grad"), "maxpool1d": ("MaxPool1dAt", "maxpool1d_grad")}
+KINKS = ("relu", "leaky_relu", *MAX_POOLS)
 
 
 def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
@@ -94,14 +96,17 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
 
     ``relu(x)`` becomes ``x · m`` with ``m = [x₀ > 0]`` (leaky: ``α`` below 0) and ``maxpool2d(x)``
     becomes ``maxpool2d_at(x₀, x)``, where ``x₀`` is the input at the checked point; their gradient
-    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``) read the same ``m`` and ``x₀``. The
+    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``; ``maxpool1d`` alike) read the same ``m`` and ``x₀``. The
     frozen graph equals the original on the linear piece around that point and has the same gradient
     there, but it is smooth, so central differences do not jump when a step crosses a kink, and two
     engines cannot put a unit within rounding of zero on different sides of it.
     """
+    from .ops.conv1d import MaxPool1dAt
     from .ops.elementwise import Mul
     from .ops.pool import MaxPool2dAt
     from .ops.source import Input
+
+    pooled_at = {"MaxPool2dAt": MaxPool2dAt, "MaxPool1dAt": MaxPool1dAt}
 
     g = graph.copy()
     for n in g.nodes:
@@ -119,7 +124,7 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
         a = g.nodes[n]
         x = a["inputs"][0]
         x0 = base[x]
-        if a["op"].kind == "maxpool2d":
+        if a["op"].kind in MAX_POOLS:
             ref, value = f"{n}/frozen_input", x0
             references[x] = ref
         else:
@@ -128,14 +133,16 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
             masks[n] = masks[x] = ref  # relu_grad reads the ReLU's output, leaky_relu_grad its input
         g.add_node(ref, op=Input(shape=tuple(g.nodes[x]["type"].shape), dtype=g.nodes[x]["type"].dtype), inputs=(),
                    type=g.nodes[x]["type"], role="input", layer=a.get("layer", n), scope=(), loc=None)
-        rewire(n, MaxPool2dAt(**a["op"].model_dump()) if a["op"].kind == "maxpool2d" else Mul(),
-               (ref, x) if a["op"].kind == "maxpool2d" else (x, ref))
+        if a["op"].kind in MAX_POOLS:
+            rewire(n, pooled_at[MAX_POOLS[a["op"].kind][0]](**a["op"].model_dump()), (ref, x))
+        else:
+            rewire(n, Mul(), (x, ref))
         fed[ref] = value
     for n, a in list(g.nodes(data=True)):
         kind, ins = a["op"].kind, a["inputs"]
         if kind in ("relu_grad", "leaky_relu_grad") and ins[0] in masks:
             rewire(n, Mul(), (ins[1], masks[ins[0]]))
-        elif kind == "maxpool2d_grad" and ins[0] in references:
+        elif kind in {grad for _, grad in MAX_POOLS.values()} and ins[0] in references:
             rewire(n, a["op"], (references[ins[0]], ins[1]))
     return g, fed
 

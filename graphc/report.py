@@ -35,7 +35,7 @@ CONVENTIONS = {
             "activations, pooling, normalisation and elementwise ops count 0",
     "flops": "2 × MACs",
     "activation_bytes": "bytes of every node's output for one example",
-    "receptive_field": "per spatial dim (H, W): size r, effective stride j, effective padding P; "
+    "receptive_field": "per spatial dim (H, W; L for (N, C, L) sequences): size r, effective stride j, effective padding P; "
                        "output unit u sees input pixels [u·j − P, u·j − P + r − 1]",
 }
 
@@ -197,7 +197,7 @@ def _fmt_rf(rf) -> str:
     parts = []
     for key in ("size", "stride", "padding"):
         v = rf[key]
-        parts.append(str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}")
+        parts.append(str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v)))  # one number per spatial dim (H, W or L)
     return " / ".join(parts)
 
 

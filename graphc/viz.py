@@ -682,14 +682,16 @@ def _depth(text: str) -> int:
 
 
 def cmd_viz(args) -> int:
-    from .ir.build import build_graph
-    from .spec.load import load_spec
-
     from .files import check_outputs
+    from .ir.build import build_graph
+    from .ir.params import PARAM_VALUES
+    from .onnx_import import load_source
 
     check_outputs({"-o": args.output}, {"SPEC": args.spec})
-    loaded = load_spec(args.spec)
+    loaded, imported = load_source(args.spec)  # an ONNX model is imported in memory
     graph = build_graph(loaded, partial=True)
+    if imported is not None:
+        graph.graph[PARAM_VALUES] = imported
     failed = graph.graph.get("failed", {})
     if args.trained and not failed:
         from .backends.trained import trained_model

@@ -82,8 +82,6 @@ def _files(tmp_path):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    model = tmp_path / "lenet.onnx"
-    assert graphc("export", SPECS / "lenet5.yaml", "-o", model).returncode == 0
     fig = plt.figure(figsize=(1, 1))
     fig.savefig(tmp_path / "plot.png")
     fig.savefig(tmp_path / "plot.pdf")
@@ -96,7 +94,6 @@ def _files(tmp_path):
     with zipfile.ZipFile(tmp_path / "specs.zip", "w") as z:
         z.writestr("lenet5.yaml", spec)
     return {
-        model: "this is an ONNX model (IR version 10, produced by graphc), not a YAML spec file",
         tmp_path / "plot.png": "this is a PNG image",
         tmp_path / "plot.pdf": "this is a PDF document",
         tmp_path / "arrays.npz": "this is a NumPy .npz archive",
@@ -116,12 +113,23 @@ def test_non_yaml_files_are_named_by_what_they_are(tmp_path):
         assert "Traceback" not in r.stderr
 
 
-def test_an_onnx_model_larger_than_the_spec_limit_is_still_an_onnx_model(tmp_path):
-    model = tmp_path / "vgg.onnx"
-    assert graphc("export", SPECS / "mlp_digits.yaml", "-o", model).returncode == 0
-    model.write_bytes(model.read_bytes() + b"\0" * (5 << 20))  # past the 4 MiB spec limit
+def test_an_onnx_model_larger_than_the_spec_limit_is_imported(tmp_path):
+    """An ONNX file is a model to import (graphc import), not a YAML file: the 4 MiB limit of specs is not its limit."""
+    model = tmp_path / "mobilenet.onnx"
+    assert graphc("export", SPECS / "mobilenet.yaml", "-o", model).returncode == 0
+    assert model.stat().st_size > 4 << 20
     r = graphc("compile", model)
-    assert r.returncode == 65 and "this is an ONNX model" in r.stderr and "limit" not in r.stderr, r.stderr
+    assert r.returncode == 0 and "1,360,586 total" in r.stdout, r.stderr
+
+
+def test_an_onnx_model_named_in_include_is_named_by_what_it_is(tmp_path):
+    model = tmp_path / "lenet.onnx"
+    assert graphc("export", SPECS / "mlp_digits.yaml", "-o", model).returncode == 0
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("include: [lenet.onnx]\n" + (SPECS / "mlp_digits.yaml").read_text())
+    r = graphc("compile", spec)
+    assert r.returncode == 65 and "this is an ONNX model (IR version 10, produced by graphc), not a YAML spec file" in r.stderr, r.stderr
+    assert "graphc import" in r.stderr
 
 
 def test_latin1_text_still_says_utf8(tmp_path):

@@ -53,14 +53,14 @@ def test_vjp_matches_central_differences(cls, index, s):
         assert r.max_rel_error < 1e-6 or r.max_abs_error < floor, f"{r.name}: rel {r.max_rel_error:.2e} abs {r.max_abs_error:.2e}"
 
 
-DENSE_WINDOWS = {"conv2d", "avgpool2d"}
+DENSE_WINDOWS = {"conv2d", "avgpool2d", "conv1d", "avgpool1d"}
 def spatial(cls, s) -> bool:
-    """Ops whose sample maps an NCHW input to an NCHW output through a window rule."""
-    if not s.inputs or s.inputs[0].rank != 4 or cls.composite or cls.is_loss:
+    """Ops whose sample maps an NCHW (or NCL) input to an output of the same rank through a window rule."""
+    if not s.inputs or s.inputs[0].rank not in (3, 4) or cls.composite or cls.is_loss:
         return False
     graph, out = one_op_graph(cls, s)
     xs = [graph.nodes[i]["type"] for i in graph.nodes[out]["inputs"]]
-    return graph.nodes[out]["type"].rank == 4 and cls.model_validate(s.attrs).window(xs) is not None
+    return graph.nodes[out]["type"].rank == s.inputs[0].rank and cls.model_validate(s.attrs).window(xs) is not None
 
 
 SPATIAL = [(c, i, s) for c, i, s in GRAD if spatial(c, s)]
@@ -68,7 +68,7 @@ SPATIAL = [(c, i, s) for c, i, s in GRAD if spatial(c, s)]
 
 @pytest.mark.parametrize("cls,index,s", SPATIAL, ids=[f"{c.kind}-{i}" for c, i, _ in SPATIAL])
 def test_receptive_field_rule_is_the_gradient_support(cls, index, s):
-    """The window rule predicts which input rows/cols one output unit depends on."""
+    """The window rule predicts which input rows/cols (positions, in 1-D) one output unit depends on."""
     graph, out = one_op_graph(cls, s)
     y_type = graph.nodes[out]["type"]
     xs = [graph.nodes[i]["type"] for i in graph.nodes[out]["inputs"]]
@@ -76,15 +76,14 @@ def test_receptive_field_rule_is_the_gradient_support(cls, index, s):
     values = sample_values(graph, seed=3, positive=s.positive)
     training, grads = differentiate(graph, "loss", ["in0"])
     program = Program(training, [grads["in0"]])
-    _, _, H, W = concrete(graph.nodes["in0"]["type"].shape)
-    _, _, Ho, Wo = concrete(y_type.shape)
-    for oi, oj in {(0, 0), (Ho // 2, Wo // 2), (Ho - 1, Wo - 1)}:
+    sizes, out_sizes = concrete(graph.nodes["in0"]["type"].shape)[2:], concrete(y_type.shape)[2:]
+    assert len(windows) == len(sizes) == len(out_sizes)
+    for point in {tuple(0 for _ in out_sizes), tuple(o // 2 for o in out_sizes), tuple(o - 1 for o in out_sizes)}:
         r = np.zeros(concrete(y_type.shape))
-        r[0, 0, oi, oj] = 1.0
-        gx = program.run({**values, "r": r})[grads["in0"]]
-        rows = np.nonzero(np.abs(gx).sum(axis=(0, 1, 3)))[0]
-        cols = np.nonzero(np.abs(gx).sum(axis=(0, 1, 2)))[0]
-        for got, o, w, n in ((rows, oi, windows[0], H), (cols, oj, windows[1], W)):
+        r[(0, 0, *point)] = 1.0
+        gx = np.abs(program.run({**values, "r": r})[grads["in0"]])
+        for dim, (o, w, n) in enumerate(zip(point, windows, sizes)):
+            got = np.nonzero(gx.sum(axis=tuple(a for a in range(gx.ndim) if a != dim + 2)))[0]
             start = int(np.floor(o * w.step)) + int(w.offset)
             predicted = set(range(max(start, 0), min(start + w.extent, n)))
             if w.step.denominator == 1:

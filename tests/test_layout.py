@@ -19,6 +19,7 @@ LAYERS = (
     ("spec",),
     ("ir",),
     ("backends", "report", "viz_html"),
+    ("onnx_import",),
     ("train", "gradcheck", "viz"),
     ("tune",),
     ("cli", "__init__"),

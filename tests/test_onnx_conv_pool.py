@@ -13,7 +13,7 @@ from graphc.backends.interpreter import Program
 from graphc.backends.onnx_export import export_model
 from graphc.backends.ort import run, session
 from graphc.ir.graph import Builder, LayerContext
-from graphc.ops import conv, pool
+from graphc.ops import conv, conv1d, pool
 from graphc.ops.base import sample
 
 C = conv
@@ -51,10 +51,19 @@ EXTRA = (
     (P.AvgPool2dGrad, sample({"kernel": 2, "stride": 3, "ceil_mode": True, "input_size": [7, 8]}, (2, 2, 3, 3))),
     (P.Upsample, sample({"scale": [3, 1]}, (1, 2, 2, 3))),
     (P.UpsampleGrad, sample({"scale": [1, 2], "mode": "bilinear"}, (1, 2, 3, 6))),
+    (conv1d.Conv1d, sample({"filters": 6, "kernel": 3, "stride": 2, "groups": 3, "padding": "same", "dilation": 2}, (2, 3, 9))),
+    (conv1d.MaxPool1d, sample({"kernel": 2, "stride": 3, "ceil_mode": True}, (1, 2, 8), note="ceil, kernel < stride")),
+    (conv1d.MaxPool1d, sample({"kernel": 2, "stride": 1, "dilation": 2, "padding": {"left": 2, "right": 1}}, (1, 2, 6),
+                              note="pad ≥ kernel")),
+    (conv1d.MaxPool1dGrad, sample({"kernel": 2, "stride": 3, "ceil_mode": True}, (1, 2, 8), (1, 2, 3), note="ceil, kernel < stride")),
+    (conv1d.AvgPool1d, sample({"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": True}, (1, 2, 6),
+                              note="ceil, padding counted: divisor map")),
+    (conv1d.AvgPool1d, sample({"kernel": 3, "stride": 1, "padding": "same"}, (1, 2, 5))),
 )
-CASES = [(cls, s) for cls in conv.OPS + pool.OPS for s in cls.samples] + list(EXTRA)
+CASES = [(cls, s) for cls in conv.OPS + pool.OPS + conv1d.OPS for s in cls.samples] + list(EXTRA)
 IDS = [f"{c.kind}-{i}" for i, (c, _) in enumerate(CASES)]
-TIES = [(cls, s) for cls, s in CASES if cls in (P.MaxPool2d, P.MaxPool2dGrad, P.MaxPool2dAt)]
+TIES = [(cls, s) for cls, s in CASES if cls in (P.MaxPool2d, P.MaxPool2dGrad, P.MaxPool2dAt)
+        or cls in (conv1d.MaxPool1d, conv1d.MaxPool1dGrad, conv1d.MaxPool1dAt)]
 
 
 def _check(got, want):
@@ -85,7 +94,7 @@ def test_max_pooling_ties_pick_the_first_maximum(cls, s):
     """Inputs from {−1, 0, 1}: most windows tie, and both runtimes must pick the kernel's first maximum."""
     graph, out = one_op_graph(cls, s)
     values = sample_values(graph, seed=5, dtype=np.float32)
-    for name in ("in0", "in1") if cls is P.MaxPool2dAt else ("in0",):
+    for name in ("in0", "in1") if cls in (P.MaxPool2dAt, conv1d.MaxPool1dAt) else ("in0",):
         values[name] = np.sign(np.round(values[name])).astype(np.float32)
     _run_both(graph, out, values)
 

@@ -24,7 +24,8 @@ SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 EXPECTED_SPECS = {
     "mlp_digits", "keras_mnist_mlp", "lenet5", "vgg16", "resnet18", "resnet20_cifar", "inception_module",
     "mobilenet", "unet_small", "lstm_classifier", "transformer_encoder", "dilated_stack", "digits_cnn",
-    "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gpt_decoder", "vit_b16",
+    "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gru_classifier",
+    "conv1d_sequence", "gpt_decoder", "vit_b16",
 }
 
 
@@ -266,6 +267,31 @@ def test_lstm_classifier():
     assert report("lstm_classifier")["params_total"] == 6_272 + 165
     # x_t·Wx for 20 steps (20·16·128) + h·Wh for 19 steps (h_{-1} = 0 is not multiplied: 19·32·128)
     assert row("lstm_classifier", "lstm")["macs"] == 118_784
+
+
+def test_gru_classifier():
+    # torch.nn.GRU(8, 16, num_layers=2) has 3·16·(8 + 16) + 6·16 + 3·16·(16 + 16) + 6·16 = 2,880 parameters
+    assert row("gru_classifier", "gru1")["shape"] == ["N", 12, 16]
+    assert row("gru_classifier", "gru1")["params"] == 3 * 16 * (8 + 16) + 6 * 16 == 1_248
+    assert row("gru_classifier", "gru2")["params"] == 3 * 16 * (16 + 16) + 6 * 16 == 1_632
+    assert output_shape("gru_classifier") == ["N", 4]
+    assert report("gru_classifier")["params_total"] == 2_880 + 68
+    # x_t·Wx for 12 steps and h·Wh for 11 (h_{-1} = 0 is not multiplied): 12·8·48 + 11·16·48
+    assert row("gru_classifier", "gru1")["macs"] == 13_056
+
+
+def test_conv1d_sequence_shapes_params_and_1d_receptive_fields():
+    assert [row("conv1d_sequence", n)["shape"] for n in ("c1", "p1", "c2", "p2", "c3", "gap")] == [
+        ["N", 16, 64], ["N", 16, 32], ["N", 32, 32], ["N", 32, 16], ["N", 32, 16], ["N", 32, 1]]
+    # conv1d weights (O, C/g, k) as PyTorch's nn.Conv1d: 16·4·5 + 16, 32·16·3 + 32, 32·32·3 + 32, then 32·5 + 5
+    assert report("conv1d_sequence")["params_total"] == 336 + 1_568 + 3_104 + 165
+    assert row("conv1d_sequence", "c2")["macs"] == 32 * 32 * 16 * 3
+    # r' = r + (e − 1)·j, j' = j·s along L: 5, 6, 6 + 4·2, 14 + 2·2, 18 + 2·4 (the causal conv adds 2·4 of padding)
+    fields = {n: row("conv1d_sequence", n)["receptive_field"] for n in ("c1", "p1", "c2", "p2", "c3")}
+    assert {n: (f["size"], f["stride"], f["padding"]) for n, f in fields.items()} == {
+        "c1": ([5], [1], [2]), "p1": ([6], [2], [2]), "c2": ([14], [2], [6]), "p2": ([18], [4], [8]), "c3": ([26], [4], [16])}
+    assert row("conv1d_sequence", "c3")["attributes"]["padding_resolved"] == [2, 0]
+    assert row("conv1d_sequence", "c2")["attributes"]["padding_resolved"] == [2, 2]
 
 
 def test_transformer_encoder():

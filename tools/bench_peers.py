@@ -3,6 +3,7 @@
     pip install -e '.[bench]'        # PyTorch's CPU wheel: not a dependency of graphc or of its tests
     python tools/bench_peers.py [--rounds 10] [--workloads mlp_digits,keras_mnist_mlp,lenet5_relu,resnet20_cifar] [--no-rss]
     python tools/bench_peers.py --ort-levels     # graphc's graphs on onnxruntime: ORT_ENABLE_ALL against EXTENDED
+    python tools/bench_peers.py --threads 1 --cpu-time --engines "interp step,torch step" --no-rss
 
 Workloads (batch): MLP 64-100-10 (100), MLP 784-500-50-10 (128), LeNet-5 on 28×28 with ReLU instead of
 tanh (64; ``specs/lenet5.yaml`` with ``op: tanh`` read as ``op: relu``), ResNet-20 CIFAR (32). Both
@@ -13,7 +14,9 @@ is checked against graphc's.
 
 Timed interleaved, round by round (so that the machine's drift hits every engine alike): in each of
 ``--rounds`` rounds every engine settles (runs untimed for 0.15 s) then is timed 3 times; the median
-of all its timed calls is shown. float32 everywhere, 2 threads everywhere:
+of all its timed calls is shown. float32 everywhere, 2 threads everywhere (``--threads N``: N; with
+``--threads 1``, ``--cpu-time`` times each call by the process's CPU time, the steadier figure of the
+work done when other processes share the cores; ``--engines`` times a subset):
 
 - ``interp step``: graphc's NumPy interpreter running one training step: forward, loss, backward
   and the SGD-momentum update (``graphc.with_optimizer(…, "momentum")``);
@@ -41,9 +44,25 @@ import time
 import warnings
 from pathlib import Path
 
-THREADS = 2
+
+
+def _threads_arg(argv: list[str]) -> int | None:
+    """``--threads N`` from the command line, read before NumPy loads (BLAS takes its thread count
+    from the environment then)."""
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return None
+
+
+THREADS = _threads_arg(sys.argv) or 2
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(var, str(THREADS))
+    if _threads_arg(sys.argv):
+        os.environ[var] = str(THREADS)
+    else:
+        os.environ.setdefault(var, str(THREADS))
 
 import numpy as np  # noqa: E402 - after the thread variables, which BLAS reads when it loads
 
@@ -142,10 +161,11 @@ class TorchFromGraph:
         return v[target]
 
 
-def setup(name: str, batch: int, only: str | None = None) -> dict:
-    """The timed engines of one workload (or only the one named), built but not yet run. With all of
-    them, first checks that graphc and PyTorch compute the same first loss. PyTorch is imported only
-    for its own engines (the peak-memory subprocesses of the others do not carry it)."""
+def setup(name: str, batch: int, only: str | list[str] | None = None) -> dict:
+    """The timed engines of one workload (or only the one or ones named), built but not yet run. With
+    both graphc's interpreter and PyTorch among them, first checks that they compute the same first
+    loss. PyTorch is imported only for its own engines (the peak-memory subprocesses of the others do
+    not carry it)."""
     graph = load_workload(name)
     training = with_optimizer(optimize(training_graph(graph))[0], "momentum")
     values = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in spec_values(training, batch, 0).items()}
@@ -217,9 +237,11 @@ def setup(name: str, batch: int, only: str | None = None) -> dict:
         "ort fwd": lambda: ort_engine(forward_model(graph, params), data),
         "torch-onnx fwd": torch_onnx_fwd,
     }
-    if only:
+    if isinstance(only, str):
         return {only: factories[only]()}
-    engines = {k: make() for k, make in factories.items()}
+    engines = {k: make() for k, make in factories.items() if not only or k in only}
+    if "interp step" not in engines or "torch step" not in engines:
+        return engines
     # the same network and weights: the first losses agree (before either engine has stepped)
     g_loss = float(engines["interp step"]()[loss])
     t_loss = float(engines["torch step"]().detach())
@@ -234,11 +256,12 @@ def _ancestors(graph, node):
     return nx.ancestors(graph, node) | {node}
 
 
-def interleaved(engines: dict, rounds: int, per_turn: int = 3, settle: float = 0.15) -> dict[str, float]:
+def interleaved(engines: dict, rounds: int, per_turn: int = 3, settle: float = 0.15, clock=time.perf_counter) -> dict[str, float]:
     """Median seconds per engine, the engines taking turns within each round: in its turn an engine
     runs untimed for ``settle`` seconds, then ``per_turn`` timed calls. The settling is needed because
     an engine's idle threads go on spinning after its last call (OpenBLAS for up to 2²⁸ cycles, OpenMP
-    and onnxruntime pools for shorter), and on two cores they would be timed against the next engine."""
+    and onnxruntime pools for shorter), and on two cores they would be timed against the next engine.
+    ``clock`` times the calls (``time.process_time``: CPU time, for one thread)."""
     times = {k: [] for k in engines}
     for _ in range(rounds):
         for k, fn in engines.items():
@@ -247,9 +270,9 @@ def interleaved(engines: dict, rounds: int, per_turn: int = 3, settle: float = 0
             while time.perf_counter() < t_end:
                 fn()
             for _ in range(per_turn):
-                t = time.perf_counter()
+                t = clock()
                 fn()
-                times[k].append(time.perf_counter() - t)
+                times[k].append(clock() - t)
     return {k: statistics.median(ts) for k, ts in times.items()}
 
 
@@ -300,6 +323,24 @@ def ort_levels(workloads: list[str], rounds: int) -> None:
               f"{m[sa] * 1e3:>9.2f}ms{m[se] * 1e3:>9.2f}ms{m[sa] / m[se]:>8.2f}×", flush=True)
 
 
+ENGINES = ("interp step", "ort step", "torch step", "ort fwd", "torch-onnx fwd")
+
+
+def subset(workloads: list[str], engines: list[str], rounds: int, cpu_time: bool) -> None:
+    """Some engines only, each workload on a line, with interp/torch when both are timed."""
+    unknown = sorted(set(engines) - set(ENGINES))
+    if unknown:
+        raise SystemExit(f"bench_peers: unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINES)}")
+    clock = time.process_time if cpu_time else time.perf_counter
+    print(f"median of {rounds} interleaved rounds × 3 calls, {'CPU' if cpu_time else 'wall'} time, {THREADS} thread(s); "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    for name in workloads:
+        m = interleaved(setup(name, WORKLOADS[name], only=engines), rounds, clock=clock)
+        ratio = f"   interp/torch {m['interp step'] / m['torch step']:.2f}×" if {"interp step", "torch step"} <= m.keys() else ""
+        print(f"{name + ' b' + str(WORKLOADS[name]):<22}" + "".join(f"{k} {m[k] * 1e3:8.2f}ms  " for k in engines) + ratio, flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
 def versions() -> str:
     import onnxruntime
     import torch
@@ -324,16 +365,23 @@ def main() -> None:
     ap.add_argument("--ort-levels", action="store_true", help="time graphc's forward graph and training step at both onnxruntime levels")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--no-rss", action="store_true", help="skip the ResNet-20 peak-memory subprocesses")
+    ap.add_argument("--threads", type=int, default=THREADS, help="threads of every engine (default 2)")
+    ap.add_argument("--cpu-time", action="store_true", help="time calls by the process's CPU time (needs --threads 1)")
+    ap.add_argument("--engines", help="a comma-separated subset of: " + ", ".join(ENGINES))
     ap.add_argument("--rss", choices=("interp", "ort", "torch"), help=argparse.SUPPRESS)
     ap.add_argument("--rss-workload", default="resnet20_cifar", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss:
         rss_child(args.rss, args.rss_workload, WORKLOADS[args.rss_workload])
         return
+    if args.cpu_time and THREADS != 1:
+        ap.error("--cpu-time needs --threads 1 (the CPU time of several threads counts their spinning too)")
     import torch
 
     torch.set_num_threads(THREADS)
     print(versions())
+    if args.engines:
+        return subset(args.workloads.split(","), [e.strip() for e in args.engines.split(",")], args.rounds, args.cpu_time)
     if args.ort_levels:
         return ort_levels(args.workloads.split(","), args.rounds)
     print(f"median of {args.rounds} interleaved rounds × 3 calls; ratios < 1: graphc faster; load average at start {os.getloadavg()[0]:.2f}")

@@ -35,9 +35,16 @@ class OnnxContext:
         self._doc = ""
         self._names: set[str] = set(graph.nodes)
         self._consts: dict[tuple, str] = {}
+        self._types: dict[str, TensorType] = {}
 
     def type_of(self, name: str) -> TensorType:
-        return self.graph.nodes[name]["type"]
+        return self._types[name] if name in self._types else self.graph.nodes[name]["type"]
+
+    def typed(self, name: str, t: TensorType) -> str:
+        """Declare the type of an ONNX value that is no graph node (a 1-D op's input lifted to unit
+        height for the 2-D lowering it reuses), so that lowerings may ask ``type_of`` it."""
+        self._types[name] = t
+        return name
 
     def fresh(self, hint: str) -> str:
         base = f"{self.current}/{hint}"

@@ -1,7 +1,7 @@
 """Analysis passes over the IR (DESIGN.md §5). Each is a pure function of the graph.
 
 - :func:`infer_shapes`: every node's type from its op's shape rule (re-checks a built graph).
-- :func:`receptive_fields`: per node and spatial dim, size ``r``, effective stride ``j`` and effective
+- :func:`receptive_fields`: per NCHW node and spatial dim (per NCL node, its length), size ``r``, effective stride ``j`` and effective
   padding ``P``: an output unit ``u`` sees input pixels ``[u·j − P, u·j − P + r − 1]``. Composed from
   each op's window ``(step s, offset a, extent e)`` by ``j' = j·s``, ``P' = P − a·j``,
   ``r' = r + (e − 1)·j`` (Araujo et al., Distill 2019). Fractional strides (upsampling, transposed
@@ -73,22 +73,24 @@ def field_json(fields: tuple[Field1D, ...] | None):
 
 
 def receptive_fields(graph: nx.DiGraph) -> dict[str, tuple[Field1D, ...] | None]:
-    """Receptive field of every NCHW node with respect to the graph's NCHW inputs."""
+    """Receptive field of every NCHW node with respect to the graph's NCHW inputs, and of every
+    rank-3 node (N, C, L) along L with respect to the rank-3 inputs. (Sequences laid out (N, T, D)
+    get a field along D, which ends at the first op that mixes D: a matmul, a norm, a recurrence.)"""
     fields: dict[str, tuple[Field1D, ...] | None] = {}
     errors = []
     for name in topo_order(graph):
         attrs = graph.nodes[name]
         role, y = attrs["role"], attrs["type"]
         if role == "input":
-            fields[name] = (Field1D.unit(), Field1D.unit()) if y.rank == 4 else None
+            fields[name] = (Field1D.unit(),) * (y.rank - 2) if y.rank in (3, 4) else None
             continue
-        if role == "param" or y.rank != 4:
+        if role == "param" or y.rank not in (3, 4):
             fields[name] = None
             continue
         xs = [graph.nodes[i]["type"] for i in attrs["inputs"]]
         windows = attrs["op"].window(xs)
         sources = [fields.get(i) for i in attrs["inputs"] if fields.get(i) is not None]
-        if windows is None or not sources:
+        if windows is None or not sources or any(len(f) != len(windows) for f in sources):
             fields[name] = None
             continue
         strides = {s.stride for f in sources for s in f}

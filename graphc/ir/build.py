@@ -7,6 +7,8 @@ downstream of a failed one are skipped, independent branches still report their 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 from pydantic import ValidationError
 
@@ -101,7 +103,9 @@ def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
         loss_decl = None
     if loss_decl is not None:
         attrs = LDict({k: v for k, v in loss_decl.items() if k not in ("op", "inputs", "l2")})
-        attrs.loc, attrs.value_locs, attrs.key_locs = loss_decl.loc, loss_decl.value_locs, loss_decl.key_locs
+        # a loss made by --set is a plain mapping, without positions
+        attrs.loc, attrs.value_locs, attrs.key_locs = (getattr(loss_decl, "loc", None), getattr(loss_decl, "value_locs", {}),
+                                                       getattr(loss_decl, "key_locs", {}))
         loss_op = _make_op(loss_decl["op"], attrs, loc_of(loss_decl, "op"), "loss", errors, losses=True)
         top_names = ex.env
         for i, ref in enumerate(loss_decl["inputs"]):
@@ -197,6 +201,8 @@ def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
     g.graph["layers"] = {l.name: l for l in ex.layers}
     g.graph["layer_ops"] = ops  # the spec-level op of each layer (a composite's, not its last part's)
     g.graph["failed"] = shape_failures
+    if data.get("params"):  # parameter values to start from, relative to the spec (read by ir.params when needed)
+        g.graph["params_file"] = str(Path(loaded.path).parent / data["params"])
     return g
 
 

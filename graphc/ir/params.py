@@ -47,23 +47,48 @@ def param_nodes(graph: nx.DiGraph) -> dict[str, dict]:
     return {n: a for n, a in graph.nodes(data=True) if a["role"] == "param"}
 
 
+#: the graph attribute holding the parameter values a graph comes with (an imported ONNX model's, or
+#: those of the spec's ``params:`` file once read)
+PARAM_VALUES = "param_values"
+
+
+def spec_params(graph: nx.DiGraph) -> tuple[dict[str, np.ndarray], str]:
+    """The parameter values the graph comes with and where they are from: an imported model's, or
+    the spec's ``params:`` file (its headers checked against the spec before it is read), else none."""
+    from ..files import array_headers, load_arrays
+
+    file = graph.graph.get("params_file")
+    if PARAM_VALUES not in graph.graph and file:
+        shapes = {n: tuple(a["op"].shape) for n, a in param_nodes(graph).items()}
+        wrong = [f"'{k}' has shape {shape}, the spec needs {shapes[k]}" for k, (shape, _) in array_headers(file, "params").items()
+                 if k in shapes and tuple(shape) != shapes[k]]
+        if wrong:
+            raise GraphcError([Diagnostic(f"the spec's params file {file}: {w}") for w in wrong])
+        graph.graph[PARAM_VALUES] = load_arrays(file, f"the spec's params file {file}")
+    return graph.graph.get(PARAM_VALUES) or {}, f"the spec's params file {file}" if file else "the imported model"
+
+
 def initial_params(graph: nx.DiGraph, seed: int = 0, given: dict[str, np.ndarray] | None = None, source: str = "--params") -> dict[str, np.ndarray]:
-    """Every parameter: from ``given`` where present (checked), else from its initialiser."""
+    """Every parameter: from ``given`` where present (checked), else from the values the graph comes
+    with (:func:`spec_params`, checked likewise), else from its initialiser."""
     given = dict(given or {})
+    stored, origin = spec_params(graph)
+    sources = {**dict.fromkeys(stored, origin), **dict.fromkeys(given, source)}
+    given = {**stored, **given}
     params = param_nodes(graph)
     errors = []
     unknown = [k for k in given if k not in params]
     for k in unknown:
-        errors.append(Diagnostic(f"{source} has '{k}', which is not a parameter of this spec", hint=did_you_mean(k, params, "parameter")))
+        errors.append(Diagnostic(f"{sources[k]} has '{k}', which is not a parameter of this spec", hint=did_you_mean(k, params, "parameter")))
     out = {}
     for name, a in params.items():
         shape = tuple(a["op"].shape)
         if name in given:
             value = given[name]
             if value.shape != shape:
-                errors.append(Diagnostic(f"{source}: '{name}' has shape {value.shape}, the spec needs {shape}"))
+                errors.append(Diagnostic(f"{sources[name]}: '{name}' has shape {value.shape}, the spec needs {shape}"))
             elif value.dtype.kind != "f":
-                errors.append(Diagnostic(f"{source}: '{name}' has dtype {value.dtype}, expected floating point"))
+                errors.append(Diagnostic(f"{sources[name]}: '{name}' has dtype {value.dtype}, expected floating point"))
             out[name] = value.astype(np.float32, copy=False)
         else:
             out[name] = initial_value(name, shape, a["op"].init, seed)

@@ -4,11 +4,11 @@ tests are generated from it."""
 from __future__ import annotations
 
 from ..errors import did_you_mean
-from . import activations, adaptive_pool, attention, conv, dense, elementwise, embedding, groupnorm, loss, lrn, norm, optim, pad, parameter, pointwise, pool, recurrent, reduce, shape_ops, source
+from . import activations, adaptive_pool, attention, conv, conv1d, dense, elementwise, embedding, groupnorm, loss, lrn, norm, optim, pad, parameter, pointwise, pool, recurrent, reduce, shape_ops, source
 from .base import Op
 
 REGISTRY: tuple[type[Op], ...] = (
-    source.OPS + conv.OPS + pool.OPS + adaptive_pool.OPS + pad.OPS + elementwise.OPS + activations.OPS + pointwise.OPS + norm.OPS + groupnorm.OPS + lrn.OPS + shape_ops.OPS + dense.OPS + parameter.OPS
+    source.OPS + conv.OPS + pool.OPS + conv1d.OPS + adaptive_pool.OPS + pad.OPS + elementwise.OPS + activations.OPS + pointwise.OPS + norm.OPS + groupnorm.OPS + lrn.OPS + shape_ops.OPS + dense.OPS + parameter.OPS
     + embedding.OPS + recurrent.OPS + attention.OPS + loss.OPS + reduce.OPS + optim.OPS
 )
 BY_KIND: dict[str, type[Op]] = {cls.kind: cls for cls in REGISTRY}

@@ -160,11 +160,15 @@ class Op(BaseModel):
         raise NotImplementedError
 
     def window(self, xs: list[TensorType]) -> tuple[Window, ...] | None:
-        """Default: an op whose NCHW output keeps its NCHW inputs' spatial size is pointwise in space."""
-        spatial = [x.shape[2:] for x in xs if x.rank == 4]
-        if spatial and all(s == spatial[0] for s in spatial):
-            return (IDENTITY_WINDOW, IDENTITY_WINDOW)
-        return None
+        """Default: an op whose NCHW (or NCL) output keeps its inputs' spatial size is pointwise in space,
+        unless it normalises along a spatial ``axis`` (a softmax over the width reads the whole row)."""
+        spatial = [x.shape[2:] for x in xs if x.rank in (3, 4)]
+        if not spatial or any(s != spatial[0] for s in spatial):
+            return None
+        axis = getattr(self, "axis", None)
+        if isinstance(axis, int) and axis % (len(spatial[0]) + 2) >= 2:
+            return None
+        return (IDENTITY_WINDOW,) * len(spatial[0])
 
     def macs(self, xs: list[TensorType], y: TensorType) -> int:
         return 0

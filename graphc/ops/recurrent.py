@@ -1,4 +1,4 @@
-"""Recurrent layers ``rnn`` and ``lstm``: composites unrolled over the (static) time axis into
+"""Recurrent layers ``rnn``, ``lstm`` and ``gru``: composites unrolled over the (static) time axis into
 matmuls, adds, sigmoids, tanhs and products. Node names: ``<name>/t<step>/<part>``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ..tensor import static
 from .base import XAVIER, ZEROS, Composite, Param, PositiveInt, expect_rank, sample
-from .elementwise import Add, Mul, Sigmoid, Tanh
+from .elementwise import Add, Mul, Sigmoid, Sub, Tanh
 from .shape_ops import MatMul, Select, Slice, Stack
 
 
@@ -19,9 +19,11 @@ class _Recurrent(Composite):
 
     #: the pre-activation width is ``gates · H``
     gates: ClassVar[int] = 1
+    #: the bias vectors, each ``(gH,)``: one added to the sum of both projections, or (GRU) one per projection
+    biases: ClassVar[tuple[str, ...]] = ("b",)
 
     def _setup(self, b, name, inputs):
-        """Check ``x (N, T, D)`` and create ``wx (D, gH)``, ``wh (H, gH)``, ``b (gH,)``."""
+        """Check ``x (N, T, D)`` and create ``wx (D, gH)``, ``wh (H, gH)`` and the ``biases`` ``(gH,)``."""
         x = inputs[0]
         xt = b.type_of(x)
         expect_rank(xt, 3, f"{self.kind} input (N, T, D)")
@@ -30,8 +32,8 @@ class _Recurrent(Composite):
         width = self.gates * self.hidden
         wx = b.param(name, "wx", Param((d, width), XAVIER))
         wh = b.param(name, "wh", Param((self.hidden, width), XAVIER))
-        bias = b.param(name, "b", Param((width,), ZEROS))
-        return x, steps, wx, wh, bias
+        biases = [b.param(name, bias, Param((width,), ZEROS)) for bias in self.biases]
+        return x, steps, wx, wh, *biases
 
     def _preactivation(self, b, step, t, x, h, wx, wh, bias):
         """``a_t = x_t · Wx + h_{t−1} · Wh + b``; the ``Wh`` term is skipped at t = 0 (``h_{−1} = 0``)."""
@@ -52,7 +54,6 @@ class _Recurrent(Composite):
 
     def describe(self):
         return f"h{self.hidden}" + (" seq" if self.return_sequences else "")
-
 
 class RNN(_Recurrent):
     """Elman RNN on ``x (N, T, D)`` (T static), unrolled: ``h_t = tanh(x_t · Wx + h_{t−1} · Wh + b)``,
@@ -124,4 +125,56 @@ class LSTM(_Recurrent):
         return self._output(b, name, hs)
 
 
-OPS = (RNN, LSTM)
+class GRU(_Recurrent):
+    """GRU on ``x (N, T, D)`` (T static), unrolled, gate order ``r, z, n`` — PyTorch's ``nn.GRU``
+    equations exactly:
+
+    ``r = σ(x_t·Wx_r + bx_r + h_{t−1}·Wh_r + bh_r)``, ``z = σ(x_t·Wx_z + bx_z + h_{t−1}·Wh_z + bh_z)``,
+    ``n = tanh(x_t·Wx_n + bx_n + r ⊙ (h_{t−1}·Wh_n + bh_n))``, ``h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}``,
+    with ``h_{−1} = 0`` (so at t = 0 the hidden projection is the bias ``bh`` alone and ``h_0 = n − z ⊙ n``).
+    Parameters ``wx (D, 3H)``, ``wh (H, 3H)`` (Xavier), ``bx (3H,)``, ``bh (3H,)`` (zeros), columns in
+    blocks ``[r | z | n]``: ``3H(D + H) + 6H``, PyTorch's count (its ``weight_ih_l0`` is ``wxᵀ``,
+    ``weight_hh_l0`` is ``whᵀ``, ``bias_ih_l0`` is ``bx``, ``bias_hh_l0`` is ``bh``).
+    Output: the last ``h (N, H)``, or all ``h`` stacked ``(N, T, H)`` when ``return_sequences``.
+    """
+
+    kind = "gru"
+    summary = "A gated recurrent unit layer (PyTorch's nn.GRU) unrolled over a fixed number of time steps."
+    gates: ClassVar[int] = 3
+    biases: ClassVar[tuple[str, ...]] = ("bx", "bh")
+
+    samples = (
+        sample({"hidden": 3}, (2, 3, 4)),
+        sample({"hidden": 2, "return_sequences": True}, (2, 2, 3)),
+    )
+
+    def expand(self, b, name, inputs):
+        x, steps, wx, wh, bx, bh = self._setup(b, name, inputs)
+        hid = self.hidden
+
+        def part(step, what, v, k0, k1):
+            return b.op(f"{step}/{what}", Slice(axis=-1, start=k0 * hid, end=k1 * hid), [v])
+
+        hs = []
+        for t in range(steps):
+            step = f"{name}/t{t}"
+            xs = b.op(f"{step}/x", Select(axis=1, index=t), [x])
+            ax = b.op(f"{step}/xw_b", Add(), [b.op(f"{step}/xw", MatMul(), [xs, wx]), bx])
+            ah = bh if not hs else b.op(f"{step}/hw_b", Add(), [b.op(f"{step}/hw", MatMul(), [hs[-1], wh]), bh])
+            # r and z share one sigmoid over their 2H columns
+            rz_pre = b.op(f"{step}/rz_pre", Add(), [part(step, "xw_rz", ax, 0, 2), part(step, "hw_rz", ah, 0, 2)])
+            rz = b.op(f"{step}/rz", Sigmoid(), [rz_pre])
+            r, z = part(step, "r", rz, 0, 1), part(step, "z", rz, 1, 2)
+            rh = b.op(f"{step}/r_hw_n", Mul(), [r, part(step, "hw_n", ah, 2, 3)])
+            n = b.op(f"{step}/n", Tanh(), [b.op(f"{step}/n_pre", Add(), [part(step, "xw_n", ax, 2, 3), rh])])
+            # h_t = (1 − z) ⊙ n + z ⊙ h_{t−1} = n + z ⊙ (h_{t−1} − n); with h_{−1} = 0, n − z ⊙ n
+            h_out = self._h_name(name, step, t, steps)
+            if hs:
+                zd = b.op(f"{step}/z_dh", Mul(), [z, b.op(f"{step}/dh", Sub(), [hs[-1], n])])
+                hs.append(b.op(h_out, Add(), [n, zd]))
+            else:
+                hs.append(b.op(h_out, Sub(), [n, b.op(f"{step}/z_n", Mul(), [z, n])]))
+        return self._output(b, name, hs)
+
+
+OPS = (RNN, LSTM, GRU)

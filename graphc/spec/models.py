@@ -190,6 +190,9 @@ class Spec(Strict):
     name: str | None = None
     description: str | None = None
     include: list[str] = []
+    #: parameter values to start from (``graphc import`` writes them beside the spec)
+    params: str | None = Field(None, description="a .npz of parameter values by name (<layer>.<param>), relative to the spec: "
+                                                  "run, export, check-grad and train start from them instead of the initialisers")
     inputs: dict[Name, InputDecl] = Field(min_length=1)
     blocks: dict[Name, BlockDecl] = {}
     layers: list[LayerEntry] = Field(min_length=1)

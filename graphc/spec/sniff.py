@@ -62,5 +62,5 @@ def sniff(raw: bytes) -> tuple[str, str] | None:
         return _zip(raw)
     onnx = _onnx(raw)
     if onnx:
-        return onnx, "graphc reads YAML specs; an exported model runs with 'graphc run MODEL.onnx --inputs IN.npz --out OUT.npz'"
+        return onnx, "a model is a spec's source, not a part of one: 'graphc import MODEL.onnx -o OUT.yaml' turns it into a spec"
     return None

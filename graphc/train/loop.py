@@ -5,7 +5,7 @@ Run directory (``--out``)::
 
     run.json            how the run was started: spec path, --set values, --overfit, backend, hashes, the data
                         input, init_params (--params: path and SHA-256), continued (resumes that changed epochs)
-    spec.yaml           a copy of the spec file as it was at the start
+    spec.yaml           a copy of the spec file as it was at the start (model.onnx: the ONNX model trained)
     spec.json           the effective spec (after --set and overrides), to name what changed on --resume
     normalization.npz   mean and scale fitted on the training split: x' = (x − mean) / scale
     metrics.csv         one row per epoch: epoch, lr, loss, train_accuracy, val_loss, val_accuracy, seconds,
@@ -321,7 +321,10 @@ class Trainer:
                 "backend": o.backend, "device": o.device, "provider": self.engine.provider, "checkpoint_every": o.checkpoint_every,
                 "spec_hash": self.hash, "data_hash": self.data_hash, "data_input": self.data_input, "init_params": self.init_params,
                 "examples": {p: len(s) for p, s in self.splits.items()}, "command": sys.argv}
-        write_atomic(self.run_dir / "spec.yaml", Path(o.spec).read_bytes())
+        from ..onnx_import import is_onnx_file
+
+        # a copy of the source: the spec file, or the ONNX model it was imported from
+        write_atomic(self.run_dir / ("model.onnx" if is_onnx_file(o.spec) else "spec.yaml"), Path(o.spec).read_bytes())
         write_atomic(self.run_dir / "spec.json", json.dumps(json.loads(canonical(self.data)), indent=1) + "\n")
         self.norm.save(self.run_dir / "normalization.npz")
         write_atomic(self.run_dir / "run.json", finite_dumps(info, indent=2) + "\n")

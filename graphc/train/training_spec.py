@@ -16,7 +16,9 @@ from ..ir.build import build_graph
 from ..spec.load import validate_spec
 from ..spec.models import TrainDecl
 from ..spec.overrides import apply_set
-from ..spec.safe_yaml import load_yaml_file
+from ..ir.params import PARAM_VALUES
+from ..onnx_import import import_file, is_onnx_file
+from ..spec.safe_yaml import load_yaml_file, load_yaml_text
 
 
 def load_for_training(path: str | Path, sets: list[str] = (), overfit: bool = False):
@@ -24,7 +26,12 @@ def load_for_training(path: str | Path, sets: list[str] = (), overfit: bool = Fa
     ``--set`` overrides and the ``train.l2`` override of ``loss.l2``; no L2 at all when ``overfit``,
     as the course advises for that check), plus the blocks used."""
     path = str(path)
-    data = load_yaml_file(path)
+    imported = None
+    if is_onnx_file(path):  # an ONNX model: its imported spec, trained from its parameters
+        model = import_file(path)
+        data, imported = load_yaml_text(model.text, path, document=True), model.params
+    else:
+        data = load_yaml_file(path)
     if not isinstance(data, dict):
         raise GraphcError("the spec must be a mapping", Loc(path, 1, 1))
     for text in sets:
@@ -38,7 +45,10 @@ def load_for_training(path: str | Path, sets: list[str] = (), overfit: bool = Fa
                           "add a 'loss:' section, e.g. {op: softmax_cross_entropy, inputs: [logits, label]}")
     if train.l2 is not None or overfit:
         data["loss"]["l2"] = 0.0 if overfit else train.l2
-    return build_graph(loaded), train, data, loaded.blocks
+    graph = build_graph(loaded)
+    if imported is not None:
+        graph.graph[PARAM_VALUES] = imported
+    return graph, train, data, loaded.blocks
 
 
 def canonical(data) -> str:
