@@ -76,9 +76,10 @@ def _layers(report: dict) -> dict:
 
 
 #: not yet: an unrolled LSTM or GRU is not folded back into its recurrent layer (its weights, shared
-#: by the time steps, would become one dense layer per step), and alexnet's adaptive pool lowers to a
-#: product with a constant matrix
-NOT_YET = ("lstm_classifier", "gru_classifier", "alexnet")
+#: by the time steps, would become one dense layer per step), alexnet's adaptive pool lowers to a
+#: product with a constant matrix, the importer reads no Gather (gpt_decoder's embedding), no Where
+#: (its causal mask) and no Expand (vit_b16's class token, concatenated with broadcast: true)
+NOT_YET = ("lstm_classifier", "gru_classifier", "alexnet", "gpt_decoder", "vit_b16")
 SUPPORTED_SPECS = [s for s in SPECS if s.stem not in NOT_YET]
 
 
