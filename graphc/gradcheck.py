@@ -12,6 +12,8 @@ import numpy as np
 
 from .backends.interpreter import Program
 from .ir.autodiff import differentiate
+from .ir.graph import topo_order
+from .ops.pointwise import PIECEWISE
 
 
 @dataclass
@@ -88,21 +90,30 @@ def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
 
 #: max pools, frozen at their reference's maxima: pool kind → (the "at" op, the gradient's kind)
 MAX_POOLS = {"maxpool2d": ("MaxPool2dAt", "maxpool2d_grad"), "maxpool1d": ("MaxPool1dAt", "maxpool1d_grad")}
-KINKS = ("relu", "leaky_relu", *MAX_POOLS)
+KINKS = ("relu", "leaky_relu", *MAX_POOLS) + tuple(cls.kind for cls in PIECEWISE)
+
+
+def _piece_key(op, x: str) -> tuple:
+    """What a pointwise op and its ``<kind>_grad`` share: the kind, the attributes and the input."""
+    return op.kind.removesuffix("_grad"), repr(sorted(op.attrs().items())), x
 
 
 def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
-    """The graph with each ReLU and max pool fixed to its current linear piece, and the fed values.
+    """The graph with each op that has kinks fixed to its current piece, and the fed values.
 
     ``relu(x)`` becomes ``x · m`` with ``m = [x₀ > 0]`` (leaky: ``α`` below 0) and ``maxpool2d(x)``
     becomes ``maxpool2d_at(x₀, x)``, where ``x₀`` is the input at the checked point; their gradient
-    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``; ``maxpool1d`` alike) read the same ``m`` and ``x₀``. The
-    frozen graph equals the original on the linear piece around that point and has the same gradient
-    there, but it is smooth, so central differences do not jump when a step crosses a kink, and two
-    engines cannot put a unit within rounding of zero on different sides of it.
+    nodes (``relu_grad``, ``leaky_relu_grad``, ``maxpool2d_grad``; ``maxpool1d`` alike) read the same
+    ``m`` and ``x₀``. A piecewise activation (relu6, clip, hardsigmoid, hardswish) becomes the
+    polynomial of the piece each entry of ``x₀`` lies on (``Op.piece``: ``f(x) = (a·x + b)·x + c``, with ``a``, ``b``, ``c`` fed
+    arrays) and its ``<kind>_grad(x, gy)`` becomes ``gy · (2a·x + b)``: the kink masks are evaluated
+    once, at the centre point, and held fixed for the ``±h`` steps. The frozen graph equals the
+    original on the piece around that point and has the same gradient there, but it is smooth, so
+    central differences do not jump when a step crosses a kink, and two engines cannot put a unit
+    within rounding of zero (or of 6, or of ±3) on different sides of it.
     """
     from .ops.conv1d import MaxPool1dAt
-    from .ops.elementwise import Mul
+    from .ops.elementwise import Add, Mul
     from .ops.pool import MaxPool2dAt
     from .ops.source import Input
 
@@ -119,31 +130,56 @@ def freeze_kinks(graph, nodes: list[str], base: dict[str, np.ndarray]):
         for src in inputs:
             g.add_edge(src, n)
 
-    fed, masks, references = {}, {}, {}
+    fed, masks, references, pieces = {}, {}, {}, {}
+
+    def feed(ref, like, value, layer):
+        """``value`` (shaped as node ``like``) fed to the graph as the input ``ref``."""
+        g.add_node(ref, op=Input(shape=tuple(g.nodes[like]["type"].shape), dtype=g.nodes[like]["type"].dtype), inputs=(),
+                   type=g.nodes[like]["type"], role="input", layer=layer, scope=(), loc=None)
+        fed[ref] = value
+        return ref
+
+    def compute(name, op, inputs, like):
+        """A new elementwise node ``op(inputs)`` shaped as node ``like`` (a part of a frozen piece)."""
+        a = g.nodes[like]
+        g.add_node(name, op=op, inputs=tuple(inputs), type=a["type"], role=a["role"], layer=a.get("layer", like), scope=(), loc=None)
+        for src in inputs:
+            g.add_edge(src, name)
+        return name
+
     for n in nodes:
         a = g.nodes[n]
         x = a["inputs"][0]
         x0 = base[x]
+        layer = a.get("layer", n)
         if a["op"].kind in MAX_POOLS:
-            ref, value = f"{n}/frozen_input", x0
-            references[x] = ref
-        else:
+            references[x] = feed(f"{n}/frozen_input", x, x0, layer)
+            rewire(n, pooled_at[MAX_POOLS[a["op"].kind][0]](**a["op"].model_dump()), (references[x], x))
+        elif a["op"].kind in ("relu", "leaky_relu"):
             alpha = getattr(a["op"], "alpha", 0.0)
-            ref, value = f"{n}/frozen_mask", np.where(x0 > 0, 1.0, alpha).astype(x0.dtype)
+            ref = feed(f"{n}/frozen_mask", x, np.where(x0 > 0, 1.0, alpha).astype(x0.dtype), layer)
             masks[n] = masks[x] = ref  # relu_grad reads the ReLU's output, leaky_relu_grad its input
-        g.add_node(ref, op=Input(shape=tuple(g.nodes[x]["type"].shape), dtype=g.nodes[x]["type"].dtype), inputs=(),
-                   type=g.nodes[x]["type"], role="input", layer=a.get("layer", n), scope=(), loc=None)
-        if a["op"].kind in MAX_POOLS:
-            rewire(n, pooled_at[MAX_POOLS[a["op"].kind][0]](**a["op"].model_dump()), (ref, x))
-        else:
             rewire(n, Mul(), (x, ref))
-        fed[ref] = value
+        else:  # piecewise: y = (a·x + b)·x + c on x₀'s piece
+            quad, lin, const = a["op"].piece(x0)
+            b_ref = feed(f"{n}/frozen_b", x, lin, layer)
+            a_ref = feed(f"{n}/frozen_a", x, quad, layer) if quad is not None else None
+            slope = compute(f"{n}/frozen_slope", Add(), (compute(f"{n}/frozen_ax", Mul(), (x, a_ref), n), b_ref), n) if a_ref else b_ref
+            if const is None:
+                rewire(n, Mul(), (x, slope))
+            else:
+                rewire(n, Add(), (compute(f"{n}/frozen_linear", Mul(), (x, slope), n), feed(f"{n}/frozen_c", x, const, layer)))
+            pieces[_piece_key(a["op"], x)] = (b_ref, None if quad is None else feed(f"{n}/frozen_2a", x, 2 * quad, layer))
     for n, a in list(g.nodes(data=True)):
         kind, ins = a["op"].kind, a["inputs"]
         if kind in ("relu_grad", "leaky_relu_grad") and ins[0] in masks:
             rewire(n, Mul(), (ins[1], masks[ins[0]]))
         elif kind in {grad for _, grad in MAX_POOLS.values()} and ins[0] in references:
             rewire(n, a["op"], (references[ins[0]], ins[1]))
+        elif kind.endswith("_grad") and ins and (found := pieces.get(_piece_key(a["op"], ins[0]))):
+            b_ref, two_a = found  # f'(x) = 2a·x + b on the frozen piece; ins = (x, gy)
+            slope = compute(f"{n}/frozen_slope", Add(), (compute(f"{n}/frozen_2ax", Mul(), (ins[0], two_a), n), b_ref), n) if two_a else b_ref
+            rewire(n, Mul(), (ins[1], slope))
     return g, fed
 
 
@@ -165,7 +201,8 @@ def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: flo
     five-point stencils at ``h``, ``10h`` and ``100h`` (no h² term; larger steps lift tiny derivatives
     above the loss's rounding noise) give further estimates and the closest one is kept. The directions span the ``support``
     entries with the largest analytic gradient (a random direction over millions of weights has a
-    derivative near the noise of the loss), ReLUs and max pools are frozen to their linear piece
+    derivative near the noise of the loss), ReLUs, max pools and the piecewise activations (relu6,
+    clip, hardsigmoid, hardswish) are frozen to the piece the checked point lies on
     (:func:`freeze_kinks`, so a step cannot cross a kink), and only the nodes downstream of the
     parameter are re-run, so large specs stay quick. Where both sides are below what central
     differences resolve (``|g| < 1e-14·max(1, |L|)/h``, e.g. a bias that a softmax or a following
@@ -193,9 +230,13 @@ def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: flo
     values.update({k: v.astype(np.float64) for k, v in draw_masks(training, sizes, seed, np.float64).items()})
     forward_nodes = nx.ancestors(training, loss) | {loss}
     base = Program(training, sorted(forward_nodes, key=list(training.nodes).index) + [grads[p] for p in grads]).run(values)
+    unfrozen = set(training)
     training, frozen = freeze_kinks(training, kinks, base)
     base.update(frozen)
-    forward_nodes |= set(frozen)
+    for n in topo_order(training):  # the nodes a frozen piece adds, elementwise of values at hand
+        if n not in unfrozen and n not in frozen:
+            base[n] = training.nodes[n]["op"].forward(*[base[i] for i in training.nodes[n]["inputs"]])
+    forward_nodes = nx.ancestors(training, loss) | {loss}
     rng = np.random.default_rng(seed + 1)
     resolution = 1e-14 * max(1.0, abs(float(base[loss]))) / h
     results = []

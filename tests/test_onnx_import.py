@@ -208,6 +208,38 @@ def layer_values(model, imported, feeds) -> tuple[dict, dict]:
 LIGHT_SLOW = {"light_vgg19", "light_densenet121", "light_inception_v2", "light_resnet50", "light_bvlc_alexnet", "light_zfnet512"}
 
 
+def _hand(op, inputs, attrs, x_shape, y_shape, inits=None, opset=21, x_dtype=TensorProto.FLOAT):
+    return _model([helper.make_node(op, ["x", *inputs], ["y"], name=f"/m/{op}", **attrs)], [_vi("x", x_shape, x_dtype)],
+                  [_vi("y", y_shape)], inits or {}, opset=opset)
+
+
+_rng = np.random.default_rng(2)
+HAND = {
+    "embedding": (_model([helper.make_node("Gather", ["table", "x"], ["y"], name="/emb/Gather")], [_vi("x", ["N", 5], TensorProto.INT64)],
+                         [_vi("y", ["N", 5, 4])], {"table": _rng.standard_normal((7, 4)).astype(np.float32)}), "embedding"),
+    "reduce_mean": (_hand("ReduceMean", ["axes"], {"keepdims": 0}, ["N", 3, 4], ["N", 3], {"axes": np.array([-1], np.int64)}), "reduce_mean"),
+    "groupnorm": (_hand("GroupNormalization", ["s", "b"], {"num_groups": 2, "epsilon": 1e-3}, ["N", 4, 3, 3], ["N", 4, 3, 3],
+                        {"s": _rng.standard_normal(4).astype(np.float32), "b": _rng.standard_normal(4).astype(np.float32)}), "groupnorm"),
+    "resize": (_hand("Resize", ["", "scales"], {"mode": "nearest"}, ["N", 2, 3, 3], ["N", 2, 6, 6],
+                     {"scales": np.array([1, 1, 2, 2], np.float32)}), "upsample"),
+    "resize_linear": (_hand("Resize", ["", "scales"], {"mode": "linear"}, ["N", 2, 3, 3], ["N", 2, 6, 6],
+                            {"scales": np.array([1, 1, 2, 2], np.float32)}), "upsample"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HAND))
+def test_hand_built_ops_import_and_agree_with_onnxruntime(case):
+    model, kind = HAND[case]
+    imported = import_model(model, f"{case}.onnx")
+    assert [l["op"] for l in imported.spec["layers"]] == [kind]
+    rng = np.random.default_rng(0)
+    x = model.graph.input[0]
+    shape = [d.dim_value or 2 for d in x.type.tensor_type.shape.dim]
+    feeds = {"x": rng.integers(0, 7, shape) if x.type.tensor_type.elem_type == TensorProto.INT64 else rng.standard_normal(shape).astype(np.float32)}
+    graph = imported.graph()
+    close(graphc.run_forward(graph, feeds, initial_params(graph))["y"], ort_outputs(model, feeds)["y"])
+
+
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in LIGHT_SLOW else [])
                                   for p in sorted(LIGHT.glob("light_*.onnx"))])
 def test_model_zoo_networks(path):

@@ -4,15 +4,17 @@ results: three independent executions of the same step.
 
 Tolerances (float32 everywhere: onnxruntime's CPU convolutions have no float64 kernels): forward
 outputs within rtol 1e-4 and atol 1e-4·max|y|; training-step results (loss, gradients, updates)
-within rtol 1e-4 and atol 5e-4·max|g| — a weight gradient sums thousands of float32 products whose
-order differs between engines, and deep backward passes compound it.
+within rtol 1e-4 and atol 5e-4·max|g| + 5e-6 of the step's largest gradient — a weight gradient sums
+thousands of float32 products whose order differs between engines, deep backward passes compound it,
+and a gradient that batchnorms make (nearly) zero is nothing but that rounding.
 
 A ReLU input within float32 rounding of zero (|x| ~ 1e-7·max|x|) can fall on different sides of the
 kink in two engines, which moves that unit's cotangent wholesale and, through the layers below it,
 every gradient: deep ReLU nets (U-Net, VGG-16) have such units in every batch. So the training step
-is compared with its ReLUs and max pools frozen to the linear pieces of a float64 reference run
-(:func:`graphc.gradcheck.freeze_kinks`): the same step on the same piece, every other lowering
-exercised; raw ReLU and max pooling are compared by the forward test and the per-op tests.
+is compared with its ReLUs, max pools and piecewise activations (relu6, clip, hardsigmoid, hardswish)
+frozen to the pieces of a float64 reference run (:func:`graphc.gradcheck.freeze_kinks`): the same
+step on the same piece, every other lowering exercised; raw ReLU and max pooling are compared by the
+forward test and the per-op tests.
 """
 
 from pathlib import Path
@@ -33,7 +35,8 @@ from graphc.ir.autodiff import training_graph
 from graphc.ir.passes import optimize
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
-SLOW = {"vgg16", "resnet18", "unet_small", "resnet20_cifar", "resnet50", "googlenet"}
+ZOO = ("resnet50", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
+SLOW = {"vgg16", "resnet18", "unet_small", "resnet20_cifar", *ZOO}
 PARAMS = [pytest.param(p, marks=[pytest.mark.slow] if p.stem in SLOW else [], id=p.stem) for p in SPECS]
 
 
@@ -43,9 +46,9 @@ def values_for(graph, batch=2):
     return values
 
 
-def close(got, want, what, atol=1e-4):
+def close(got, want, what, atol=1e-4, floor=0.0):
     scale = float(np.max(np.abs(want))) if np.size(want) else 0.0
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol * scale + 1e-6, err_msg=what)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=atol * scale + max(1e-6, floor), err_msg=what)
 
 
 def default_domain_only(model):
@@ -89,12 +92,18 @@ def test_training_step_matches_on_three_engines(path):
     feeds = {i.name: values[i.name] for i in model.graph.input}
     sess, _ = session(model, "cpu")
     engines = {"onnxruntime": run(sess, feeds)}
-    if path.stem not in ("vgg16", "resnet18", "resnet50", "googlenet"):  # the reference evaluator's convolutions take minutes on these
+    if path.stem not in ("vgg16", "resnet18", *ZOO):  # the reference evaluator's convolutions take minutes on these
         engines["reference"] = dict(zip([o.name for o in model.graph.output], ReferenceEvaluator(model).run(None, feeds)))
+    # A gradient that is (nearly) zero in exact arithmetic is float32 rounding of the whole backward
+    # pass, whose scale is the step's largest gradient, not its own: a batchnorm's shift feeding only
+    # a conv and another batchnorm (which removes any per-channel constant: MobileNetV2's
+    # project_bn.beta), or its scale where the next batchnorm removes nearly all of it (stem.bn.gamma).
+    # Hence a floor of 5e-6 of that largest gradient (measured: engines differ by up to 7e-7 of it).
+    floor = 5e-6 * max(float(np.max(np.abs(want[node]), initial=0.0)) for name, node in names.items() if name.startswith("grad/"))
     for engine, got in engines.items():
         assert set(got) == requested, engine
         for name, node in names.items():
-            close(got[name], want[node], f"{engine}: {name}", atol=5e-4)
+            close(got[name], want[node], f"{engine}: {name}", atol=5e-4, floor=floor)
 
 
 def test_shape_inference_agrees_with_graphc():

@@ -25,7 +25,7 @@ EXPECTED_SPECS = {
     "mlp_digits", "keras_mnist_mlp", "lenet5", "vgg16", "resnet18", "resnet20_cifar", "inception_module",
     "mobilenet", "unet_small", "lstm_classifier", "transformer_encoder", "dilated_stack", "digits_cnn",
     "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gru_classifier",
-    "conv1d_sequence", "gpt_decoder", "vit_b16",
+    "conv1d_sequence", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "gpt_decoder", "vit_b16",
 }
 
 

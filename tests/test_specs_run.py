@@ -1,5 +1,6 @@
 """Every example spec runs on the interpreter with the shapes inference promised, in both graphs,
-and passes check-grad (symbolic gradients against float64 central differences within 1e-6)."""
+and passes check-grad (symbolic gradients against float64 central differences within 1e-6), the large
+ones reduced as ``helpers.REDUCED`` says, with the batch ``helpers.CHECK_BATCH`` gives."""
 
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import graphc
-from helpers import compile_example
+from helpers import CHECK_BATCH, compile_example
 from graphc.backends.interpreter import Program
 from graphc.backends.run import draw_masks
 from graphc.gradcheck import check_spec, spec_values
@@ -16,7 +17,7 @@ from graphc.ir.autodiff import training_graph
 from graphc.ir.passes import optimize
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
-SLOW = {"vgg16", "resnet18", "resnet50", "googlenet"}
+SLOW = {"vgg16", "resnet18", "resnet50", "googlenet", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"}
 
 
 def marks(path):
@@ -68,7 +69,7 @@ def test_fused_steps_give_what_the_kernels_give_one_by_one(name):
 
 @pytest.mark.parametrize("path", PARAMS)
 def test_check_grad_within_1e_6(path):
-    results = check_spec(compile_example(path))
+    results = check_spec(compile_example(path), batch=CHECK_BATCH.get(path.stem, 1))
     worst = max(results, key=lambda r: r.max_rel_error)
     assert worst.max_rel_error < 1e-6, f"{worst.name}: {worst.max_rel_error:.2e}"
     trainable = {n for n, a in compile_example(path).nodes(data=True) if a["role"] == "param" and a["op"].trainable}

@@ -24,6 +24,9 @@ TORCHVISION = {
     "squeezenet1_1": (1_235_496, 0.349),
     "googlenet": (6_624_904, 1.498),
     "alexnet": (61_100_840, 0.714),
+    "mobilenet_v2": (3_504_872, 0.301),
+    "mobilenet_v3_small": (2_542_856, 0.057),
+    "efficientnet_b0": (5_288_548, 0.386),
     # torchvision's 17.564 counts the attention's two matmuls too (scores Q·Kᵀ and context A·V), as graphc
     "vit_b16": (86_567_656, 17.564),
 }
@@ -46,6 +49,18 @@ STAGES = {
     "alexnet": {"conv1": (64, 55, 55), "pool1": (64, 27, 27), "conv2": (192, 27, 27), "pool2": (192, 13, 13),
                 "conv3": (384, 13, 13), "conv4": (256, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
                 "avgpool": (256, 6, 6), "flatten": (9216,), "fc1": (4096,), "fc2": (4096,), "fc3": (1000,)},
+    # the stages of torchvision's inverted_residual_setting: a stride-2 stage halves 112 to 56, 28, 14, 7
+    "mobilenet_v2": {"stem": (32, 112, 112), "stage1": (16, 112, 112), "stage2": (24, 56, 56), "stage3": (32, 28, 28),
+                     "stage4": (64, 14, 14), "stage5": (96, 14, 14), "stage6": (160, 7, 7), "stage7": (320, 7, 7),
+                     "last_conv": (1280, 7, 7), "avgpool": (1280,), "fc": (1000,)},
+    # features.1 .. features.11 (torchvision's comments C1 .. C4: 56, 28, 14, 7), features.12, classifier
+    "mobilenet_v3_small": {"stem": (16, 112, 112), "bneck1": (16, 56, 56), "bneck2": (24, 28, 28), "bneck3": (24, 28, 28),
+                           "bneck4": (40, 14, 14), "bneck5_6": (40, 14, 14), "bneck7": (48, 14, 14), "bneck8": (48, 14, 14),
+                           "bneck9": (96, 7, 7), "bneck10_11": (96, 7, 7), "last_conv": (576, 7, 7), "avgpool": (576,),
+                           "fc1": (1024,), "fc": (1000,)},
+    "efficientnet_b0": {"stem": (32, 112, 112), "stage1": (16, 112, 112), "stage2": (24, 56, 56), "stage3": (40, 28, 28),
+                        "stage4": (80, 14, 14), "stage5": (112, 14, 14), "stage6": (192, 7, 7), "stage7": (320, 7, 7),
+                        "last_conv": (1280, 7, 7), "avgpool": (1280,), "fc": (1000,)},
     # 224/16 = 14: 14·14 = 196 patch tokens, 197 with the class token (torchvision's seq_length)
     "vit_b16": {"conv_proj": (768, 14, 14), "tokens": (196, 768), "with_class": (197, 768), "encoder": (197, 768),
                 "ln": (197, 768), "class_features": (1, 768), "head": (1000,)},
@@ -101,6 +116,34 @@ def test_resnet50_bottlenecks():
     assert "layer3.rest.5" not in rows  # 6 blocks: '0' and rest.0 .. rest.4
     # 53 batchnorms: running mean + variance of 26,560 channels
     assert report("resnet50")["params_non_trainable"] == 53_120
+
+
+def test_inverted_residuals_expand_filter_depthwise_and_add_where_torchvision_does():
+    v2 = {r["name"]: r for r in report("mobilenet_v2", True)["layers"]}
+    assert v2["stage2.0.expand.conv"]["params"] == 16 * 96  # t = 6: 16 → 96 channels
+    assert v2["stage2.0.main.dw.conv"]["params"] == 96 * 3 * 3  # groups = channels: one 3x3 filter each
+    assert v2["stage2.0.main.dw.conv"]["shape"] == ["N", 96, 56, 56]  # the stride sits on the depthwise conv
+    assert "stage1.expand.conv" not in v2 and "stage7.expand.conv" in v2  # t = 1 has no expansion conv
+    # a repeat of 1 has no index: stage2's second block is stage2.rest (torchvision's features.3)
+    assert "stage2.0.add" not in v2 and v2["stage2.rest.add"]["inputs"] == ["stage2.rest.residual", "stage2.0"]
+    assert "stage4.rest.2.add" in v2 and "stage4.rest.3" not in v2  # 4 blocks: '0' and rest.0 .. rest.2
+    assert v2["stage5.0.main.dw.conv"]["shape"] == ["N", 384, 14, 14]  # stride 1, 64 → 96 channels: no shortcut
+    assert "stage5.0.add" not in v2
+    v3 = {r["name"]: r for r in report("mobilenet_v3_small", True)["layers"]}
+    # squeeze-excite: 96 → _make_divisible(96 / 4, 8) = 24 → 96, 1x1 convs with bias, hardsigmoid 1/6
+    assert v3["bneck4.main.se.fc1"]["params"] == 96 * 24 + 24 and v3["bneck4.main.se.fc2"]["params"] == 24 * 96 + 96
+    assert v3["bneck4.main.se.avgpool"]["shape"] == ["N", 96, 1, 1]
+    assert v3["bneck4.main.se.scale"]["shape"] == ["N", 96, 14, 14]
+    assert v3["bneck4.main.dw.conv"]["params"] == 96 * 5 * 5
+    assert "bneck2.se" not in str(sorted(v3)) and "bneck1.expand" not in str(sorted(v3))
+    assert report("mobilenet_v3_small")["params_non_trainable"] == 12_112  # 2 x 6,056 batchnorm channels (16 + 32 + 168 + … + 576)
+    b0 = {r["name"]: r for r in report("efficientnet_b0", True)["layers"]}
+    # squeeze width max(1, in / 4) of the block's input: 16 / 4 = 4 in stage2.0, 24 / 4 = 6 after
+    assert b0["stage2.0.main.se.fc1"]["shape"] == ["N", 4, 1, 1]
+    assert b0["stage2.rest.residual.main.se.fc1"]["shape"] == ["N", 6, 1, 1]
+    assert b0["stage6.rest.2.residual.main.dw.conv"]["params"] == 1152 * 5 * 5
+    # running mean + variance: 2 x (32 + 48 + 528 + 848 + 2,640 + 3,984 + 9,024 + 2,624 + 1,280) channels, by stage
+    assert report("efficientnet_b0")["params_non_trainable"] == 42_016
 
 
 def test_vit_b16_parts_and_macs():

@@ -255,8 +255,17 @@ def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
             if c is None:
                 raise Unsupported("computed axes")
             axes = [int(a) for a in c.reshape(-1)]
-        if rank != 4 or axes is None or sorted(a % 4 for a in axes) != [2, 3]:
-            raise Unsupported("a reduction other than over H and W of an NCHW image (graphc's global pools)")
+        if rank is None:
+            raise Unsupported("its input's rank is unknown")
+        if axes is None and node.attrs.get("noop_with_empty_axes", 0):
+            return [Layer("", "alias", {}, [ctx.tensor(node.inputs[0])])]
+        axes = sorted(a % rank for a in (axes if axes is not None else range(rank)))
+        keepdims = bool(node.attrs.get("keepdims", 1))
+        if rank != 4 or axes != [2, 3] or node.op_type != "ReduceMean" and node.op_type != "ReduceMax":
+            if node.op_type not in ("ReduceMean", "ReduceSum"):
+                raise Unsupported("a max over axes other than H and W of an NCHW image (graphc's global max pool)")
+            attrs = {"axes": axes, **({"keepdims": True} if keepdims else {})}
+            return [Layer("", "reduce_mean" if node.op_type == "ReduceMean" else "reduce_sum", attrs, [ctx.tensor(node.inputs[0])])]
         kind, keep = ("global_avgpool" if node.op_type == "ReduceMean" else "global_maxpool"), bool(node.attrs.get("keepdims", 1))
     if rank not in (None, 4):
         raise Unsupported("graphc's global pools take NCHW images")
@@ -559,6 +568,54 @@ def split(node: Node, ctx: Context) -> list[Layer]:
     return layers
 
 
+def gather(node: Node, ctx: Context) -> list[Layer]:
+    """``Gather(W, indices)`` of a constant (num_embeddings, dim) table along axis 0: ``embedding``."""
+    w = ctx.const(node.inputs[0])
+    if w is None or w.ndim != 2 or node.attrs.get("axis", 0) != 0 or ctx.const(node.inputs[1]) is not None:
+        raise Unsupported("a gather other than rows of a constant (num_embeddings, dim) table by computed indices (graphc's embedding)")
+    return [Layer("", "embedding", {"num_embeddings": int(w.shape[0]), "dim": int(w.shape[1])}, [ctx.tensor(node.inputs[1])],
+                  {"weight": w.astype(np.float32, copy=False)})]
+
+
+def groupnorm(node: Node, ctx: Context) -> list[Layer]:
+    """``GroupNormalization``: before opset 21 its scale and bias are per group (each group's value
+    stands for its C/G channels), from 21 per channel, as graphc's ``groupnorm``."""
+    shape = ctx.shape(node.inputs[0])
+    groups = int(node.attrs["num_groups"])
+    scale, bias = ctx.const(node.inputs[1]), ctx.const(node.inputs[2])
+    if shape is None or not isinstance(shape[1], int) or scale is None or bias is None:
+        raise Unsupported("computed scale or bias, or unknown channels")
+    c = shape[1]
+    if scale.size == groups and c != groups:
+        scale, bias = np.repeat(scale.reshape(-1), c // groups), np.repeat(bias.reshape(-1), c // groups)
+    eps = f32(node.attrs.get("epsilon", 1e-5))
+    attrs = {"groups": groups, **({} if eps == f32(1e-5) else {"eps": eps})}
+    return [Layer("", "groupnorm", attrs, [ctx.tensor(node.inputs[0])],
+                  {"gamma": scale.astype(np.float32).reshape(-1), "beta": bias.astype(np.float32).reshape(-1)})]
+
+
+def resize(node: Node, ctx: Context) -> list[Layer]:
+    """``Resize``/``Upsample`` of an NCHW image by one integer factor: ``upsample`` (nearest, or
+    linear with half-pixel centres as graphc's bilinear)."""
+    a = node.attrs
+    x, y = ctx.shape(node.inputs[0]), ctx.shape(node.outputs[0])
+    if x is None or y is None or len(x) != 4 or not all(isinstance(d, int) for d in (x[2], x[3], y[2], y[3])):
+        raise Unsupported("an upsampling of other than an NCHW image of known size")
+    if y[2] % x[2] or y[3] % x[3] or y[2] // x[2] != y[3] // x[3] or y[:2] != x[:2] or y[2] == x[2]:
+        raise Unsupported("a resize other than one integer factor on H and W")
+    mode = a.get("mode", "nearest")
+    transform = a.get("coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest" and (transform, a.get("nearest_mode", "round_prefer_floor")) not in (
+            ("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("pytorch_half_pixel", "round_prefer_floor")):
+        raise Unsupported(f"nearest with {transform} and {a.get('nearest_mode')}")
+    if mode == "linear" and transform not in ("half_pixel", "pytorch_half_pixel"):
+        raise Unsupported(f"linear with {transform} (graphc's bilinear has half-pixel centres)")
+    if mode not in ("nearest", "linear") or a.get("antialias", 0):
+        raise Unsupported(f"mode {mode}")
+    attrs = {"scale": y[2] // x[2], **({"mode": "bilinear"} if mode == "linear" else {})}
+    return [Layer("", "upsample", attrs, [ctx.tensor(node.inputs[0])])]
+
+
 def identity(node: Node, ctx: Context) -> list[Layer]:
     return [Layer("", "alias", {}, [ctx.tensor(node.inputs[0])])]
 
@@ -588,6 +645,7 @@ CONVERTERS = {
     "LogSoftmax": activation, "PRelu": activation, "Clip": activation, "Dropout": dropout, "Concat": concat,
     "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape, "Unsqueeze": reshape, "Transpose": transpose,
     "LayerNormalization": layernorm, "Pad": pad, "Slice": slice_, "Split": split, "Identity": identity,
+    "ReduceSum": reduce_pool, "Gather": gather, "GroupNormalization": groupnorm, "Resize": resize, "Upsample": resize,
 }
 
 

@@ -5,6 +5,11 @@ Each pointwise activation ``y = f(x)`` states its derivative ``f'(x)`` twice, as
 ONNX nodes (``onnx_dydx``); its gradient op ``<kind>_grad`` computes ``gx = gy ⊙ f'(x)`` from the input
 ``x``, with the activation's own attributes (:func:`_gradient_op` makes it). The gradient ops are
 not differentiable themselves (no second derivatives through these activations).
+
+The piecewise ones (relu6, clip, hardsigmoid, hardswish: ``PIECEWISE``) also state, for a point
+``x₀``, the polynomial of the piece ``x₀`` lies on (``piece``): ``f(x) = a·x² + b·x + c`` and
+``f'(x) = 2a·x + b`` on that piece, elementwise. Gradient checks hold a piece fixed with it
+(:func:`graphc.gradcheck.freeze_kinks`), so a finite difference never straddles a kink.
 """
 
 from __future__ import annotations
@@ -72,6 +77,11 @@ class _Pointwise(Op):
     def onnx_dydx(self, ctx, x: str) -> str:
         raise NotImplementedError
 
+    def piece(self, x0: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """The coefficients ``(a, b, c)`` of ``f(x) = a·x² + b·x + c`` on the piece of each entry of
+        ``x₀`` (``a`` or ``c`` None where zero everywhere); only for piecewise ops."""
+        raise NotImplementedError(f"{self.kind} is smooth: it has no pieces")
+
     def vjp(self, g, xs, y, gy):
         return (g.op(type(self).grad_cls.model_validate(self.attrs()), [xs[0], gy], "dx"),)
 
@@ -124,6 +134,10 @@ class Relu6(_Pointwise):
     def onnx_dydx(self, ctx, x):
         return _inside(ctx, x, 0.0, 6.0, ctx.type_of(x).dtype)
 
+    def piece(self, x0):
+        """``x`` inside (0, 6), the constant 0 below and 6 above."""
+        return None, self.dydx(x0), np.where(x0 >= 6, _c(x0, 6.0), _c(x0, 0.0))
+
 
 class Clip(_Pointwise):
     """``y = min(max(x, min), max)`` (a missing bound is no bound); ``f'(x) = [min < x < max]``."""
@@ -163,6 +177,15 @@ class Clip(_Pointwise):
     def onnx_dydx(self, ctx, x):
         return _inside(ctx, x, self.min, self.max, ctx.type_of(x).dtype)
 
+    def piece(self, x0):
+        """``x`` inside (min, max), the constant bound at or beyond it."""
+        c = np.zeros_like(x0)
+        if self.min is not None:
+            c[x0 <= self.min] = self.min
+        if self.max is not None:
+            c[x0 >= self.max] = self.max
+        return None, self.dydx(x0), c
+
 
 class HardSigmoid(_Pointwise):
     """``y = max(0, min(1, α·x + β))`` (ONNX's HardSigmoid; defaults α = 0.2, β = 0.5 are ONNX's — PyTorch's
@@ -198,6 +221,12 @@ class HardSigmoid(_Pointwise):
         z = ctx.node("Add", [ctx.node("Mul", [x, ctx.const(self.alpha, dtype)]), ctx.const(self.beta, dtype)])
         return ctx.node("Mul", [_inside(ctx, z, 0.0, 1.0, dtype), ctx.const(self.alpha, dtype)])
 
+    def piece(self, x0):
+        """``α·x + β`` where it is inside (0, 1), the constant 0 below and 1 above."""
+        z = x0 * _c(x0, self.alpha) + _c(x0, self.beta)
+        inside = ((z > 0) & (z < 1)).astype(x0.dtype)
+        return None, inside * _c(x0, self.alpha), inside * _c(x0, self.beta) + (z >= 1).astype(x0.dtype)
+
 
 class HardSwish(_Pointwise):
     """``y = x · min(max(x + 3, 0), 6) / 6`` (MobileNetV3's h-swish, PyTorch's and ONNX's HardSwish);
@@ -224,6 +253,11 @@ class HardSwish(_Pointwise):
                                ctx.const(6.0, dtype)], hint="mid")
         upper = ctx.node("Where", [ctx.node("Greater", [x, ctx.const(3.0, dtype)]), ctx.const(1.0, dtype), mid])
         return ctx.node("Where", [ctx.node("Less", [x, ctx.const(-3.0, dtype)]), ctx.const(0.0, dtype), upper])
+
+    def piece(self, x0):
+        """``x²/6 + x/2`` on [−3, 3] (the pieces as ``dydx`` splits them), ``x`` above, 0 below."""
+        mid = ((x0 >= -3) & (x0 <= 3)).astype(x0.dtype)
+        return mid / _c(x0, 6.0), mid / _c(x0, 2.0) + (x0 > 3).astype(x0.dtype), None
 
 
 def erf(x):
@@ -356,6 +390,7 @@ class Softplus(_Pointwise):
 
 
 POINTWISE = (Relu6, Clip, HardSigmoid, HardSwish, Gelu, Silu, Softplus)
+PIECEWISE = (Relu6, Clip, HardSigmoid, HardSwish)  # the ones with kinks, which state their pieces
 GRADIENTS = tuple(_gradient_op(cls) for cls in POINTWISE)
 
 
