@@ -190,7 +190,8 @@ class SoftmaxCrossEntropy(_ClassLoss):
         """The loss and, when ``gy`` is given, the score gradient from the same exponentials; scores
         (…, C) are taken as the rows of their (M, C) reshape, the gradient given back as (…, C)."""
         shape = s.shape
-        s, labels = s.reshape(-1, shape[-1]), labels.reshape(-1)
+        if s.ndim > 2:  # a (2-D) matrix keeps its layout: the loss does not depend on it, bit for bit
+            s, labels = s.reshape(-1, shape[-1]), labels.reshape(-1)
         n = s.shape[0]
         rows = np.arange(n)
         e = _shifted(s)
