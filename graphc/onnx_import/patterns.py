@@ -298,7 +298,25 @@ def planar_pool(f: Folded) -> None:
         u = Uses(f)
 
 
-REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool)
+def clip_pair(f: Folded) -> None:
+    """``Min(Max(x, lo), hi)`` (or ``Max(Min(x, hi), lo)``) with scalar bounds, graphc's own lowering
+    of relu6 and clip: one ``Clip``."""
+    u = Uses(f)
+    for first in [n for n in f.nodes if n.op_type in ("Max", "Min") and len(n.inputs) == 2]:
+        second = u.only_reader(first.outputs[0])
+        if second is None or second.op_type not in ("Max", "Min") or second.op_type == first.op_type or len(second.inputs) != 2:
+            continue
+        a, b = _scalar(u, first, first.inputs[0] if u.const(first.inputs[1]) is not None else first.inputs[1]), _scalar(u, second, first.outputs[0])
+        x = first.inputs[0] if u.const(first.inputs[1]) is not None else first.inputs[1]
+        if a is None or b is None or u.const(x) is not None:
+            continue
+        lo, hi = (a, b) if first.op_type == "Max" else (b, a)
+        bounds = [_new_const(f, f"{second.label}/min", np.float32(lo)), _new_const(f, f"{second.label}/max", np.float32(hi))]
+        _replace(f, [first, second], Node("Clip", second.name or first.name, [x, *bounds], second.outputs, {}))
+        u = Uses(f)
+
+
+REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool, clip_pair)
 
 
 def rewrite(f: Folded) -> Folded:

@@ -402,6 +402,18 @@ def activation(node: Node, ctx: Context) -> list[Layer]:
     raise AssertionError(t)
 
 
+def bound(node: Node, ctx: Context) -> list[Layer]:
+    """``Max``/``Min`` of a tensor and one number: ``clip`` (``relu`` for max with 0)."""
+    consts = [ctx.const(i) for i in node.inputs]
+    if len(node.inputs) != 2 or sum(c is not None for c in consts) != 1 or _scalar(next(c for c in consts if c is not None)) is None:
+        raise Unsupported("a max or min other than of one tensor and one number")
+    k = f32(_scalar(next(c for c in consts if c is not None)))
+    x = [ctx.tensor(next(i for i, c in zip(node.inputs, consts) if c is None))]
+    if node.op_type == "Max":
+        return [Layer("", "relu", {}, x)] if k == 0 else [Layer("", "clip", {"min": k}, x)]
+    return [Layer("", "clip", {"max": k}, x)]
+
+
 def dropout(node: Node, ctx: Context) -> list[Layer]:
     if ctx.extra_outputs_used(node):
         raise Unsupported("its mask output is used")
@@ -645,7 +657,7 @@ CONVERTERS = {
     "LogSoftmax": activation, "PRelu": activation, "Clip": activation, "Dropout": dropout, "Concat": concat,
     "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape, "Unsqueeze": reshape, "Transpose": transpose,
     "LayerNormalization": layernorm, "Pad": pad, "Slice": slice_, "Split": split, "Identity": identity,
-    "ReduceSum": reduce_pool, "Gather": gather, "GroupNormalization": groupnorm, "Resize": resize, "Upsample": resize,
+    "ReduceSum": reduce_pool, "Max": bound, "Min": bound, "Gather": gather, "GroupNormalization": groupnorm, "Resize": resize, "Upsample": resize,
 }
 
 
