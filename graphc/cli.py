@@ -40,11 +40,12 @@ def _levels(text: str) -> int:
     return int(text)
 
 
-def compile_spec(path):
-    """The forward graph of SPEC: a spec file, or an ONNX model imported in memory with its parameters."""
+def compile_spec(path, sizes: dict[str, int] | None = None):
+    """The forward graph of SPEC: a spec file, or an ONNX model imported in memory with its parameters;
+    ``sizes``: ``compile --size``."""
     from .onnx_import import compile_source
 
-    return compile_source(path)
+    return compile_source(path, sizes=sizes)
 
 
 def cmd_import(args) -> int:
@@ -75,7 +76,7 @@ def cmd_compile(args) -> int:
     from .report import compile_report, format_table
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
-    graph = compile_spec(args.spec)
+    graph = compile_spec(args.spec, sizes=args.size)
     if args.params:
         graph, _ = _model(graph, args)
     if args.backward:
@@ -100,6 +101,17 @@ def cmd_compile(args) -> int:
         print(str(w) if w.loc else f"graphc: {w}", file=sys.stderr)
     _emit(finite_dumps(report, indent=2) if args.json else format_table(report), args.output)
     return 0
+
+
+def _size_bindings(text: str) -> dict[str, int]:
+    """``--size H=224,W=224``: names of the spec's symbolic sizes bound to positive ints."""
+    out = {}
+    for item in text.split(","):
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"'{item}' is not NAME=SIZE with a positive integer size (as in H=224,W=224)")
+        out[name.strip()] = int(value)
+    return out
 
 
 def _params_fit(graph, args, what: str) -> None:
@@ -164,7 +176,7 @@ def _check_finite(args, inputs: dict) -> None:
 
 def cmd_run(args) -> int:
     from .backends.engines import engine_line
-    from .backends.run import load_inputs, run_forward
+    from .backends.run import bind_sizes, load_inputs, run_forward
     from .files import save_arrays
     from .onnx_import import is_onnx_file
 
@@ -175,6 +187,7 @@ def cmd_run(args) -> int:
     _choose_backend(args)
     _params_fit(graph, args, "run")
     graph, params = _model(graph, args)
+    graph = bind_sizes(graph, args.inputs)
     inputs = load_inputs(graph, args.inputs, _memory_check(graph, args, "run", _float_bytes(args), set(graph.graph["outputs"].values())))
     _check_finite(args, inputs)
     if args.backend == "onnxruntime":
@@ -194,7 +207,7 @@ def cmd_run(args) -> int:
 
 def cmd_grad(args) -> int:
     from .backends.engines import engine_line
-    from .backends.run import load_inputs, run_training_step
+    from .backends.run import bind_sizes, load_inputs, run_training_step
     from .files import save_arrays
     from .ir.autodiff import training_graph
     from .ir.passes import optimize
@@ -203,6 +216,7 @@ def cmd_grad(args) -> int:
     graph = compile_spec(args.spec)
     _params_fit(graph, args, "grad")
     graph, params = _model(graph, args)
+    graph = bind_sizes(graph, args.inputs)  # the gradient ops hold sizes: bound before differentiating
     training, _ = optimize(training_graph(graph))
     _choose_backend(args)
     inputs = load_inputs(training, args.inputs, _memory_check(training, args, "grad", _float_bytes(args)))
@@ -428,6 +442,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--passes", action="store_true", help="with --backward: print what constant folding, CSE and dead-code elimination changed")
     c.add_argument("--params", metavar="RUN_DIR|P.npz",
                    help="report the trained model: a run directory's input normalisation becomes the first layer")
+    c.add_argument("--size", type=_size_bindings, metavar="H=224,W=224",
+                   help="bind the inputs' symbolic sizes (an input [N, 3, H, W]): the report is the one of those sizes")
     c.add_argument("-o", "--output", help="write the report to this file instead of standard output")
     c.set_defaults(run=cmd_compile)
 

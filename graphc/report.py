@@ -16,6 +16,11 @@ The JSON object is a stable interface (documented in the README):
 - totals: ``params_total``, ``params_trainable``, ``params_non_trainable``, ``param_bytes_total``, ``macs_total``,
   ``flops_total``, ``activation_bytes_total``
 - ``warnings``: ``[{message, loc}]``
+
+Over symbolic sizes (an input ``[N, 3, H, W]``) a shape dim, ``macs``, ``flops`` and
+``activation_bytes`` are strings, expressions of the names (``floor((H + 1)/2)``,
+``1728*floor((H + 1)/2)**2``); ``sizes`` lists the names (``[]`` for a static spec); a receptive
+field's padding is null where it depends on the input size, with ``padding_note`` saying so.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ import networkx as nx
 import numpy as np
 
 from .gc_pause import without_gc
-from .ir.analysis import NodeCost, costs, field_json, receptive_fields, warnings
+from .ir.analysis import PADDING_NOTE, NodeCost, costs, field_json, graph_size_names, receptive_fields, warnings
 from .ir.graph import topo_order
 from .version import __version__
 
 CONVENTIONS = {
-    "macs": "multiply-accumulates of matmul and convolution products for one example (symbolic dims count as 1); "
+    "macs": "multiply-accumulates of matmul and convolution products for one example (the batch N counts as 1; "
+            "over symbolic sizes such as H, W an expression of them); "
             "activations, pooling, normalisation and elementwise ops count 0",
     "flops": "2 × MACs",
     "activation_bytes": "bytes of every node's output for one example",
@@ -55,6 +61,11 @@ class Row:
 
 def _shape_json(t):
     return [d if isinstance(d, int) else str(d) for d in t.shape]
+
+
+def _count_json(n):
+    """A count for JSON: an int, or the text of its expression over symbolic sizes."""
+    return n if isinstance(n, int) else str(n)
 
 
 def _rows(graph: nx.DiGraph, depth: int | None) -> list[Row]:
@@ -135,8 +146,8 @@ def compile_report(graph: nx.DiGraph, expand: bool = False, depth: int | None = 
         obj = {
             "name": row.name, "op": row.op, "inputs": row.inputs, "shape": _shape_json(out_type), "dtype": out_type.dtype,
             "params": total.params, "params_trainable": total.params_trainable, "param_bytes": _param_bytes(graph, row.nodes),
-            "macs": total.macs, "flops": 2 * total.macs,
-            "activation_bytes": total.activation_bytes, "receptive_field": field_json(fields.get(row.output)), "loc": row.loc,
+            "macs": _count_json(total.macs), "flops": _count_json(2 * total.macs),
+            "activation_bytes": _count_json(total.activation_bytes), "receptive_field": field_json(fields.get(row.output)), "loc": row.loc,
         }
         if row.attributes is not None:
             obj["attributes"] = row.attributes
@@ -169,20 +180,24 @@ def compile_report(graph: nx.DiGraph, expand: bool = False, depth: int | None = 
         "params_trainable": totals.params_trainable,
         "params_non_trainable": totals.params - totals.params_trainable,
         "param_bytes_total": _param_bytes(graph, graph.nodes),
-        "macs_total": totals.macs,
-        "flops_total": 2 * totals.macs,
-        "activation_bytes_total": totals.activation_bytes,
+        "macs_total": _count_json(totals.macs),
+        "flops_total": _count_json(2 * totals.macs),
+        "activation_bytes_total": _count_json(totals.activation_bytes),
+        "sizes": sorted(graph_size_names(graph)),
         "warnings": [{"message": d.message, "loc": str(d.loc) if d.loc else None} for d in warnings(graph)],
     }
     return report
 
 
-def _fmt_int(n: int) -> str:
-    return f"{n:,}"
+def _fmt_int(n) -> str:
+    """``1,234``; an expression over symbolic sizes as it is."""
+    return f"{n:,}" if isinstance(n, int) else str(n)
 
 
-def _fmt_bytes(n: int) -> str:
+def _fmt_bytes(n) -> str:
     """Bytes in the largest binary unit that keeps the number at least 1 (``235.7 KiB``)."""
+    if not isinstance(n, int):
+        return f"{n} B"
     if n < 1024:
         return f"{n} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
@@ -196,7 +211,7 @@ def _fmt_rf(rf) -> str:
         return "-"
     parts = []
     for key in ("size", "stride", "padding"):
-        v = rf[key]
+        v = ["?" if x is None else x for x in rf[key]]  # ?: a padding that depends on the input size
         parts.append(str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v)))  # one number per spatial dim (H, W or L)
     return " / ".join(parts)
 
@@ -229,7 +244,13 @@ def format_table(report: dict) -> str:
     out.append(f"params:  {_fmt_int(report['params_total'])} total, {_fmt_int(report['params_trainable'])} trainable, "
                f"{_fmt_int(report['params_non_trainable'])} non-trainable ({_fmt_bytes(report['param_bytes_total'])})")
     out.append(f"MACs:    {_fmt_int(report['macs_total'])} per example (FLOPs = 2 × MACs = {_fmt_int(report['flops_total'])})")
-    out.append(f"memory:  {report['activation_bytes_total'] / 2**20:.2f} MiB of activations per example")
+    activations = report["activation_bytes_total"]
+    out.append(f"memory:  {activations / 2**20:.2f} MiB of activations per example" if isinstance(activations, int)
+               else f"memory:  {activations} bytes of activations per example")
+    if report.get("sizes"):
+        out.append(f"sizes:   {', '.join(report['sizes'])} symbolic (graphc compile --size {'=…,'.join(report['sizes'])}=… binds them)")
+    if any(r["receptive_field"] and "padding_note" in r["receptive_field"] for r in report["layers"]):
+        out.append(f"RF pad ?: {PADDING_NOTE.split(': ', 1)[1]}")
     return "\n".join(out)
 
 

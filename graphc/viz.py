@@ -130,6 +130,8 @@ def shape_text(t: TensorType) -> str:
 
 
 def _short(n: int) -> str:
+    if not isinstance(n, int):  # an expression of symbolic sizes
+        return str(n)
     if n < 10_000:
         return f"{n:,}"
     for div, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):

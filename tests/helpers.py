@@ -38,6 +38,10 @@ REDUCED = {
     "mobilenet_v2": ["inputs.image.shape=[N, 3, 64, 64]"] + [f"layers.stage{i}.args.more=1" for i in range(3, 7)],
     "mobilenet_v3_small": ["inputs.image.shape=[N, 3, 64, 64]", "layers.bneck5_6.repeat=1", "layers.bneck10_11.repeat=1"],
     "efficientnet_b0": ["inputs.image.shape=[N, 3, 64, 64]"] + [f"layers.stage{i}.args.more=1" for i in range(4, 7)],
+    # the same blocks 2 deep and 64 wide (4 heads, MLP 256) on 32×32: 2×2 patches of 16, 5 tokens with the class token
+    "vit_b16": ["inputs.image.shape=[N, 3, 32, 32]", "layers.conv_proj.filters=64", "layers.class_token.shape=[1, 1, 64]",
+                "layers.pos_embedding.shape=[1, 5, 64]", "layers.encoder.repeat=2", "blocks.encoder_block.args.hidden_dim=64",
+                "blocks.encoder_block.args.mlp_dim=256", "blocks.encoder_block.args.heads=4", "layers.head.units=10"],
 }
 
 #: The batch check-grad uses for these reduced specs (1 for the others). Their last maps are 2×2 at

@@ -75,6 +75,19 @@ def test_softmax_cross_entropy_matches_the_course_formula_and_its_gradient():
     np.testing.assert_allclose(g, 2.0 * (p - onehot) / 5, rtol=1e-12)
 
 
+def test_softmax_cross_entropy_of_a_sequence_is_the_mean_over_every_position():
+    """(N, T, C) next-token scores against (N, T) labels: the course formula over all N·T rows."""
+    s, y = np.random.default_rng(7).standard_normal((2, 3, 4)), np.array([[0, 3, 1], [1, 2, 2]])  # own generator: RNG's
+    # draws for the tests below stay as they were
+    rows = [(s[i, t], y[i, t]) for i in range(2) for t in range(3)]
+    want = sum(softmax_ce_reference(r[None], np.array([k])) for r, k in rows) / 6
+    assert SoftmaxCrossEntropy().forward(s, y) == pytest.approx(want, rel=1e-12)
+    p = np.exp(s) / np.exp(s).sum(axis=-1, keepdims=True)
+    g = SoftmaxCrossEntropyGrad().forward(s, y, np.asarray(2.0))
+    assert g.shape == (2, 3, 4)
+    np.testing.assert_allclose(g, 2.0 * (p - np.eye(4)[y]) / 6, rtol=1e-12)
+
+
 def test_softmax_classifier_loss_at_initialisation_is_log_c():
     """The course's sanity check: tiny random weights give loss ≈ −log(1/C)."""
     c = 10

@@ -25,7 +25,7 @@ EXPECTED_SPECS = {
     "mlp_digits", "keras_mnist_mlp", "lenet5", "vgg16", "resnet18", "resnet20_cifar", "inception_module",
     "mobilenet", "unet_small", "lstm_classifier", "transformer_encoder", "dilated_stack", "digits_cnn",
     "resnet50", "squeezenet1_1", "googlenet", "alexnet", "gru_classifier",
-    "conv1d_sequence", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+    "conv1d_sequence", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "gpt_decoder", "vit_b16",
 }
 
 
@@ -307,6 +307,24 @@ def test_transformer_encoder():
     assert {"name": "target", "shape": ["N", 16, 64], "dtype": "float32"} in rep["inputs"]
     # per encoder: Q,K,V,O projections 4·16·64·64 + scores and context 2·4·16·16·16 + ff 2·16·64·256
     assert rep["macs_total"] == 2 * (262_144 + 32_768 + 524_288)
+
+
+def test_gpt_decoder():
+    rep = report("gpt_decoder")
+    assert output_shape("gpt_decoder") == ["N", 16, 64]
+    assert {"name": "next_tokens", "shape": ["N", 16], "dtype": "int64"} in rep["inputs"]
+    rows = {r["name"]: r for r in report("gpt_decoder", True)["layers"]}
+    assert rows["wpe"]["shape"] == [1, 16, 32] and rows["wpe"]["params"] == 16 * 32
+    assert rows["embed"]["shape"] == ["N", 16, 32]
+    assert rows["blocks.1.attn"]["op"] == "attention" and rows["blocks.1.attn"]["attributes"]["causal"] is True
+    assert rows["blocks.0.fc"]["shape"] == ["N", 16, 128]
+    assert rows["lm_head"]["params"] == 32 * 64  # no bias
+    # token table 64·32 + positions 16·32 + 2 blocks × (2 layernorms 128 + attention 4·32² + 4·32 = 4,224
+    # + fc 32·128 + 128 = 4,224 + proj 128·32 + 32 = 4,128) + final layernorm 64 + head 2,048
+    assert rep["params_trainable"] == 2_048 + 512 + 2 * 12_704 + 64 + 2_048 == 30_080
+    # per block: Q,K,V,O 4·16·32² = 65,536 + scores and context 2·16²·32 = 16,384 (all T² pairs: the causal
+    # mask does not skip the masked half) + MLP 2·16·32·128 = 131,072; head 16·32·64 = 32,768
+    assert rep["macs_total"] == 2 * (65_536 + 16_384 + 131_072) + 32_768 == 458_752
 
 
 def test_dilated_stack_receptive_field():

@@ -7,8 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: the libraries of other commands: the ONNX path, plots, the digits' old loader, the tuner's cluster
-HEAVY = ("onnx", "onnxruntime", "matplotlib", "sklearn", "scipy", "dask", "distributed", "torch", "pandas")
+#: the libraries of other commands: the ONNX path, plots, the digits' old loader, the tuner's cluster,
+#: and sympy, which only symbolic spatial sizes (an input [N, 3, H, W]) need
+HEAVY = ("onnx", "onnxruntime", "matplotlib", "sklearn", "scipy", "dask", "distributed", "torch", "pandas", "sympy")
 
 
 def imported_by(*args) -> tuple[set[str], subprocess.CompletedProcess]:
@@ -32,6 +33,12 @@ def test_compile_imports_neither_other_commands_nor_their_libraries(tmp_path):
     others = sorted(m for m in modules if m.startswith(("graphc.backends", "graphc.train.", "graphc.tune.", "graphc.gradcheck", "graphc.ir.autodiff"))
                     and m not in ("graphc.train.command", "graphc.tune.command"))
     assert not others, others  # only the two subcommands' argument definitions
+
+
+def test_sympy_comes_only_with_a_symbolic_size(tmp_path):
+    modules, r = imported_by("compile", "examples/fcn_any_size.yaml", "-o", tmp_path / "report.txt")
+    assert r.returncode == 0 and "sympy" in tops(modules)
+    assert not tops(modules) & (set(HEAVY) - {"sympy"}), sorted(tops(modules) & set(HEAVY))
 
 
 def test_help_imports_no_compiler():

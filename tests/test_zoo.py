@@ -27,6 +27,8 @@ TORCHVISION = {
     "mobilenet_v2": (3_504_872, 0.301),
     "mobilenet_v3_small": (2_542_856, 0.057),
     "efficientnet_b0": (5_288_548, 0.386),
+    # torchvision's 17.564 counts the attention's two matmuls too (scores Q·Kᵀ and context A·V), as graphc
+    "vit_b16": (86_567_656, 17.564),
 }
 
 #: spec → {layer: (C, H, W) at 224×224} (the batch dim N left out), or (D,) after the pool
@@ -59,6 +61,9 @@ STAGES = {
     "efficientnet_b0": {"stem": (32, 112, 112), "stage1": (16, 112, 112), "stage2": (24, 56, 56), "stage3": (40, 28, 28),
                         "stage4": (80, 14, 14), "stage5": (112, 14, 14), "stage6": (192, 7, 7), "stage7": (320, 7, 7),
                         "last_conv": (1280, 7, 7), "avgpool": (1280,), "fc": (1000,)},
+    # 224/16 = 14: 14·14 = 196 patch tokens, 197 with the class token (torchvision's seq_length)
+    "vit_b16": {"conv_proj": (768, 14, 14), "tokens": (196, 768), "with_class": (197, 768), "encoder": (197, 768),
+                "ln": (197, 768), "class_features": (1, 768), "head": (1000,)},
 }
 
 
@@ -139,3 +144,18 @@ def test_inverted_residuals_expand_filter_depthwise_and_add_where_torchvision_do
     assert b0["stage6.rest.2.residual.main.dw.conv"]["params"] == 1152 * 5 * 5
     # running mean + variance: 2 x (32 + 48 + 528 + 848 + 2,640 + 3,984 + 9,024 + 2,624 + 1,280) channels, by stage
     assert report("efficientnet_b0")["params_non_trainable"] == 42_016
+
+
+def test_vit_b16_parts_and_macs():
+    rows = {r["name"]: r for r in report("vit_b16", True)["layers"]}
+    assert rows["class_token"]["params"] == 768 and rows["pos_embedding"]["params"] == 197 * 768
+    assert rows["conv_proj"]["params"] == 768 * 3 * 16 * 16 + 768  # 590,592
+    # one encoder block: 2 layernorms 2·1,536 + attention 4·768² + 4·768 = 2,362,368 + MLP 768·3072 + 3072
+    # + 3072·768 + 768 = 4,722,432
+    assert rows["encoder.11.self_attention"]["params"] == 2_362_368
+    assert sum(r["params"] for n, r in rows.items() if n.startswith("encoder.0.")) == 7_087_872
+    assert "encoder.12.ln_1" not in rows
+    # per block, T = 197: Q, K, V, O 4·197·768² = 464,781,312, scores and context 2·197²·768 = 59,610,624,
+    # MLP 2·197·768·3072 = 929,562,624; conv 196·768·768 = 115,605,504; head 768,000
+    assert rows["encoder.0.self_attention"]["macs"] == 464_781_312 + 59_610_624
+    assert report("vit_b16")["macs_total"] == 115_605_504 + 12 * 1_453_954_560 + 768_000 == 17_563_828_224

@@ -22,7 +22,8 @@ def accuracy_fn(kind: str):
     """Correct predictions per example for a loss kind, or None when accuracy means nothing (regression)."""
     if kind in ("softmax_cross_entropy", "hinge"):
         def correct(pred, y):
-            return pred.argmax(axis=1) == (y if y.ndim == pred.ndim - 1 else y.argmax(axis=1))
+            # the classes are the last axis: (N, C) scores, or (N, T, C) per token of a sequence
+            return pred.argmax(axis=-1) == (y if y.ndim == pred.ndim - 1 else y.argmax(axis=-1))
         return correct
     if kind == "sigmoid_cross_entropy":
         return lambda pred, y: (pred > 0) == (y > 0.5)

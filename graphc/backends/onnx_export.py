@@ -3,7 +3,8 @@
 The facet ``op.onnx(ctx, xs, y)`` adds nodes computing the node ``y`` from the value names ``xs``
 through :class:`OnnxContext`. The model is pinned to opset :data:`OPSET` and IR version
 :data:`IR_VERSION`, which onnxruntime ≥ 1.18 reads; names follow the spec's layers and parameters;
-every value carries its shape in ``value_info`` (symbolic dims as named dims); each node's
+every value carries its shape in ``value_info`` (symbolic dims as named dims, expressions of
+symbolic sizes as unknown dims); each node's
 doc string names the spec file and line it came from. Shape arithmetic over static shapes is folded
 into constants (:mod:`.onnx_fold`); a graph whose batch is fixed (``graphc export --static-batch N``,
 :func:`graphc.ir.graph.with_static_batch`) keeps none.
@@ -18,7 +19,8 @@ from onnx import helper, numpy_helper
 
 from ..ir.graph import topo_order
 from ..ops.base import ONNX_DTYPES
-from ..tensor import TensorType
+from ..errors import Diagnostic, GraphcError, ShapeError
+from ..tensor import Size, TensorType
 from ..version import __version__
 from .onnx_fold import fold_shapes
 
@@ -35,6 +37,7 @@ class OnnxContext:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.current = ""
+        self.loc = None  # the spec location of the node being lowered
         self._doc = ""
         self._names: set[str] = set(graph.nodes)
         self._consts: dict[tuple, str] = {}
@@ -81,12 +84,25 @@ class OnnxContext:
         return name
 
     def ints(self, values, hint: str = "shape") -> str:
+        symbolic = [v for v in np.ravel(np.asarray(values, dtype=object)) if isinstance(v, str)]
+        if symbolic:  # a lowering that bakes a size into a constant cannot take a symbolic one
+            raise GraphcError(Diagnostic(f"the ONNX lowering of '{self.current}' needs a static size, got {symbolic[0]}",
+                                         self.loc, "export the spec with its sizes given"))
         return self.const(np.asarray(values, dtype=np.int64), "int64", hint)
 
 
+def _onnx_dim(d):
+    """A dim of ``value_info``: an int, a named dim (``N``, ``H``), or unknown for an expression of
+    names (``floor((H + 1)/2)`` is no name a runtime could bind)."""
+    if isinstance(d, int):
+        return d
+    if isinstance(d, Size) and not d.is_name:
+        return None
+    return str(d)
+
+
 def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
-    dims = [d if isinstance(d, int) else str(d) for d in t.shape]
-    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], dims)
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], [_onnx_dim(d) for d in t.shape])
 
 
 def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, initial: dict[str, np.ndarray] | None = None,
@@ -119,9 +135,12 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
         if n in fed:
             continue
         ctx.current = n
-        loc = a.get("loc")
+        loc = ctx.loc = a.get("loc")
         ctx._doc = f"{loc} ({a.get('layer', n)})" if loc else str(a.get("layer", n))
-        a["op"].onnx(ctx, list(a["inputs"]), n)
+        try:
+            a["op"].onnx(ctx, list(a["inputs"]), n)
+        except ShapeError as e:  # a lowering that cannot take a symbolic size
+            raise GraphcError(Diagnostic(f"the ONNX lowering of {a['op'].kind} '{n}': {e}", loc, "export the spec with its sizes given")) from None
     final_outputs = []
     for shown, o in named.items():
         if shown != o:

@@ -1,7 +1,7 @@
 """Running graphs on the NumPy interpreter: input checking, parameters, dropout masks, one step.
 
 Inputs are checked against the spec's declared names, shapes (symbolic dims bind consistently:
-every ``N`` is the same size) and dtypes (float inputs take any float array, integer inputs any
+every ``N`` is the same size; symbolic sizes such as ``H`` then bind the whole graph, :func:`bind_sizes`) and dtypes (float inputs take any float array, integer inputs any
 integer array; an integer input that ops index with — class labels, token ids — must lie in the range
 they state, ``[0, bound)``), then cast to the run's dtype (float32 by default, float64 on request).
 """
@@ -93,6 +93,28 @@ def check_headers(graph: nx.DiGraph, headers: dict[str, tuple[tuple[int, ...], n
     if errors:
         raise GraphcError(errors)
     return sizes
+
+
+def bind_sizes(graph: nx.DiGraph, path=None, arrays: dict | None = None, source: str = "--inputs") -> nx.DiGraph:
+    """``graph`` with its symbolic sizes (``H``, ``W`` of an input ``[N, 3, H, W]``) bound from the
+    inputs: from the headers of the file ``path`` (nothing read yet) or from ``arrays``. Every input
+    that names a size must agree on it (:func:`check_headers`); then every shape is re-inferred with
+    the ints (:func:`graphc.ir.analysis.specialize`): an expression that comes out below 1 for these
+    sizes, or an op that cannot take them, is a located error naming the sizes. A graph with no
+    symbolic size is returned as it is."""
+    from ..ir.analysis import graph_size_names, specialize
+
+    names = graph_size_names(graph)
+    if not names:
+        return graph
+    headers = array_headers(path, source) if arrays is None else {n: (a.shape, a.dtype) for n, a in arrays.items()}
+    sizes = check_headers(graph, headers, source)
+    unbound = sorted(names - set(sizes))
+    if unbound:
+        wanting = sorted(n for n, a in data_inputs(graph).items() if set(unbound) & {str(d) for d in a["type"].shape})
+        raise GraphcError(f"{source} binds no size {', '.join(unbound)}: the spec's symbolic sizes are read from its inputs' shapes",
+                          hint=f"give {', '.join(repr(n) for n in wanting)}")
+    return specialize(graph, {n: sizes[n] for n in names}, source)
 
 
 def load_inputs(graph: nx.DiGraph, path, before_reading=None, source: str = "--inputs") -> dict[str, np.ndarray]:

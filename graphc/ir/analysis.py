@@ -9,8 +9,11 @@
   merge the field is the union of the inputs' fields; inputs whose strides differ are misaligned
   and rejected.
 - :func:`costs`: parameters (trainable and not), MACs (multiply-accumulates of matmul and
-  convolution products, for one example: symbolic dims count as 1; FLOPs = 2 × MACs), bytes of each
-  activation.
+  convolution products, for one example: the batch counts as 1; FLOPs = 2 × MACs), bytes of each
+  activation. Over symbolic sizes (``H``, ``W``) MACs and bytes are expressions of them; parameters
+  never depend on them.
+- :func:`specialize`: the graph with its symbolic sizes bound to ints (``--size``, or a run's
+  inputs), every shape re-inferred, so that every rule decides what it deferred.
 - :func:`index_bound`: the range ``[0, bound)`` the ops reading an int64 node index with it.
 """
 
@@ -22,7 +25,7 @@ from fractions import Fraction
 import networkx as nx
 
 from ..errors import Diagnostic, GraphcError, ShapeError
-from ..tensor import TensorType
+from ..tensor import Size, TensorType, evaluate, fmt_shape, size_names
 from .graph import topo_order
 
 
@@ -46,16 +49,24 @@ def infer_shapes(graph: nx.DiGraph) -> dict[str, TensorType]:
 
 @dataclass(frozen=True)
 class Field1D:
-    """Receptive field along one spatial dim; ``size_min`` is the smallest over merged paths."""
+    """Receptive field along one spatial dim; ``size_min`` is the smallest over merged paths.
+
+    ``padding`` is None where it depends on a symbolic input size: 'same' padding with stride > 1
+    pads ``(ceil(n/s) − 1)·s + d(k − 1) + 1 − n`` rows, which depends on ``n mod s``. Size and stride
+    never depend on the input size, except at a merge of such fields (the union's width needs
+    where each sits): there the size is the largest merged one."""
 
     size: Fraction
     stride: Fraction
-    padding: Fraction
+    padding: Fraction | None
     size_min: Fraction
 
     @staticmethod
     def unit() -> "Field1D":
         return Field1D(Fraction(1), Fraction(1), Fraction(0), Fraction(1))
+
+
+PADDING_NOTE = "null: depends on the input size ('same' padding with stride > 1 over a symbolic size)"
 
 
 def _num(x: Fraction):
@@ -66,7 +77,9 @@ def field_json(fields: tuple[Field1D, ...] | None):
     if fields is None:
         return None
     out = {"size": [_num(f.size) for f in fields], "stride": [_num(f.stride) for f in fields],
-           "padding": [_num(f.padding) for f in fields]}
+           "padding": [None if f.padding is None else _num(f.padding) for f in fields]}
+    if any(f.padding is None for f in fields):
+        out["padding_note"] = PADDING_NOTE
     if any(f.size_min != f.size for f in fields):
         out["size_min"] = [_num(f.size_min) for f in fields]
     return out
@@ -95,7 +108,9 @@ def receptive_fields(graph: nx.DiGraph) -> dict[str, tuple[Field1D, ...] | None]
             continue
         strides = {s.stride for f in sources for s in f}
         per_path = [tuple(
-            Field1D(f.size + (w.extent - 1) * f.stride, f.stride * w.step, f.padding - w.offset * f.stride, f.size_min + (w.extent - 1) * f.stride)
+            Field1D(f.size + (w.extent - 1) * f.stride, f.stride * w.step,
+                    None if f.padding is None or w.offset is None else f.padding - w.offset * f.stride,
+                    f.size_min + (w.extent - 1) * f.stride)
             for f, w in zip(src, windows)) for src in sources]
         if len({tuple(f.stride for f in p) for p in per_path}) > 1:
             shown = ", ".join(f"{i}: {[_num(f.stride) for f in fields[i]]}" for i in attrs["inputs"] if fields.get(i))
@@ -105,6 +120,9 @@ def receptive_fields(graph: nx.DiGraph) -> dict[str, tuple[Field1D, ...] | None]
             continue
         merged = []
         for dim in zip(*per_path):
+            if any(f.padding is None for f in dim):  # where the fields sit depends on the input size
+                merged.append(Field1D(max(f.size for f in dim), dim[0].stride, None, min(f.size_min for f in dim)))
+                continue
             start = min(-f.padding for f in dim)
             end = max(-f.padding + f.size for f in dim)
             merged.append(Field1D(end - start, dim[0].stride, -start, min(f.size_min for f in dim)))
@@ -176,3 +194,43 @@ def call_sites(graph: nx.DiGraph, attrs: dict) -> str:
         seen.add(str(inst.loc))
         shown.append(f"in '{scope}', called at {inst.loc}")
     return f" ({'; '.join(shown)})" if shown else ""
+
+
+def graph_size_names(graph: nx.DiGraph) -> set[str]:
+    """The symbolic sizes of the graph's inputs (``H``, ``W``; the batch's plain names excluded)."""
+    return {n for _, a in graph.nodes(data=True) if a["role"] == "input" for n in size_names(a["type"].shape)}
+
+
+def specialize(graph: nx.DiGraph, sizes: dict[str, int], source: str = "--size") -> nx.DiGraph:
+    """A copy of ``graph`` whose inputs have the names in ``sizes`` bound to those ints, every node's
+    type re-inferred by its shape rule in topological order.
+
+    The rules now decide what they deferred over symbolic sizes (an output below 1, windows that do
+    not tile, an op that needs a static size): a failure is a located error saying which sizes gave
+    it. Each re-inferred dim must also be the value of the expression the symbolic compile gave it
+    (the expressions evaluate consistently with the rules). ``source`` names where the sizes came from."""
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))
+    g = graph.copy()
+    errors, failed = [], set()
+    for name in topo_order(g):
+        a = g.nodes[name]
+        if a["role"] == "input" and a["op"].kind == "input":
+            shape = tuple(sizes.get(d, d) if isinstance(d, str) else d for d in a["op"].shape)
+            a["op"] = a["op"].model_copy(update={"shape": shape})
+        if failed & set(a["inputs"]):
+            failed.add(name)
+            continue
+        try:
+            t = a["op"].infer([g.nodes[i]["type"] for i in a["inputs"]])
+        except ShapeError as e:
+            errors.append(Diagnostic(f"{a['op'].kind} '{name}' with {shown} ({source}): {e}", a.get("loc")))
+            failed.add(name)
+            continue
+        for axis, (was, now) in enumerate(zip(a["type"].shape, t.shape)):
+            if isinstance(was, Size) and set(was.names) <= set(sizes) and evaluate(was, sizes) != now:
+                errors.append(Diagnostic(f"{a['op'].kind} '{name}': dim {axis} is {was} = {evaluate(was, sizes)} with {shown}, "
+                                         f"but its shape rule gives {now} (shape {fmt_shape(t.shape)})", a.get("loc")))
+        a["type"] = t
+    if errors:
+        raise GraphcError(errors)
+    return g

@@ -22,6 +22,7 @@ from ..ops.elementwise import Add
 from ..ops.reduce import SumTo
 from ..ops.source import Const
 from ..tensor import TensorType
+from .analysis import graph_size_names
 from .graph import topo_order
 
 
@@ -185,11 +186,16 @@ def _rewire(g: nx.DiGraph, name: str, op: Op, inputs: tuple[str, ...]) -> None:
 
 def training_graph(graph: nx.DiGraph, wrt_inputs: tuple[str, ...] = ()) -> nx.DiGraph:
     """Forward + loss + backward in one graph: ``graph.graph["grads"]`` maps every trainable parameter
-    (and each of ``wrt_inputs``) to its gradient node; ``["updates"]`` lists running-statistic updates."""
+    (and each of ``wrt_inputs``) to its gradient node; ``["updates"]`` lists running-statistic updates.
+    Symbolic sizes must be bound first (:func:`graphc.ir.analysis.specialize`)."""
     loss = graph.graph.get("loss")
     if loss is None:
         raise GraphcError("the spec has no loss, so there is nothing to differentiate",
                           hint="add a 'loss:' section, e.g. {op: softmax_cross_entropy, inputs: [logits, label]}")
+    sizes = sorted(graph_size_names(graph))
+    if sizes:  # gradient ops hold input sizes as attributes
+        raise GraphcError(f"differentiating needs static sizes, and the spec's inputs have the symbolic size(s) {', '.join(sizes)}",
+                          hint=f"bind them: compile --size {','.join(f'{n}=…' for n in sizes)}; run, grad and train bind them from their inputs")
     g = to_training_mode(graph)
     params = [n for n, a in g.nodes(data=True) if a["role"] == "param" and a["op"].trainable]
     trained, grads = differentiate(g, loss, params + list(wrt_inputs))

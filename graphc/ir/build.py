@@ -65,8 +65,11 @@ def _layer_graph(ex: Expanded, inputs: list[str]) -> nx.DiGraph:
 
 
 @without_gc
-def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
+def build_graph(loaded: LoadedSpec, partial: bool = False, sizes: dict[str, int] | None = None) -> nx.DiGraph:
     """The forward IR of a spec, with the loss nodes (role ``loss``) when the spec has a loss.
+
+    ``sizes`` binds names of the inputs' shapes to ints (``compile --size H=224,W=224``): the graph is
+    the one of the spec written with those sizes.
 
     ``graph.graph["failed"]`` maps each layer (or ``loss``) whose shape rule failed to its diagnostic.
     It is empty unless ``partial=True``: then shape-inference failures do not raise, and the graph
@@ -140,6 +143,11 @@ def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
             if layer.name not in needed:
                 errors.append(Diagnostic(f"layer '{layer.name}' does not reach any output" + (" or the loss" if loss_decl else ""), layer.loc,
                                          "connect it, list it under 'outputs:', or remove it"))
+    sizes = sizes or {}
+    names = {d for n in input_names for d in data["inputs"][n]["shape"] if isinstance(d, str)}
+    if set(sizes) - names:
+        errors.append(Diagnostic(f"--size binds {', '.join(sorted(set(sizes) - names))}, which is not a symbolic dim of the spec's inputs",
+                                 hint=f"the spec's symbolic dims: {', '.join(sorted(names)) or 'none'}"))
     if errors:
         raise GraphcError(errors)
     # Lowering, in dependency order.
@@ -147,7 +155,8 @@ def build_graph(loaded: LoadedSpec, partial: bool = False) -> nx.DiGraph:
     builder.graph.graph.update(name=loaded.name, file=loaded.path)
     for name in input_names:
         decl = data["inputs"][name]
-        builder.input(name, decl["shape"], decl.get("dtype", "float32"), loc_of(data["inputs"], name))
+        shape = [sizes.get(d, d) if isinstance(d, str) else d for d in decl["shape"]]
+        builder.input(name, shape, decl.get("dtype", "float32"), loc_of(data["inputs"], name))
     failed: set[str] = set()
     shape_failures: dict[str, Diagnostic] = {}
     index = {n: i for i, n in enumerate(lg.nodes)}
@@ -228,6 +237,7 @@ def _outputs(loaded: LoadedSpec, ex: Expanded, errors: list[Diagnostic]) -> dict
     return out
 
 
-def compile_spec(path, text: str | None = None) -> nx.DiGraph:
-    """Load, validate, expand and build a spec: the forward IR (a ``networkx.DiGraph``)."""
-    return build_graph(load_spec(path, text))
+def compile_spec(path, text: str | None = None, sizes: dict[str, int] | None = None) -> nx.DiGraph:
+    """Load, validate, expand and build a spec: the forward IR (a ``networkx.DiGraph``); ``sizes``
+    binds symbolic dims of its inputs (:func:`build_graph`)."""
+    return build_graph(load_spec(path, text), sizes=sizes)

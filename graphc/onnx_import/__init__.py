@@ -247,13 +247,14 @@ def load_source(path):
     return load_spec(path), None
 
 
-def compile_source(path, partial: bool = False):
+def compile_source(path, partial: bool = False, sizes: dict[str, int] | None = None):
     """The forward graph of a spec or of an ONNX model, the model's parameters attached (as
-    ``graph.graph['param_values']``, which :func:`graphc.ir.params.initial_params` starts from)."""
+    ``graph.graph['param_values']``, which :func:`graphc.ir.params.initial_params` starts from);
+    ``sizes`` binds symbolic dims of its inputs (``compile --size``)."""
     from ..ir.build import build_graph
 
     loaded, params = load_source(path)
-    graph = build_graph(loaded, partial=partial)
+    graph = build_graph(loaded, partial=partial, sizes=sizes)
     if params is not None:
         check_params(graph, params)
         graph.graph[PARAM_VALUES] = params

@@ -312,6 +312,8 @@ def matmul(node: Node, ctx: Context) -> list[Layer]:
         if len(node.inputs) > 2 and node.inputs[2] or a.get("alpha", 1.0) != 1.0:
             raise Unsupported("a Gemm of two computed matrices with alpha or C")
         attrs = {k: True for k, key in (("transpose_a", "transA"), ("transpose_b", "transB")) if a.get(key, 0)}
+    if any(shape is not None and len(shape) < 2 for shape in map(ctx.shape, node.inputs[:2])):
+        raise Unsupported("a 1-D operand (which ONNX promotes to a matrix); graphc's matmul takes (…, M, K) @ (…, K, P)")
     return [Layer("", "matmul", attrs, [ctx.tensor(i) for i in node.inputs[:2]])]
 
 

@@ -47,9 +47,12 @@ def window_indices(n: int, o: int) -> np.ndarray:
     return np.minimum(start[:, None] + np.arange(width)[None, :], end[:, None] - 1)
 
 
-def _nchw(op: Op, x: TensorType) -> tuple[int, int]:
+def _nchw(op: Op, x: TensorType, static_size: bool = True) -> tuple:
+    """An NCHW float input's height and width; ``static_size``: they must be ints (a kernel's windows)."""
     expect_rank(x, 4, f"{op.kind} input (N, C, H, W)")
     expect_float(x)
+    if not static_size:
+        return x.shape[2], x.shape[3]
     return static(x.shape[2], f"{op.kind} input height"), static(x.shape[3], f"{op.kind} input width")
 
 
@@ -67,11 +70,14 @@ class _AdaptiveOutput:
     """The facets both adaptive pools share: NCHW in, ``output_size`` out, PyTorch's windows."""
 
     def infer(self, xs):
-        _nchw(self, xs[0])
+        _nchw(self, xs[0], static_size=False)
         return xs[0].with_shape((*xs[0].shape[:2], *pair(self.output_size)))
 
     def window(self, xs):
-        h, w = _nchw(self, xs[0])
+        """PyTorch's windows depend on the input size: none over a symbolic one."""
+        h, w = xs[0].shape[2:]
+        if not (isinstance(h, int) and isinstance(w, int)):
+            return None
         return tuple(adaptive_window(n, o) for n, o in zip((h, w), pair(self.output_size)))
 
     def describe(self):
@@ -252,7 +258,7 @@ class GlobalMaxPool(Op):
     samples = (sample({}, (2, 3, 4, 5)), sample({}, (1, 4, 1, 1)))
 
     def infer(self, xs):
-        _nchw(self, xs[0])
+        _nchw(self, xs[0], static_size=False)
         return TensorType(xs[0].shape[:2], xs[0].dtype)
 
     def window(self, xs):

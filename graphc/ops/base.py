@@ -19,7 +19,6 @@ An op *is* its attributes: a frozen, strict pydantic model, equal and hashable b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated, Any, ClassVar, Literal
@@ -109,10 +108,11 @@ class Window:
     A convolution has ``step = s``, ``offset = −p``, ``extent = d(k−1)+1``. Upsampling and transposed
     convolution have a fractional step ``1/f``: then ``offset`` is exact for output 0 and ``extent``
     is the largest over the output phases, so the field is the worst case over output pixels.
+    ``offset`` is None where it depends on a symbolic input size ('same' padding with stride > 1).
     """
 
     step: Fraction
-    offset: Fraction
+    offset: Fraction | None
     extent: int
 
 
@@ -239,10 +239,11 @@ def expect_float(x: TensorType, what: str = "input") -> None:
         raise ShapeError(f"{what} must be floating point, got {x.dtype}")
 
 
-def conv_out(n: int, k: int, s: int, pad_total: int, d: int, ceil_mode: bool = False) -> int:
-    """``floor((n + p_total − d(k−1) − 1) / s) + 1`` (ceil in ceil mode)."""
+def conv_out(n, k: int, s: int, pad_total: int, d: int, ceil_mode: bool = False):
+    """``floor((n + p_total − d(k−1) − 1) / s) + 1`` (ceil in ceil mode); an expression for a symbolic
+    size ``n`` (ceil written as ``floor((span + s − 1)/s)``, the same for ints)."""
     span = n + pad_total - d * (k - 1) - 1
-    return (math.ceil(span / s) if ceil_mode else span // s) + 1
+    return ((span + s - 1) // s if ceil_mode else span // s) + 1
 
 
 def conv_arith(n: int, k: int, s: int, pad_total: int, d: int, ceil_mode: bool = False) -> str:

@@ -391,6 +391,15 @@ def onnx_pads(pads) -> list[int]:
     return [pt, pl, pb, pr]
 
 
+def onnx_padding(pads) -> dict:
+    """The ONNX attribute of a window op's padding: ``pads``, or ``auto_pad=SAME_UPPER`` where 'same'
+    padding depends on a symbolic input size (the same rule as :func:`resolve_pads`: the total
+    ``max((ceil(n/s) − 1)·s + d(k − 1) + 1 − n, 0)``, the odd row at the end)."""
+    if any(p is None for p in pads):
+        return {"auto_pad": "SAME_UPPER"}
+    return {"pads": onnx_pads(pads)}
+
+
 def onnx_slice(ctx, x: str, starts, ends, axes, steps=None, hint: str = "slice") -> str:
     inputs = [x, ctx.ints(starts), ctx.ints(ends), ctx.ints(axes)] + ([ctx.ints(steps)] if steps is not None else [])
     return ctx.node("Slice", inputs, hint=hint)
@@ -469,17 +478,21 @@ def onnx_conv_weight_grad(ctx, x: str, gy: str, gy_hw, *, kernel, stride, dilati
     return ctx.node("Reshape", [total, ctx.ints([o, c // groups, kh, kw])], output)
 
 
-def resolve_pads(padding, n: int, k: int, s: int, d: int) -> tuple[int, int]:
+def resolve_pads(padding, n, k: int, s: int, d: int) -> tuple[int, int] | None:
     """(begin, end) padding of one spatial dim.
 
     ``same`` gives ``ceil(n/s)`` outputs with the extra row at the end (as ONNX SAME_UPPER and
-    TensorFlow); ``valid`` is no padding.
+    TensorFlow); ``valid`` is no padding. ``None``: ``same`` with stride > 1 over a symbolic size
+    ``n``, whose total ``(ceil(n/s) − 1)·s + d(k − 1) + 1 − n`` depends on ``n mod s``.
     """
     if padding == "valid":
         return (0, 0)
     if padding == "same":
-        out = -(-n // s)
-        total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+        out = (n + s - 1) // s
+        total = (out - 1) * s + d * (k - 1) + 1 - n
+        if not isinstance(total, int):
+            return None  # stride > 1 over a symbolic size: the padding depends on n (n mod s), known at run time
+        total = max(total, 0)
         return (total // 2, total - total // 2)
     if isinstance(padding, tuple):  # per side: (begin, end)
         return padding
@@ -527,37 +540,46 @@ class _Windowed(Op):
     def _dilation(self) -> tuple[int, int]:
         return pair(getattr(self, "dilation", 1))
 
-    def pads(self, spatial) -> tuple[tuple[int, int], tuple[int, int]]:
+    def pads(self, spatial) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        """Per spatial dim (begin, end), or None where 'same' padding depends on a symbolic size."""
         padding = self.padding if isinstance(self.padding, str) else pair(self.padding)
         return tuple(
             resolve_pads(padding if isinstance(padding, str) else padding[i], spatial[i], self._kernel()[i], self._stride()[i], self._dilation()[i])
             for i in range(2)
         )
 
-    def out_spatial(self, x: TensorType) -> tuple[int, int]:
-        h, w = (static(x.shape[2], "input height"), static(x.shape[3], "input width"))
+    def out_spatial(self, x: TensorType) -> tuple:
+        """Output height and width: ints, or expressions of a symbolic input size (whose check for an
+        output below 1 is left to the run, which binds the size)."""
+        h, w = x.shape[2], x.shape[3]
         pads = self.pads((h, w))
         ceil_mode = getattr(self, "ceil_mode", False)
         out = []
         for n, k, s, d, p, axis in zip((h, w), self._kernel(), self._stride(), self._dilation(), pads, ("height", "width")):
+            if p is None:  # 'same' over a symbolic size: ceil(n/s) by definition
+                out.append((n + s - 1) // s)
+                continue
             o = conv_out(n, k, s, p[0] + p[1], d, ceil_mode)
-            if o < 1:
+            if isinstance(o, int) and o < 1:
                 raise ShapeError(f"output {axis} {conv_arith(n, k, s, p[0] + p[1], d, ceil_mode)} is below 1 (kernel larger than the padded input)")
             out.append(o)
         return tuple(out)
 
     def window(self, xs):
+        """A window's offset is None where its padding depends on a symbolic size (receptive fields
+        then report their size and stride, and say the padding depends on the input size)."""
         pads = self.pads(xs[0].shape[2:])
-        return tuple(Window(Fraction(s), Fraction(-p[0]), d * (k - 1) + 1)
+        return tuple(Window(Fraction(s), None if p is None else Fraction(-p[0]), d * (k - 1) + 1)
                      for k, s, d, p in zip(self._kernel(), self._stride(), self._dilation(), pads))
 
     def warnings(self, xs):
+        """Windows that do not tile, for static sizes (a symbolic size tiles or not by its value)."""
         if getattr(self, "ceil_mode", False):
             return []
         h, w = xs[0].shape[2:]
         pads = self.pads((h, w))
         return [msg for n, k, s, d, p, axis in zip((h, w), self._kernel(), self._stride(), self._dilation(), pads, ("row", "col"))
-                for msg in untiled_warning(self.kind, n, k, s, p, d, axis)]
+                if isinstance(n, int) for msg in untiled_warning(self.kind, n, k, s, p, d, axis)]
 
     def describe(self) -> str:
         k, s = self._kernel(), self._stride()
@@ -660,7 +682,7 @@ class Conv2d(_Windowed):
         t = ctx.type_of(xs[0])
         inputs = [xs[0]] + [onnx_cast(ctx, v, t.dtype) for v in xs[1:]]
         ctx.node("Conv", inputs, y, kernel_shape=list(self._kernel()), strides=list(self._stride()),
-                 dilations=list(self._dilation()), pads=onnx_pads(self.pads(t.shape[2:])), group=self.groups)
+                 dilations=list(self._dilation()), group=self.groups, **onnx_padding(self.pads(t.shape[2:])))
 
     def vjp(self, g, xs, y, gy):
         """``gx = conv2d_grad_input(gy, w)``, ``gw = conv2d_grad_weight(x, gy)``, ``gb = Σ_{n,h,w} gy``."""
@@ -715,11 +737,10 @@ class ConvTranspose2d(_Windowed):
         out = []
         for n, k, s, p, op, d, axis in zip(x.shape[2:], self._kernel(), self._stride(), pair(self.padding),
                                             pair(self.output_padding), self._dilation(), ("height", "width")):
-            n = static(n, f"input {axis}")
             if op >= max(s, d):
                 raise ShapeError(f"output_padding {op} must be smaller than stride {s} or dilation {d}")
             o = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
-            if o < 1:
+            if isinstance(o, int) and o < 1:  # a symbolic size: checked when a run binds it
                 raise ShapeError(f"output {axis} ({n} − 1)·{s} − 2·{p} + {d}·({k} − 1) + {op} + 1 = {o} is below 1")
             out.append(o)
         return TensorType((x.shape[0], self.filters, *out), x.dtype)

@@ -59,10 +59,10 @@ def _onnx_count(ctx, x: str, dtype: str) -> str:
 
 
 def _onnx_is_label(ctx, s: str, labels: str) -> str:
-    """The boolean (N, C) mask ``j == y_i`` of the label column of each row of scores (N, C)."""
-    c = ctx.type_of(s).shape[1]
+    """The boolean (…, C) mask ``j == y_i`` of the label column of each row of scores (…, C)."""
+    c = ctx.type_of(s).shape[-1]
     classes = ctx.ints(np.arange(c).reshape(1, -1), hint="classes")  # C is static (OneHot-free: any float dtype)
-    return ctx.node("Equal", [ctx.node("Unsqueeze", [labels, ctx.ints([1])], hint="labels_col"), classes], hint="is_label")
+    return ctx.node("Equal", [ctx.node("Unsqueeze", [labels, ctx.ints([-1])], hint="labels_col"), classes], hint="is_label")
 
 
 def _onnx_hinge_margins(ctx, s: str, labels: str, margin: float):
@@ -154,17 +154,44 @@ class SoftmaxCrossEntropy(_ClassLoss):
     """Softmax cross-entropy of scores (N, C) against int64 labels (N,):
 
     ``L = −(1/N) Σ_i log softmax(s_i)[y_i]``, ``softmax(s)_j = e^{s_j} / Σ_k e^{s_k}``.
+
+    Sequences: scores (N, T, …, C) against labels (N, T, …) (a language model's next-token logits
+    against the next tokens), the classes on the last axis; every position is a row and the mean is
+    over all M = N·T·… of them, ``L = −(1/M) Σ_{i,t} log softmax(s_{i,t})[y_{i,t}]`` (PyTorch's
+    ``cross_entropy`` of the logits and labels flattened to (M, C) and (M,)).
     """
 
     kind = "softmax_cross_entropy"
-    summary = "A softmax cross-entropy of class scores against integer labels."
+    summary = "A softmax cross-entropy of class scores (the last axis) against integer labels."
+    samples = _ClassLoss.samples + (
+        sample({}, (2, 3, 5), (2, 3), dtypes=["float32", "int64"], note="a sequence: (N, T, C) against (N, T)"),)
+
+    def infer(self, xs):
+        s, y = xs
+        if s.rank < 2 or y.rank != s.rank - 1:
+            raise ShapeError(f"{self.kind}: scores {fmt_shape(s.shape)} and labels {fmt_shape(y.shape)} must be "
+                             f"(N, C) and (N,), or (N, T, …, C) and (N, T, …): the labels have the scores' shape "
+                             f"without its last (class) axis")
+        if s.rank == 2:
+            return super().infer(xs)
+        expect_float(s, f"{self.kind} scores")
+        if y.dtype != "int64":
+            raise ShapeError(f"{self.kind} labels must be int64 class indices, got {y.dtype}")
+        if tuple(s.shape[:-1]) != tuple(y.shape):
+            raise ShapeError(f"{self.kind}: scores {fmt_shape(s.shape)} need labels {fmt_shape(s.shape[:-1])} "
+                             f"(their shape without the class axis), got {fmt_shape(y.shape)}")
+        return TensorType((), s.dtype)
 
     def forward(self, s, labels):
         return self._loss_and_grad(s, labels, None)[0]
 
     @staticmethod
     def _loss_and_grad(s, labels, gy):
-        """The loss and, when ``gy`` is given, the score gradient from the same exponentials."""
+        """The loss and, when ``gy`` is given, the score gradient from the same exponentials; scores
+        (…, C) are taken as the rows of their (M, C) reshape, the gradient given back as (…, C)."""
+        shape = s.shape
+        if s.ndim > 2:  # a (2-D) matrix keeps its layout: the loss does not depend on it, bit for bit
+            s, labels = s.reshape(-1, shape[-1]), labels.reshape(-1)
         n = s.shape[0]
         rows = np.arange(n)
         e = _shifted(s)
@@ -179,7 +206,7 @@ class SoftmaxCrossEntropy(_ClassLoss):
         # softmax and the gy/N factor in one pass over (N, C): e_ij · (gy/N)/Σ_k e_ik, in place
         e *= scale / z[:, None]
         e[rows, labels] -= scale
-        return loss, np.ascontiguousarray(e)  # row-major like every other kernel's output
+        return loss, np.ascontiguousarray(e).reshape(shape)  # row-major like every other kernel's output
 
     def fused_forward(self, xs, other, other_xs):
         """With the gradient of this very loss (same scores and labels): both from one softmax."""
@@ -189,6 +216,10 @@ class SoftmaxCrossEntropy(_ClassLoss):
 
     def onnx(self, ctx, xs, y):
         s, labels = xs
+        if ctx.type_of(s).rank > 2:  # positions as rows, (M, C) and (M,), as the kernel: onnx's reference
+            # GatherElements gathers more than 64 classes only from a matrix
+            s = ctx.node("Reshape", [s, ctx.ints([-1, ctx.type_of(s).shape[-1]])], hint="rows")
+            labels = ctx.node("Reshape", [labels, ctx.ints([-1])], hint="row_labels")
         logp = ctx.node("LogSoftmax", [s], hint="log_softmax", axis=1)
         picked = ctx.node("GatherElements", [logp, ctx.node("Unsqueeze", [labels, ctx.ints([1])], hint="labels_col")],
                           hint="log_p_label", axis=1)
@@ -199,11 +230,11 @@ class SoftmaxCrossEntropy(_ClassLoss):
 
 
 class SoftmaxCrossEntropyGrad(_LossGrad):
-    """Score gradient of softmax cross-entropy: ``gs = (softmax(s) − onehot(y))/N · gy``.
-    Inputs (scores (N, C), labels (N,) int64, gy scalar)."""
+    """Score gradient of softmax cross-entropy: ``gs = (softmax(s) − onehot(y))/M · gy``.
+    Inputs (scores (N, C) or (N, T, …, C), labels (N,) or (N, T, …) int64, gy scalar), M the labels' count."""
 
     kind = "softmax_cross_entropy_grad"
-    samples = _CLASS_GRAD_SAMPLES
+    samples = _CLASS_GRAD_SAMPLES + (sample({}, (2, 3, 5), (2, 3), (), dtypes=["float32", "int64", "float32"]),)
 
     def forward(self, s, labels, gy):
         return SoftmaxCrossEntropy._loss_and_grad(s, labels, gy)[1]
@@ -211,7 +242,7 @@ class SoftmaxCrossEntropyGrad(_LossGrad):
     def onnx(self, ctx, xs, y):
         s, labels, gy = xs
         dtype = ctx.type_of(gy).dtype
-        p = ctx.node("Softmax", [_as(ctx, s, dtype)], hint="softmax", axis=1)
+        p = ctx.node("Softmax", [_as(ctx, s, dtype)], hint="softmax", axis=ctx.type_of(s).rank - 1)
         onehot = ctx.node("Cast", [_onnx_is_label(ctx, s, labels)], hint="onehot", to=_onnx_dtype(dtype))
         ctx.node("Mul", [ctx.node("Sub", [p, onehot]), ctx.node("Div", [gy, _onnx_count(ctx, labels, dtype)])], y)
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field
 
 from ..errors import ShapeError
-from ..tensor import fmt_shape, static
+from ..tensor import fmt_shape
 from .base import SIDES, NonNegativeInt, Op, SidePads, Window, expect_float, expect_rank, sample, side_padding
 from .conv import Size2
 
@@ -78,10 +78,10 @@ class Pad(Op):
         expect_rank(x, 4, "pad input (N, C, H, W)")
         expect_float(x)
         (t, b), (l, r) = self._pads()
-        h, w = static(x.shape[2], "pad input height"), static(x.shape[3], "pad input width")
+        h, w = x.shape[2], x.shape[3]
         if self.mode == "reflect":
             for n, (p0, p1), axis in ((h, (t, b), "height"), (w, (l, r), "width")):
-                if max(p0, p1) >= n:
+                if isinstance(n, int) and max(p0, p1) >= n:  # a symbolic size: checked when a run binds it
                     raise ShapeError(f"pad: reflect padding {max(p0, p1)} along {axis} must be smaller than the input {axis} {n} "
                                      f"(input {fmt_shape(x.shape)}); use mode 'edge' or less padding")
         return x.with_shape((*x.shape[:2], t + h + b, l + w + r))

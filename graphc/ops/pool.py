@@ -74,8 +74,17 @@ def _floor_geometry(op, in_hw):
     last window) made explicit, so no runtime's own ceil rule is relied on; no window reaches past them."""
     out = op.out_spatial(TensorType((1, 1, *in_hw), "float32"))
     pads = op.pads(in_hw)
-    ends = [max(0, _span(o, k, s, d) - n - p[0])
-            for o, k, s, d, n, p in zip(out, op._kernel(), op._stride(), op._dilation(), in_hw, pads)]
+    if any(p is None for p in pads):
+        raise ShapeError(f"'same' padding with stride {op._stride()} over the symbolic size ({in_hw[0]}, {in_hw[1]}) "
+                         f"has no static ONNX padding")
+    ends = []
+    for o, k, s, d, n, p in zip(out, op._kernel(), op._stride(), op._dilation(), in_hw, pads):
+        end = _span(o, k, s, d) - n - p[0]
+        if not isinstance(end, int):  # a symbolic size: floor mode's own end padding gives the same windows
+            if op.ceil_mode:
+                raise ShapeError(f"ceil_mode over the symbolic size {n} has no static ONNX padding")
+            end = p[1]
+        ends.append(max(0, end))
     return out, pads, ends
 
 
@@ -165,23 +174,38 @@ class _Pool2d(_Windowed):
     def _stride(self) -> tuple[int, int]:
         return pair(self.kernel if self.stride is None else self.stride)
 
-    def out_spatial(self, x: TensorType) -> tuple[int, int]:
-        h, w = (static(x.shape[2], "input height"), static(x.shape[3], "input width"))
+    def out_spatial(self, x: TensorType) -> tuple:
+        """As a convolution's, with ceil mode's rule for the last window; symbolic sizes give expressions."""
+        h, w = x.shape[2], x.shape[3]
         pads = self.pads((h, w))
         out = []
         for n, k, s, d, p, axis in zip((h, w), self._kernel(), self._stride(), self._dilation(), pads, ("height", "width")):
             extent = d * (k - 1) + 1
+            if p is None:  # 'same' over a symbolic size: ceil(n/s), its padding below the extent
+                out.append((n + s - 1) // s)
+                continue
             if max(p) >= extent:
                 raise ShapeError(f"{self.kind} padding {p} along {axis} must be smaller than the window extent {extent}: "
                                  f"a window would read only padding")
             o = conv_out(n, k, s, p[0] + p[1], d, self.ceil_mode)
-            if o < 1:
+            if isinstance(o, int) and o < 1:
                 raise ShapeError(f"output {axis} {conv_arith(n, k, s, p[0] + p[1], d, self.ceil_mode)} is below 1 "
                                  f"(kernel larger than the padded input)")
-            if self.ceil_mode and (o - 1) * s >= n + p[0]:
+            if self.ceil_mode and self._last_window_outside(n, o, s, p, extent, axis):
                 o -= 1  # as PyTorch: the last window must start inside the input or its left padding
             out.append(o)
         return tuple(out)
+
+    def _last_window_outside(self, n, o, s: int, p: tuple[int, int], extent: int, axis: str) -> bool:
+        """Whether ceil mode's last window starts past the input and its left padding: ``(o − 1)·s ≥ n + p₀``.
+        For a symbolic ``n`` it is decided when it never happens: ``(o − 1)·s ≤ span + s − 1`` with
+        ``span = n + p₀ + p₁ − extent``, below ``n + p₀`` whenever ``p₁ + s − 1 < extent``."""
+        if isinstance(n, int):
+            return (o - 1) * s >= n + p[0]
+        if p[1] + s - 1 < extent:
+            return False
+        raise ShapeError(f"{self.kind} with ceil_mode, stride {s} and end padding {p[1]} along {axis} needs a static size: "
+                         f"whether its last window starts past the input depends on {n}")
 
     def infer(self, xs):
         x = xs[0]
@@ -586,7 +610,7 @@ class Upsample(Op):
         expect_rank(x, 4, "upsample input (N, C, H, W)")
         expect_float(x)
         sh, sw = pair(self.scale)
-        h, w = static(x.shape[2], "input height"), static(x.shape[3], "input width")
+        h, w = x.shape[2], x.shape[3]
         return TensorType((x.shape[0], x.shape[1], h * sh, w * sw), x.dtype)
 
     def window(self, xs):

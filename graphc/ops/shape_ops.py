@@ -257,20 +257,33 @@ class Transpose(Op):
 class Concat(Op):
     """Join the inputs along ``axis``: ``y.shape[axis] = Σ x_k.shape[axis]``, every other dim equal
     (symbolic dims must be the same symbol). NCHW channel concatenation is ``axis = 1``.
+
+    With ``broadcast: true`` a size-1 dim of an input other than ``axis`` is repeated to the others'
+    size first (NumPy broadcasting of every dim but the axis): ViT's learned class token (1, 1, D)
+    joins the (N, T, D) patch tokens as torchvision's ``cat([class_token.expand(N, −1, −1), x], 1)``.
+    A broadcast input's gradient is its slice of ``gy`` summed over the repeated dims; ONNX repeats
+    it with ``Expand`` to the output's shape but for the axis, a symbolic dim read at run
+    time (``Shape``), so a symbolic batch stays symbolic.
     """
 
     kind = "concat"
     summary = "A concatenation of two or more tensors along one axis."
     arity = (2, None)
     axis: int = Field(1, description="the axis joined along (1: NCHW channels)")
+    broadcast: bool = Field(False, description="repeat size-1 dims (other than the axis) to the other inputs' size "
+                                               "(a (1, 1, D) class token joining (N, T, D) tokens)")
 
     samples = (
         sample({}, (2, 3, 4, 4), (2, 5, 4, 4)),
         sample({"axis": -1}, (2, 3), (2, 4), (2, 1)),
         sample({}, ("N", 2, 3), ("N", 1, 3), note="symbolic batch"),
+        sample({"broadcast": True}, (1, 1, 4), (3, 2, 4), note="a class token broadcast over the batch"),
+        sample({"broadcast": True}, (1, 1, 4), ("N", 2, 4), note="over a symbolic batch"),
+        sample({"axis": 0, "broadcast": True}, (2, 3, 1), (1, 1, 1), (1, 3, 5), note="broadcast in two dims"),
     )
 
-    def infer(self, xs):
+    def _others(self, xs) -> tuple[int, Shape]:
+        """(axis, the common shape of every dim but the axis, which holds 1 there)."""
         x0 = xs[0]
         axis = norm_axis(self.axis, x0.rank, "concat axis")
         for k, x in enumerate(xs[1:], 1):
@@ -278,11 +291,23 @@ class Concat(Op):
                 raise ShapeError(f"concat input {k} has dtype {x.dtype} but input 0 has {x0.dtype}")
             if x.rank != x0.rank:
                 raise ShapeError(f"concat input {k} {x} has rank {x.rank} but input 0 {x0} has rank {x0.rank}")
-            for i, (a, b) in enumerate(zip(x0.shape, x.shape)):
-                if i != axis and not same_dims(a, b):
-                    raise ShapeError(f"concat along axis {axis}: input {k} {x} differs from input 0 {x0} at axis {i} ({b} ≠ {a})")
+            if not self.broadcast:
+                for i, (a, b) in enumerate(zip(x0.shape, x.shape)):
+                    if i != axis and not same_dims(a, b):
+                        hint = "; 'broadcast: true' repeats a size-1 dim" if 1 in (a, b) else ""
+                        raise ShapeError(f"concat along axis {axis}: input {k} {x} differs from input 0 {x0} at axis {i} "
+                                         f"({b} ≠ {a}){hint}")
+        if not self.broadcast:
+            return axis, x0.shape[:axis] + (1,) + x0.shape[axis + 1:]
+        try:
+            return axis, broadcast(*(x.shape[:axis] + (1,) + x.shape[axis + 1:] for x in xs))
+        except ShapeError as e:
+            raise ShapeError(f"concat along axis {axis} with broadcast: the other dims do not broadcast ({e})") from None
+
+    def infer(self, xs):
+        axis, others = self._others(xs)
         total = sum(static(x.shape[axis], f"concat input {k} dim {axis}") for k, x in enumerate(xs))
-        return x0.with_shape(x0.shape[:axis] + (total,) + x0.shape[axis + 1:])
+        return xs[0].with_shape(others[:axis] + (total,) + others[axis + 1:])
 
     def window(self, xs):
         if xs[0].rank == 4 and norm_axis(self.axis, 4) >= 2:
@@ -290,25 +315,47 @@ class Concat(Op):
         return super().window(xs)
 
     def forward(self, *xs):
+        if self.broadcast:
+            axis = self.axis % xs[0].ndim
+            others = np.broadcast_shapes(*(x.shape[:axis] + (1,) + x.shape[axis + 1:] for x in xs))
+            xs = [np.broadcast_to(x, others[:axis] + (x.shape[axis],) + others[axis + 1:]) for x in xs]
         return np.concatenate(xs, axis=self.axis)
 
-
     def onnx(self, ctx, xs, y):
-        ctx.node("Concat", xs, y, axis=norm_axis(self.axis, ctx.type_of(xs[0]).rank, "concat axis"))
+        types = [ctx.type_of(x) for x in xs]
+        axis = norm_axis(self.axis, types[0].rank, "concat axis")
+        out = ctx.type_of(y).shape
+        wide = [t.shape[:axis] + t.shape[axis + 1:] != out[:axis] + out[axis + 1:] for t in types]
+        if any(wide):
+            # the output's shape with 1 at the axis (Expand keeps each input's own axis size): static dims as
+            # constants, a symbolic one read at run time from an input that has it
+            def dim(i):
+                if i == axis or isinstance(out[i], int):
+                    return ctx.ints([1 if i == axis else out[i]], hint="dim")
+                full = next(x for x, t in zip(xs, types) if same_dims(t.shape[i], out[i]))
+                return ctx.node("Shape", [full], hint="dim", start=i, end=i + 1)
+            target = ctx.node("Concat", [dim(i) for i in range(len(out))], hint="target", axis=0)
+            xs = [ctx.node("Expand", [x, target], hint="expanded") if w else x for x, w in zip(xs, wide)]
+        ctx.node("Concat", xs, y, axis=axis)
 
     def vjp(self, g, xs, y, gy):
-        """Each input's cotangent is its own slice of ``gy`` along the axis."""
+        """Each input's cotangent is its own slice of ``gy`` along the axis, summed over broadcast dims."""
         types = [g.type_of(x) for x in xs]
         axis = norm_axis(self.axis, types[0].rank, "concat axis")
         grads, start = [], 0
         for i, t in enumerate(types):
             end = start + t.shape[axis]
-            grads.append(g.op(Slice(axis=axis, start=start, end=end), [gy], f"d{i}") if g.needs(i) else None)
+            if g.needs(i):
+                part = g.op(Slice(axis=axis, start=start, end=end), [gy], f"d{i}")
+                grads.append(g.sum_to(part, xs[i], f"d{i}_sum") if self.broadcast else part)
+            else:
+                grads.append(None)
             start = end
         return tuple(grads)
 
     def describe(self):
-        return f"axis {self.axis}" if self.axis != 1 else ""
+        text = f"axis {self.axis}" if self.axis != 1 else ""
+        return (text + " broadcast").strip() if self.broadcast else text
 
 
 class MatMul(Op):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ..tensor import TensorType
+from ..tensor import Size, TensorType
 from .base import Init, IntTuple, Op, ShapeTuple
 
 
 class Input(Op):
-    """A data input of the graph (images, tokens, labels); symbolic dims such as ``N`` stay symbolic."""
+    """A data input of the graph (images, tokens, labels). A name as its first dim is the batch
+    (``N``): it passes through ops and counts as 1 in per-example costs. A name anywhere else is a
+    symbolic size (``H``, ``W`` of ``[N, 3, H, W]``): shape rules compute expressions of it."""
 
     kind = "input"
     arity = (0, 0)
@@ -18,7 +20,7 @@ class Input(Op):
     dtype: Literal["float32", "float64", "int64"] = "float32"
 
     def infer(self, xs):
-        return TensorType(tuple(self.shape), self.dtype)
+        return TensorType(tuple(Size(d) if isinstance(d, str) and axis > 0 else d for axis, d in enumerate(self.shape)), self.dtype)
 
     def window(self, xs):
         return None

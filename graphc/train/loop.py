@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.engines import ENGINES, accuracy_fn, choose_backend, engine_line, loss_parts
-from ..backends.run import draw_masks
+from ..backends.run import bind_sizes, draw_masks
 from ..errors import EXIT_CHECK_FAILED, EXIT_INTERRUPTED, GraphcError, MissingInput, did_you_mean
 from ..files import make_directory, safe_component, save_arrays, write_atomic
 from ..finite import dumps as finite_dumps
@@ -218,6 +218,8 @@ class Trainer:
         if len(self.splits["train"]) == 0:
             raise GraphcError("the training split is empty")
         self.data_hash = fingerprint(self.splits)
+        # symbolic sizes (an input [N, 3, H, W]) bound from the data: the gradient ops hold sizes
+        graph = self.graph = bind_sizes(graph, arrays={self.data_input: self.splits["train"].x}, source=f"train.data ({t.data})")
         training, _ = optimize(training_graph(graph))
         self.step_graph = with_optimizer(training, t.optimizer, Hyper(momentum=t.momentum, rho=t.rho, beta1=t.beta1,
                                                                       beta2=t.beta2, eps=t.eps))

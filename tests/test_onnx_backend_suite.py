@@ -1,0 +1,98 @@
+"""The onnx package's own conformance suite, ``onnx.backend.test.BackendTest``, run against graphc
+(``graphc.onnx_import.backend.GraphcBackend``: import → compile → NumPy interpreter).
+
+Included: every node, pytorch-converted, pytorch-operator and simple case whose op types are all
+ones graphc imports, and the 9 real model-zoo networks under ``onnx/backend/test/data/light/``.
+Excluded: only the cases listed in ``tests/data/onnx_backend_excluded.tsv``, each with the reason
+graphc's importer gives for refusing it (an attribute or input form graphc has no layer for, such
+as a weight fed as a graph input or a 3-D window); ``test_exclusions_are_refusals`` checks that each
+excluded case really is refused with that reason, so the list cannot hide a case that would run.
+These cases are the outside definition of each op's forward semantics: a failure is graphc's bug.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from functools import cache
+from pathlib import Path
+
+import onnx
+import onnx.backend.test
+import pytest
+from onnx.backend.test.loader import load_model_tests
+
+from graphc.errors import GraphcError
+from graphc.onnx_import.backend import GraphcBackend
+from graphc.onnx_import.to_spec import converters
+
+ROOT = Path(__file__).parent.parent
+SUPPORTED = sorted(op for op in converters() if "." not in op)  # graphc.Dense is graphc's own export form
+LIGHT = ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
+         "squeezenet", "vgg19", "zfnet512")
+KINDS = ("node", "pytorch-converted", "pytorch-operator", "simple")
+
+with open(Path(__file__).parent / "data" / "onnx_backend_excluded.tsv") as f:
+    EXCLUDED = dict(row for row in csv.reader(f, delimiter="\t") if not row[0].startswith("#"))
+
+# the light models' inputs are written under $ONNX_HOME by the runner: keep them out of the home directory
+os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="graphc-onnx-home-"))
+
+
+def _model(case) -> onnx.ModelProto:
+    return case.model if case.model is not None else onnx.load(os.path.join(case.model_dir, "model.onnx"))
+
+
+@cache
+def cases() -> dict[str, tuple[str, onnx.ModelProto]]:
+    """Every case of the suite whose op types graphc imports: name → (kind, model)."""
+    out = {}
+    for kind in KINDS:
+        for case in load_model_tests(kind=kind):
+            model = _model(case)
+            if {n.op_type for n in model.graph.node} <= set(SUPPORTED):
+                out[case.name] = (kind, model)
+    return out
+
+
+def included() -> list[str]:
+    return sorted(set(cases()) - set(EXCLUDED)) + [f"test_{name}" for name in LIGHT]
+
+
+backend_test = onnx.backend.test.BackendTest(GraphcBackend, __name__)
+backend_test.include("^(" + "|".join(map(re.escape, included())) + ")_cpu$")
+for case_name, case in backend_test.test_cases.items():
+    if "Real" in case_name:
+        case.pytestmark = [pytest.mark.slow]  # the model-zoo networks: seconds each in NumPy
+for case in backend_test.test_cases.values():  # the runner keeps the cases it leaves out as skips: drop them
+    for attr in [a for a, f in vars(case).items() if getattr(f, "__unittest_skip__", False)]:
+        delattr(case, attr)
+globals().update(backend_test.test_cases)
+
+
+def test_the_suite_runs_what_graphc_supports():
+    """Nothing graphc imports is left out silently: each case is run or excluded with a reason."""
+    node = [n for n, (kind, _) in cases().items() if kind == "node" and n not in EXCLUDED]
+    assert len(node) > 100
+    assert set(EXCLUDED) <= set(cases()), sorted(set(EXCLUDED) - set(cases()))
+
+
+@pytest.mark.parametrize("name", sorted(EXCLUDED))
+def test_exclusions_are_refusals(name):
+    """An excluded case is refused by the importer with the reason the list gives."""
+    _, model = cases()[name]
+    with pytest.raises(GraphcError) as refused:
+        GraphcBackend.prepare(model)
+    assert EXCLUDED[name] in str(refused.value)
+
+
+def test_readme_states_the_figures():
+    run = {n: k for n, (k, _) in cases().items() if n not in EXCLUDED}
+    node = sum(k == "node" for k in run.values())
+    text = (ROOT / "README.md").read_text()
+    assert f"{node} node tests" in text, node
+    assert f"{len(run) - node} pytorch-converted, pytorch-operator and simple cases" in text, len(run) - node
+    assert f"{len(SUPPORTED)} ONNX op types" in text, len(SUPPORTED)
+    assert f"{len(EXCLUDED)} cases are excluded" in text, len(EXCLUDED)
