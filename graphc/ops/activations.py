@@ -68,7 +68,7 @@ class LeakyRelu(Op):
         return xs[0]
 
     def describe(self):
-        return f"α{self.alpha:g}"
+        return f"alpha {self.alpha:g}"
 
     def forward(self, x):
         return np.where(x > 0, x, x * np.asarray(self.alpha, x.dtype))
@@ -196,7 +196,7 @@ class Elu(Op):
         return xs[0]
 
     def describe(self):
-        return f"α{self.alpha:g}"
+        return f"alpha {self.alpha:g}"
 
     def forward(self, x):
         # expm1 of the clipped input: no overflow warning from the branch np.where discards

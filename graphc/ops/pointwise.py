@@ -198,7 +198,7 @@ class HardSigmoid(_Pointwise):
     samples = (sample({}, (2, 3, 4, 4)), sample({"alpha": 1 / 6}, (3, 7)), sample({"alpha": 1.0, "beta": 0.2}, (3, 7)))
 
     def describe(self):
-        return f"α{self.alpha:.4g} β{self.beta:g}"
+        return f"alpha {self.alpha:.4g} beta {self.beta:g}"
 
     def _lo_hi(self):
         """The x range where the line is inside (0, 1)."""
@@ -369,7 +369,7 @@ class Softplus(_Pointwise):
     samples = (sample({}, (2, 3, 4, 4)), sample({"beta": 2.0}, (3, 7)))
 
     def describe(self):
-        return "" if self.beta == 1 else f"β{self.beta:g}"
+        return "" if self.beta == 1 else f"beta {self.beta:g}"
 
     def forward(self, x):
         z = x * _c(x, self.beta)
