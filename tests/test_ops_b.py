@@ -256,7 +256,7 @@ def test_rnn_return_sequences_stacks_every_step():
 
 
 def test_rnn_needs_static_time():
-    with pytest.raises(ShapeError, match="symbolic 'T'"):
+    with pytest.raises(ShapeError, match="time steps T must be a static size, got 'T'"):
         build(RNN(hidden=2), ("N", "T", 5))
 
 
