@@ -154,7 +154,7 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
                               ir_version=IR_VERSION, doc_string=doc)
     helper.set_model_props(model, {"graphc_version": __version__, "spec": str(graph.graph.get("name")),
                                    "spec_file": str(graph.graph.get("file"))})
-    return fold_shapes(model)
+    return fold_shapes(model, keep=set(initial))
 
 
 def forward_model(graph: nx.DiGraph, params: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:

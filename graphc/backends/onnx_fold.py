@@ -82,15 +82,17 @@ def _like_shape(kind: str, data, like) -> np.ndarray | None:
     return np.array(out, np.int64)
 
 
-def fold_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with its static shape arithmetic folded (module docstring); changed in place and returned."""
+def fold_shapes(model: onnx.ModelProto, keep=frozenset()) -> onnx.ModelProto:
+    """``model`` with its static shape arithmetic folded (module docstring); changed in place and returned.
+    ``keep``: initializers that are the model's parameters, never folded into a renamed copy (a
+    parameter stays findable by its name, e.g. to replace its values in another tool)."""
     g = model.graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     inferred = onnx.shape_inference.infer_shapes(model).graph  # the lowerings' own intermediate values have no value_info
     shapes = {v.name: _dims(v) for v in (*inferred.value_info, *g.input, *g.value_info, *g.output)}
     fed = {i.name for i in g.input}
     outputs = {o.name for o in g.output}
-    known = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name not in fed and math.prod(t.dims) <= SMALL}
+    known = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name not in fed and t.name not in keep and math.prod(t.dims) <= SMALL}
     made: dict[str, np.ndarray] = {}  # folded values, initializers to add
     shape_of: dict[str, str] = {}  # output of a whole-shape Shape node → the value it measures
     taken = set(shapes) | {t.name for t in g.initializer} | {o for n in g.node for o in n.output}
