@@ -400,17 +400,18 @@ def _batch_size(text: str) -> int:
 class _DeprecatedAlias(argparse.Action):
     """An old option name kept working: stores into the new option's dest and says so on stderr."""
 
-    def __init__(self, option_strings, dest, new: str, **kwargs):
-        self.new = new
+    def __init__(self, option_strings, dest, new: str, why: str = "the spec's name for the setting", **kwargs):
+        self.new, self.why = new, why
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(f"graphc: warning: {option_string} is deprecated, use {self.new} (the spec's name for the setting)", file=sys.stderr)
+        print(f"graphc: warning: {option_string} is deprecated, use {self.new} ({self.why})", file=sys.stderr)
         setattr(namespace, self.dest, values)
 
 
 def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
-    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI)."""
+    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI);
+    ``why`` (optional) is the reason the warning gives."""
     p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
                    metavar=new.lstrip("-").upper(), help=f"deprecated alias of {new}", **kwargs)
 
