@@ -75,16 +75,16 @@ def _layers(report: dict) -> dict:
     return {r["name"].replace(".", "_"): (r["shape"], r["receptive_field"]) for r in report["layers"]}
 
 
-#: the example specs whose round trip is checked. Not yet importable: lstm_classifier and
-#: gru_classifier (an unrolled LSTM or GRU is not folded back into its recurrent layer: its weights,
-#: shared by the time steps, would become one dense layer per step), alexnet and efficientnet_b0
-#: (adaptive and squeeze-excitation pools lower to a product with a constant matrix) and
-#: mobilenet_v3_small (hardswish lowers to x·clip(x + 3, 0, 6)/6, whose constant 3 no layer holds),
-#: gpt_decoder (no Gather for its embedding, no Where for its causal mask) and vit_b16 (no Expand for
+#: the example specs whose round trip is checked (alexnet's adaptive pool to its input's 6×6 lowers
+#: to Identity, efficientnet_b0's and mobilenet_v3_small's squeeze-excitation pools to ReduceMean
+#: with the dims kept, imported as adaptive_avgpool2d to 1×1; hardswish and hardsigmoid to ONNX's
+#: ops). Not yet importable: lstm_classifier and gru_classifier (an unrolled LSTM or GRU is not
+#: folded back into its recurrent layer: its weights, shared by the time steps, would become one
+#: dense layer per step), gpt_decoder (no Where for its causal mask) and vit_b16 (no Expand for
 #: its class token, concatenated with broadcast: true);
 #: those and specs added later are checked to import or to name what they lack (below).
-ROUND_TRIP = ("conv1d_sequence", "digits_cnn", "dilated_stack", "googlenet", "inception_module", "keras_mnist_mlp", "lenet5",
-              "mlp_digits", "mobilenet", "mobilenet_v2", "resnet18", "resnet20_cifar", "resnet50", "squeezenet1_1",
+ROUND_TRIP = ("alexnet", "conv1d_sequence", "digits_cnn", "dilated_stack", "efficientnet_b0", "googlenet", "inception_module", "keras_mnist_mlp", "lenet5",
+              "mlp_digits", "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet20_cifar", "resnet50", "squeezenet1_1",
               "transformer_encoder", "unet_small", "vgg16")
 SUPPORTED_SPECS = [s for s in SPECS if s.stem in ROUND_TRIP]
 
@@ -235,6 +235,16 @@ HAND = {
     "embedding": (_model([helper.make_node("Gather", ["table", "x"], ["y"], name="/emb/Gather")], [_vi("x", ["N", 5], TensorProto.INT64)],
                          [_vi("y", ["N", 5, 4])], {"table": _rng.standard_normal((7, 4)).astype(np.float32)}), "embedding"),
     "reduce_mean": (_hand("ReduceMean", ["axes"], {"keepdims": 0}, ["N", 3, 4], ["N", 3], {"axes": np.array([-1], np.int64)}), "reduce_mean"),
+    # PyTorch's exports: nn.Hardswish (opset 14), nn.Hardsigmoid (α = 1/6), nn.AdaptiveAvgPool2d(1)
+    # and nn.AdaptiveMaxPool2d(1) (GlobalAveragePool, GlobalMaxPool), x.mean((2, 3), keepdim=True)
+    "hardswish": (_hand("HardSwish", [], {}, ["N", 3, 4], ["N", 3, 4], opset=14), "hardswish"),
+    "hardsigmoid": (_hand("HardSigmoid", [], {"alpha": 1 / 6}, ["N", 3, 4], ["N", 3, 4]), "hardsigmoid"),
+    "global_avgpool_kept": (_hand("GlobalAveragePool", [], {}, ["N", 3, 4, 5], ["N", 3, 1, 1]), "adaptive_avgpool2d"),
+    "global_maxpool_kept": (_hand("GlobalMaxPool", [], {}, ["N", 3, 4, 5], ["N", 3, 1, 1]), "adaptive_maxpool2d"),
+    "reduce_mean_hw_kept": (_hand("ReduceMean", ["axes"], {}, ["N", 3, 4, 5], ["N", 3, 1, 1], {"axes": np.array([2, 3], np.int64)}),
+                            "adaptive_avgpool2d"),
+    "reduce_mean_hw": (_hand("ReduceMean", ["axes"], {"keepdims": 0}, ["N", 3, 4, 5], ["N", 3], {"axes": np.array([-2, -1], np.int64)}),
+                       "global_avgpool"),
     "groupnorm": (_hand("GroupNormalization", ["s", "b"], {"num_groups": 2, "epsilon": 1e-3}, ["N", 4, 3, 3], ["N", 4, 3, 3],
                         {"s": _rng.standard_normal(4).astype(np.float32), "b": _rng.standard_normal(4).astype(np.float32)}), "groupnorm"),
     "resize": (_hand("Resize", ["", "scales"], {"mode": "nearest"}, ["N", 2, 3, 3], ["N", 2, 6, 6],

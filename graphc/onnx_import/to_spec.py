@@ -243,8 +243,9 @@ def pool(node: Node, ctx: Context) -> list[Layer]:
 
 
 def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
-    """``ReduceMean``/``ReduceMax`` over H and W of an NCHW image (graphc's own global pools), and
-    ``GlobalAveragePool``/``GlobalMaxPool`` (which keep (N, C, 1, 1): a reshape follows)."""
+    """``ReduceMean``/``ReduceMax`` over H and W of an NCHW image: graphc's global pools, or with the
+    dims kept ((N, C, 1, 1), as ``GlobalAveragePool``/``GlobalMaxPool``) its adaptive pools to 1×1;
+    ``ReduceMean``/``ReduceSum`` over other axes: ``reduce_mean``/``reduce_sum``."""
     rank = ctx.rank(node.inputs[0])
     if node.op_type.startswith("Global"):
         kind, keep = ("global_avgpool" if node.op_type == "GlobalAveragePool" else "global_maxpool"), True
@@ -269,10 +270,9 @@ def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
         kind, keep = ("global_avgpool" if node.op_type == "ReduceMean" else "global_maxpool"), bool(node.attrs.get("keepdims", 1))
     if rank not in (None, 4):
         raise Unsupported("graphc's global pools take NCHW images")
-    layers = [Layer("", kind, {}, [ctx.tensor(node.inputs[0])])]
     if keep:
-        layers.append(Layer("", "reshape", {"shape": [0, 0, 1, 1]}, [None]))
-    return layers
+        return [Layer("", f"adaptive_{kind.removeprefix('global_')}2d", {"output_size": 1}, [ctx.tensor(node.inputs[0])])]
+    return [Layer("", kind, {}, [ctx.tensor(node.inputs[0])])]
 
 
 def batchnorm(node: Node, ctx: Context) -> list[Layer]:
