@@ -58,7 +58,10 @@ def random_feeds(model, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
         if i.name in inits:
             continue
         shape = [d.dim_value if d.HasField("dim_value") else batch for d in i.type.tensor_type.shape.dim]
-        feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
+        if i.type.tensor_type.elem_type == TensorProto.INT64:  # token ids, below every example's vocabulary (gpt_decoder's 64)
+            feeds[i.name] = rng.integers(0, 8, shape)
+        else:
+            feeds[i.name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
 
 
@@ -83,9 +86,9 @@ def _layers(report: dict) -> dict:
 #: dense layer per step), gpt_decoder (no Where for its causal mask) and vit_b16 (no Expand for
 #: its class token, concatenated with broadcast: true);
 #: those and specs added later are checked to import or to name what they lack (below).
-ROUND_TRIP = ("alexnet", "conv1d_sequence", "digits_cnn", "dilated_stack", "efficientnet_b0", "googlenet", "inception_module", "keras_mnist_mlp", "lenet5",
+ROUND_TRIP = ("alexnet", "conv1d_sequence", "digits_cnn", "dilated_stack", "efficientnet_b0", "googlenet", "gpt_decoder", "inception_module", "keras_mnist_mlp", "lenet5",
               "mlp_digits", "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "resnet18", "resnet20_cifar", "resnet50", "squeezenet1_1",
-              "transformer_encoder", "unet_small", "vgg16")
+              "transformer_encoder", "unet_small", "vgg16", "vit_b16")
 SUPPORTED_SPECS = [s for s in SPECS if s.stem in ROUND_TRIP]
 
 
@@ -226,6 +229,10 @@ LIGHT_SLOW = {"light_vgg19", "light_densenet121", "light_inception_v2", "light_r
 
 
 def _hand(op, inputs, attrs, x_shape, y_shape, inits=None, opset=21, x_dtype=TensorProto.FLOAT):
+    if op == "Where":  # Where(future, fill, x): the condition and fill come first
+        inputs, inits = ["future", "fill"], {"future": np.triu(np.ones(x_shape[-2:], bool), k=1), "fill": np.array(-1e9, np.float32)}
+        return _model([helper.make_node(op, [*inputs, "x"], ["y"], name=f"/m/{op}")], [_vi("x", x_shape, x_dtype)],
+                      [_vi("y", y_shape)], inits, opset=opset)
     return _model([helper.make_node(op, ["x", *inputs], ["y"], name=f"/m/{op}", **attrs)], [_vi("x", x_shape, x_dtype)],
                   [_vi("y", y_shape)], inits or {}, opset=opset)
 
@@ -245,6 +252,46 @@ HAND = {
                             "adaptive_avgpool2d"),
     "reduce_mean_hw": (_hand("ReduceMean", ["axes"], {"keepdims": 0}, ["N", 3, 4, 5], ["N", 3], {"axes": np.array([-2, -1], np.int64)}),
                        "global_avgpool"),
+    "reduce_sum_kept": (_hand("ReduceSum", ["axes"], {}, ["N", 3, 4], ["N", 1, 4], {"axes": np.array([1], np.int64)}), "reduce_sum"),
+    # a float constant read as data: GPT-2's learned position embedding, added
+    "position_embedding": (_hand("Add", ["pos"], {}, ["N", 5, 4], ["N", 5, 4], {"pos": _rng.standard_normal((1, 5, 4)).astype(np.float32)}),
+                           ["parameter", "add"]),
+    # graphc's causal mask, Where([j > i], fill, scores), and PyTorch's masked_fill(tril == 0, -inf)
+    # before the softmax, Where([j ≤ i], scores, -inf)
+    "causal_mask": (_hand("Where", [], {}, ["N", 2, 4, 4], ["N", 2, 4, 4]), "causal_mask"),
+    "masked_fill": (_model([helper.make_node("Where", ["keep", "x", "minus_inf"], ["s"], name="/attn/Where"),
+                            helper.make_node("Softmax", ["s"], ["y"], name="/attn/Softmax", axis=-1)],
+                           [_vi("x", ["N", 2, 4, 4])], [_vi("y", ["N", 2, 4, 4])],
+                           {"keep": np.tril(np.ones((4, 4), bool)), "minus_inf": np.array(-np.inf, np.float32)}), ["causal_mask", "softmax"]),
+    # torchvision's ViT: cat([class_token.expand(N, -1, -1), x], 1) with the batch read by Shape
+    "class_token": (_model([helper.make_node("Shape", ["x"], ["shape"], name="/Shape"),
+                            helper.make_node("Gather", ["shape", "zero"], ["n"], name="/Gather", axis=0),
+                            helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="/Unsqueeze"),
+                            helper.make_node("Concat", ["n1", "one_d"], ["target"], name="/Concat", axis=0),
+                            helper.make_node("Expand", ["class_token", "target"], ["expanded"], name="/Expand"),
+                            helper.make_node("Concat", ["expanded", "x"], ["y"], name="/Concat_1", axis=1)],
+                           [_vi("x", ["N", 5, 4])], [_vi("y", ["N", 6, 4])],
+                           {"zero": np.array(0, np.int64), "axes0": np.array([0], np.int64), "one_d": np.array([1, 4], np.int64),
+                            "class_token": _rng.standard_normal((1, 1, 4)).astype(np.float32)}), ["parameter", "concat"]),
+    # PyTorch's own export of class_token.expand(x.shape[0], -1, -1): the sizes reshaped to 1-D, each −1
+    # replaced by 1 through ConstantOfShape, Mul, Equal and Where, then Expand
+    "class_token_torch": (_model([helper.make_node("Shape", ["x"], ["shape"], name="/Shape"),
+                                  helper.make_node("Gather", ["shape", "zero"], ["n"], name="/Gather", axis=0),
+                                  helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="/Unsqueeze"),
+                                  helper.make_node("Concat", ["n1", "minus1s"], ["sizes"], name="/Concat", axis=0),
+                                  helper.make_node("Reshape", ["sizes", "flat"], ["sizes1"], name="/Reshape"),
+                                  helper.make_node("Shape", ["sizes1"], ["count"], name="/Shape_1"),
+                                  helper.make_node("ConstantOfShape", ["count"], ["ones"], name="/ConstantOfShape",
+                                                   value=numpy_helper.from_array(np.array([1], np.int64))),
+                                  helper.make_node("Mul", ["ones", "minus1"], ["neg"], name="/Mul"),
+                                  helper.make_node("Equal", ["sizes1", "neg"], ["is_neg"], name="/Equal"),
+                                  helper.make_node("Where", ["is_neg", "ones", "sizes1"], ["target"], name="/Where"),
+                                  helper.make_node("Expand", ["cls", "target"], ["expanded"], name="/Expand"),
+                                  helper.make_node("Concat", ["expanded", "x"], ["y"], name="/Concat_1", axis=1)],
+                                 [_vi("x", ["N", 5, 4])], [_vi("y", ["N", 6, 4])],
+                                 {"zero": np.array(0, np.int64), "axes0": np.array([0], np.int64), "minus1s": np.array([-1, -1], np.int64),
+                                  "flat": np.array([-1], np.int64), "minus1": np.array(-1, np.int64),
+                                  "cls": _rng.standard_normal((1, 1, 4)).astype(np.float32)}, opset=17), ["parameter", "concat"]),
     "groupnorm": (_hand("GroupNormalization", ["s", "b"], {"num_groups": 2, "epsilon": 1e-3}, ["N", 4, 3, 3], ["N", 4, 3, 3],
                         {"s": _rng.standard_normal(4).astype(np.float32), "b": _rng.standard_normal(4).astype(np.float32)}), "groupnorm"),
     "resize": (_hand("Resize", ["", "scales"], {"mode": "nearest"}, ["N", 2, 3, 3], ["N", 2, 6, 6],
@@ -258,13 +305,32 @@ HAND = {
 def test_hand_built_ops_import_and_agree_with_onnxruntime(case):
     model, kind = HAND[case]
     imported = import_model(model, f"{case}.onnx")
-    assert [l["op"] for l in imported.spec["layers"]] == [kind]
+    assert [l["op"] for l in imported.spec["layers"]] == ([kind] if isinstance(kind, str) else kind)
     rng = np.random.default_rng(0)
     x = model.graph.input[0]
     shape = [d.dim_value or 2 for d in x.type.tensor_type.shape.dim]
     feeds = {"x": rng.integers(0, 7, shape) if x.type.tensor_type.elem_type == TensorProto.INT64 else rng.standard_normal(shape).astype(np.float32)}
     graph = imported.graph()
     close(graphc.run_forward(graph, feeds, initial_params(graph))["y"], ort_outputs(model, feeds)["y"])
+
+
+def test_constants_read_as_data_become_parameter_layers_and_masks_and_broadcasts_keep_their_form():
+    imported = import_model(HAND["class_token"][0], "vit.onnx")
+    assert imported.spec["layers"] == [{"name": "class_token", "op": "parameter", "shape": [1, 1, 4]},
+                                       {"name": "Concat_1", "op": "concat", "broadcast": True, "inputs": ["class_token", "x"]}]
+    assert np.array_equal(imported.params["class_token.value"], numpy_helper.to_array(HAND["class_token"][0].graph.initializer[-1]))
+    masked = import_model(HAND["masked_fill"][0], "attn.onnx").spec["layers"][0]
+    assert masked["op"] == "causal_mask" and np.float32(masked["fill"]) == np.finfo(np.float32).min  # −∞ as the lowest float32
+    assert import_model(HAND["causal_mask"][0], "m.onnx").spec["layers"][0] == {"name": "m", "op": "causal_mask"}  # graphc's −1e9
+
+
+def test_other_wheres_and_expands_are_refused_with_the_reason():
+    anti = _hand("Where", [], {}, ["N", 4, 4], ["N", 4, 4])
+    anti.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.tril(np.ones((4, 4), bool), k=-1), "future"))  # [j < i]: not causal
+    lone = _hand("Expand", ["shape"], {}, ["N", 1, 4], ["N", 3, 4], {"shape": np.array([1, 3, 4], np.int64)})
+    for model, reason in ((anti, "a where other than the causal mask"), (lone, "an Expand other than of a Concat's input")):
+        problems = import_model(model, "m.onnx", strict=False).unsupported
+        assert len(problems) == 1 and reason in problems[0].message("m.onnx")
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in LIGHT_SLOW else [])

@@ -14,7 +14,9 @@ so that ``to_spec`` maps node to layer one to one:
 - graphc's 1-D pool (``Unsqueeze``, a 1×k pool, ``Squeeze``): the 1-D pool;
 - the decomposed layer norm ``(x − mean(x)) / √(mean((x − mean(x))²) + ε) · γ + β`` over the last
   axis (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, ``Mul``, ``Add``):
-  ``LayerNormalization``.
+  ``LayerNormalization``;
+- ``Min(Max(x, lo), hi)`` with scalar bounds: ``Clip``;
+- ``Concat`` of an ``Expand`` repeating size-1 dims other than the axis: a broadcasting ``Concat``.
 
 A group is rewritten only when its inner values feed nothing else and are not graph outputs.
 """
@@ -316,7 +318,47 @@ def clip_pair(f: Folded) -> None:
         u = Uses(f)
 
 
-REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool, clip_pair)
+def _expanded(f: Folded, ex: Node) -> tuple | None:
+    """The shape ``Expand`` makes of its input and a folded target (sizes and symbolic dims, which shape
+    inference leaves unknown): NumPy broadcasting, a 1 taking the other side's size."""
+    before = f.shapes.get(ex.inputs[0])
+    target = f.symbolic.get(ex.inputs[1])
+    if target is None and ex.inputs[1] in f.consts:
+        target = [int(d) for d in f.consts[ex.inputs[1]].reshape(-1)]
+    if before is None or target is None or len(target) != len(before):
+        return None
+    if any(b != 1 and t != 1 and b != t for b, t in zip(before, target)):
+        return None
+    return tuple(t if b == 1 else b for b, t in zip(before, target))
+
+
+def expand_concat(f: Folded) -> None:
+    """``Concat`` of an ``Expand`` that only repeats size-1 dims other than the axis (graphc's and
+    PyTorch's ``cat([class_token.expand(N, −1, −1), x], 1)``): the concat of the unexpanded input with
+    ``broadcast`` (graphc's ``concat`` with ``broadcast: true``)."""
+    u = Uses(f)
+    for cat in [n for n in f.nodes if n.op_type == "Concat"]:
+        out = f.shapes.get(cat.outputs[0])
+        if out is None:
+            continue
+        axis = cat.attrs.get("axis", 0) % len(out)
+        inputs, group = list(cat.inputs), []
+        for k, value in enumerate(cat.inputs):
+            ex = u.producer.get(value)
+            if ex is None or ex.op_type != "Expand" or not u.private(value) or ex in group:
+                continue
+            before, after = f.shapes.get(ex.inputs[0]), _expanded(f, ex) or f.shapes.get(value)
+            if (before is None or after is None or len(before) != len(after) or before[axis] != after[axis]
+                    or any(b not in (1, a) for b, a in zip(before, after))):
+                continue
+            inputs[k] = ex.inputs[0]
+            group.append(ex)
+        if group:
+            _replace(f, [*group, cat], Node("Concat", cat.name, inputs, cat.outputs, {**cat.attrs, "broadcast": 1}))
+            u = Uses(f)
+
+
+REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool, clip_pair, expand_concat)
 
 
 def rewrite(f: Folded) -> Folded:
