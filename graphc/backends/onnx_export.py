@@ -42,6 +42,9 @@ class OnnxContext:
         self._names: set[str] = set(graph.nodes)
         self._consts: dict[tuple, str] = {}
         self._types: dict[str, TensorType] = {}
+        # values one lowering leaves for later lowerings of the same export, keyed by what they compute
+        # (a batchnorm's centred input, which its forward and gradient nodes all read): computed once
+        self.shared: dict[tuple, str] = {}
 
     def type_of(self, name: str) -> TensorType:
         return self._types[name] if name in self._types else self.graph.nodes[name]["type"]
