@@ -26,7 +26,7 @@ from onnx.backend.test.loader import load_model_tests
 
 from graphc.errors import GraphcError
 from graphc.onnx_import.backend import GraphcBackend
-from graphc.onnx_import.to_spec import converters
+from graphc.onnx_import import converters
 
 ROOT = Path(__file__).parent.parent
 SUPPORTED = sorted(op for op in converters() if "." not in op)  # graphc.Dense is graphc's own export form

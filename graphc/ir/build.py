@@ -23,7 +23,7 @@ from ..spec.expand import Expanded, FlatLayer, expand
 from ..spec.load import LoadedSpec, load_spec
 from ..spec.models import RESERVED_LAYER_KEYS
 from ..spec.safe_yaml import LDict, loc_of
-from .graph import Builder, LayerContext
+from .graph import Builder, LayerContext, topo_order
 
 LOSS_NODE = "loss"
 
@@ -159,8 +159,7 @@ def build_graph(loaded: LoadedSpec, partial: bool = False, sizes: dict[str, int]
         builder.input(name, shape, decl.get("dtype", "float32"), loc_of(data["inputs"], name))
     failed: set[str] = set()
     shape_failures: dict[str, Diagnostic] = {}
-    index = {n: i for i, n in enumerate(lg.nodes)}
-    for name in nx.lexicographical_topological_sort(lg, key=index.__getitem__):
+    for name in topo_order(lg):
         layer = layer_by_name.get(name)
         if layer is None:
             continue

@@ -1,7 +1,8 @@
 """ONNX → spec: ``graphc import MODEL.onnx -o OUT.yaml``, and an ONNX file wherever a spec goes.
 
 The stages, each a plain function: ``read`` (the file, bounded, external data confined to the
-model's directory, opsets checked) → ``fold`` (constant subgraphs evaluated) → ``patterns``
+model's directory, opsets checked) → ``fold`` (constant subgraphs evaluated) → ``recurrent``
+(ONNX's LSTM, GRU and RNN nodes with their wrappers as one node each) → ``patterns``
 (multi-node idioms rewritten into one node each) → ``to_spec`` (node → layer, parameters in
 graphc's layout). Every node graphc cannot take is reported at once.
 
@@ -115,9 +116,10 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
     arrays there)."""
     from . import fold as folding
     from .patterns import rewrite
-    from .to_spec import Context, Unsupported as NotTaken, converters, sanitise, spec_text
+    from .recurrent import recurrent_layers
+    from .to_spec import Context, Unsupported as NotTaken, sanitise, spec_text
 
-    f = rewrite(folding.fold(model))
+    f = rewrite(recurrent_layers(folding.fold(model)))
     versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     ctx = Context(f)
     table = converters()
@@ -215,6 +217,15 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
               f"IR version {model.ir_version})")
     return ImportedModel(source, spec, spec_text(spec, header), params, input_names, output_names,
                          values={k: v for k, v in ctx.ref.items() if k not in input_names})
+
+
+def converters() -> dict:
+    """Every node type the importer converts, ``{op type: converter}``: :mod:`.to_spec`'s and
+    :mod:`.recurrent`'s (which sits above ``to_spec`` and ``patterns``, using both)."""
+    from .recurrent import CONVERTERS as RECURRENT
+    from .to_spec import converters as node_converters
+
+    return {**node_converters(), **RECURRENT}
 
 
 def import_file(path, params_file: str | None = None) -> ImportedModel:
