@@ -288,6 +288,22 @@ HAND = {
                                  {"zero": np.array(0, np.int64), "axes0": np.array([0], np.int64), "minus1s": np.array([-1, -1], np.int64),
                                   "flat": np.array([-1], np.int64), "minus1": np.array(-1, np.int64),
                                   "cls": _rng.standard_normal((1, 1, 4)).astype(np.float32)}, opset=17), ["parameter", "concat"]),
+    # their decompositions: PyTorch's before opset 14, x·HardSigmoid(x; 1/6, ½); TensorFlow's x·relu6(x + 3)/6;
+    # the line α·x + β clipped to [0, 1]
+    "hardswish_opset13": (_model([helper.make_node("HardSigmoid", ["x"], ["h"], name="/act/HardSigmoid", alpha=1 / 6),
+                                  helper.make_node("Mul", ["x", "h"], ["y"], name="/act/Mul")],
+                                 [_vi("x", ["N", 3, 4])], [_vi("y", ["N", 3, 4])], {}, opset=13), "hardswish"),
+    "hardswish_relu6": (_model([helper.make_node("Add", ["x", "three"], ["a"], name="/act/add"),
+                                helper.make_node("Clip", ["a", "zero", "six"], ["c"], name="/act/Relu6"),
+                                helper.make_node("Mul", ["c", "x"], ["m"], name="/act/mul"),
+                                helper.make_node("Div", ["m", "six"], ["y"], name="/act/truediv")],
+                               [_vi("x", ["N", 3, 4])], [_vi("y", ["N", 3, 4])],
+                               {"three": np.float32(3), "zero": np.float32(0), "six": np.float32(6)}), "hardswish"),
+    "hardsigmoid_clip": (_model([helper.make_node("Mul", ["x", "alpha"], ["m"], name="/act/Mul"),
+                                 helper.make_node("Add", ["m", "beta"], ["a"], name="/act/Add"),
+                                 helper.make_node("Clip", ["a", "zero", "one"], ["y"], name="/act/Clip")],
+                                [_vi("x", ["N", 3, 4])], [_vi("y", ["N", 3, 4])],
+                                {"alpha": np.float32(0.25), "beta": np.float32(0.4), "zero": np.float32(0), "one": np.float32(1)}), "hardsigmoid"),
     "groupnorm": (_hand("GroupNormalization", ["s", "b"], {"num_groups": 2, "epsilon": 1e-3}, ["N", 4, 3, 3], ["N", 4, 3, 3],
                         {"s": _rng.standard_normal(4).astype(np.float32), "b": _rng.standard_normal(4).astype(np.float32)}), "groupnorm"),
     "resize": (_hand("Resize", ["", "scales"], {"mode": "nearest"}, ["N", 2, 3, 3], ["N", 2, 6, 6],
@@ -318,6 +334,24 @@ def test_constants_read_as_data_become_parameter_layers_and_masks_and_broadcasts
     masked = import_model(HAND["masked_fill"][0], "attn.onnx").spec["layers"][0]
     assert masked["op"] == "causal_mask" and np.float32(masked["fill"]) == np.finfo(np.float32).min  # −∞ as the lowest float32
     assert import_model(HAND["causal_mask"][0], "m.onnx").spec["layers"][0] == {"name": "m", "op": "causal_mask"}  # graphc's −1e9
+
+
+def test_graphcs_float64_lowerings_of_hardswish_and_hardsigmoid_import_as_the_layers():
+    from helpers import compile_text
+
+    graph = compile_text("""
+        inputs: {x: {shape: [N, 6], dtype: float64}}
+        layers:
+          - {name: hs, op: hardswish}
+          - {name: hsig, op: hardsigmoid, alpha: 0.25}
+    """)
+    model = forward_model(graph, {})
+    assert {"HardSwish", "HardSigmoid"}.isdisjoint(n.op_type for n in model.graph.node)  # no float64 kernels on onnxruntime's CPU
+    imported = import_model(model, "act.onnx")
+    assert [(l["op"], l.get("alpha")) for l in imported.spec["layers"]] == [("hardswish", None), ("hardsigmoid", 0.25)]
+    x = np.linspace(-5, 5, 12).reshape(2, 6)
+    again = imported.graph()
+    close(graphc.run_forward(again, {"x": x}, {})[imported.outputs[model.graph.output[0].name]], ort_outputs(model, {"x": x})[model.graph.output[0].name])
 
 
 def test_other_wheres_and_expands_are_refused_with_the_reason():
