@@ -107,9 +107,8 @@ def test_pytorch_wrapped_nodes_import_as_one_layer(op_type, layout, outputs):
     kind = op_type.lower()
     layer = imported.spec["layers"][0]
     assert layer["op"] == kind and layer["hidden"] == H and layer.get("return_sequences", False) == ("Y" in outputs)
-    # Y_h beside Y: the last step sliced off, (in layout 0) moved back time first, squeezed
-    last = ["slice", "transpose", "reshape"] if layout == 0 else ["slice", "flatten"]
-    assert layer_ops(imported) == [kind] + (last if outputs == ("Y", "Y_h") else [])
+    # Y_h (squeezed) beside Y: the sequence's last step sliced off and squeezed
+    assert layer_ops(imported) == [kind] + (["slice", "flatten"] if outputs == ("Y", "Y_h") else [])
 
 
 @pytest.mark.parametrize("op_type", list(GATES))
@@ -131,6 +130,42 @@ def test_pytorch_last_step_gather_is_the_last_state():
     graph.node.append(helper.make_node("Gather", ["y", "minus_one"], ["last"], axis=1))
     imported = check_against_onnxruntime(model)
     assert imported.spec["layers"] == [{"name": "rnn", "op": "lstm", "hidden": H}]
+
+
+def test_pytorch_stacked_layers_with_zero_states_of_a_symbolic_batch():
+    """``nn.GRU(num_layers=2, batch_first=True)`` as PyTorch writes it: h0 a ConstantOfShape of
+    (2, N, H) (N read from the input's shape), sliced per layer; the first layer's Y squeezed time
+    first into the second; the second's Y back batch first. Two layers, nothing else."""
+    rng = np.random.default_rng(0)
+    g = GATES["GRU"]
+    inits, nodes = [], [helper.make_node("Transpose", ["x"], ["x_steps"], perm=[1, 0, 2])]
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    nodes += [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Gather", ["shape", const("zero", np.int64(0))], ["n"]),
+              helper.make_node("Unsqueeze", ["n", const("axis0", np.asarray([0], np.int64))], ["n1"]),
+              helper.make_node("Concat", [const("two", np.asarray([2], np.int64)), "n1", const("hid", np.asarray([H], np.int64))], ["h0_shape"], axis=0),
+              helper.make_node("ConstantOfShape", ["h0_shape"], ["h0"])]
+    source, width = "x_steps", D
+    for k in range(2):
+        w = const(f"W{k}", (rng.standard_normal((1, g * H, width)) * 0.5).astype(np.float32))
+        r = const(f"R{k}", (rng.standard_normal((1, g * H, H)) * 0.5).astype(np.float32))
+        b = const(f"B{k}", (rng.standard_normal((1, 2 * g * H)) * 0.5).astype(np.float32))
+        nodes += [helper.make_node("Slice", ["h0", const(f"s{k}", np.asarray([k], np.int64)), const(f"e{k}", np.asarray([k + 1], np.int64)),
+                                             "axis0"], [f"h0_{k}"]),
+                  helper.make_node("GRU", [source, w, r, b, "", f"h0_{k}"], [f"Y{k}", f"Y_h{k}"], name=f"gru{k}", hidden_size=H, linear_before_reset=1),
+                  helper.make_node("Squeeze", [f"Y{k}", const(f"one{k}", np.asarray([1], np.int64))], [f"y{k}_steps"])]
+        source, width = f"y{k}_steps", H
+    nodes.append(helper.make_node("Transpose", [source], ["y"], perm=[1, 0, 2]))
+    graph = helper.make_graph(nodes, "stacked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", T, D])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", T, H])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    imported = check_against_onnxruntime(model)
+    assert imported.spec["layers"] == [{"name": "gru0", "op": "gru", "hidden": H, "return_sequences": True},
+                                       {"name": "gru1", "op": "gru", "hidden": H, "return_sequences": True}]
 
 
 def test_gate_orders_map_onto_graphcs_parameters():

@@ -9,12 +9,16 @@ this module's own types (``graphc.LSTM``, ``graphc.GRU``, ``graphc.RNN``: ``(x (
 biases…) → h``), which :data:`CONVERTERS` turn into the layer:
 
 - before: ``Transpose(perm 1, 0, 2)`` of a batch-first tensor (absorbed), else one is inserted;
-- after, every step: ``Y → Squeeze(axis 1) → Transpose(1, 0, 2)`` (layout 1: ``Squeeze(axis 2)``),
-  optionally followed by ``Gather(axis 1, index T − 1 or −1)`` (PyTorch's ``y[:, -1]``: the last state);
-- after, the last state: ``Y_h → Squeeze(axis 0)`` (layout 1: axis 1) or a ``Reshape`` to ``(N, H)``;
+- after, every step: ``Y → Squeeze(axis 1) → Transpose(1, 0, 2)`` (layout 1: ``Squeeze(axis 2)``);
+  ``Y → Squeeze(axis 1)`` alone (time first, as a stacked layer reads it) keeps a ``Transpose``;
+- a ``Gather(axis 1, index T − 1 or −1)`` of the sequence (PyTorch's ``y[:, -1]``) is the last
+  state: the layer's own output when nothing else reads the sequence, else a squeezed ``Slice``;
+- after, the last state: ``Y_h → Squeeze(axis 0)`` (layout 1: axis 1), ``Gather`` of index 0 or −1
+  there, or a ``Reshape`` to ``(N, H)``;
 - any other use of ``Y`` or ``Y_h`` gets ONNX nodes recomputing it from graphc's output (an
   ``Unsqueeze``, a ``Transpose``, a ``Slice`` of the last step);
-- a zero initial state made by ``ConstantOfShape`` (PyTorch's ``h0`` for a symbolic batch) is dropped.
+- a zero initial state made in the graph (PyTorch's ``h0`` for a symbolic batch: a ``ConstantOfShape``
+  of 0, sliced per layer of a stack) is dropped with its makers.
 
 Weights, ONNX ``W (1, gH, D)``, ``R (1, gH, H)``, ``B (1, 2gH) = [Wb; Rb]`` → graphc ``wx = Wᵀ
 (D, gH)``, ``wh = Rᵀ (H, gH)`` with the gate blocks reordered: LSTM ONNX ``i, o, f, c`` → graphc
@@ -53,16 +57,28 @@ def _input(node: Node, i: int) -> str:
     return node.inputs[i] if len(node.inputs) > i else ""
 
 
-def _zero(name: str, u: Uses) -> bool | None:
-    """Whether value ``name`` is all zeros: a constant, or a ``ConstantOfShape`` of 0 (None: unknown)."""
+#: ops that keep a tensor of zeros zeros (PyTorch slices one layer's h0 out of a stacked zero tensor)
+ZERO_KEEPING = frozenset({"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Expand", "Identity", "Transpose"})
+
+
+def _zero_makers(name: str, u: Uses) -> list[Node] | None:
+    """The nodes making value ``name`` if it is all zeros: none for a zero constant; a
+    ``ConstantOfShape`` of 0 and the slices and reshapes from it (None: not known to be zeros)."""
     c = u.const(name)
     if c is not None:
-        return bool(np.all(c == 0))
+        return [] if np.all(c == 0) else None
     maker = u.producer.get(name)
     if maker is not None and maker.op_type == "ConstantOfShape":
         value = maker.attrs.get("value")
-        return value is None or bool(np.all(np.asarray(value) == 0))
+        return [maker] if value is None or np.all(np.asarray(value) == 0) else None
+    if maker is not None and maker.op_type in ZERO_KEEPING:
+        up = _zero_makers(maker.inputs[0], u)
+        return None if up is None else up + [maker]
     return None
+
+
+def _zero(name: str, u: Uses) -> bool:
+    return _zero_makers(name, u) is not None
 
 
 def refusal(node: Node, f: Folded, u: Uses | None = None) -> str | None:
@@ -147,14 +163,28 @@ def _squeezes(node: Node | None, u: Uses, axis: int, rank: int) -> bool:
     return node is not None and node.op_type == "Squeeze" and _axes(node, u) is not None and [a % rank for a in _axes(node, u)] == [axis]
 
 
-def _rewrite(f: Folded, u: Uses, node: Node) -> None:
+def _last_state(reader: Node | None, u: Uses, f: Folded, axis: int, size: int, shape) -> bool:
+    """Whether ``reader`` takes the last entry along ``axis`` (of ``size``) of a rank-3 value,
+    dropping the axis: a ``Squeeze`` of it (``size`` 1), a ``Gather`` of index −1 or ``size`` − 1,
+    or a ``Reshape`` to ``shape`` (``size`` 1)."""
+    if reader is None:
+        return False
+    if reader.op_type == "Gather" and reader.attrs.get("axis", 0) % 3 == axis:
+        idx = u.const(reader.inputs[1])
+        return idx is not None and idx.ndim == 0 and int(idx) in (-1, size - 1)
+    return size == 1 and (_squeezes(reader, u, axis, 3) or reader.op_type == "Reshape" and f.shapes.get(reader.outputs[0]) == shape)
+
+
+def _rewrite(f: Folded, u: Uses, node: Node) -> list[Node]:
+    """Replace ``node`` and the wrappers around it; returns the nodes that made its zero states
+    (dropped by :func:`recurrent_layers` once nothing else reads them)."""
     a = node.attrs
     hidden, layout = int(a["hidden_size"]), int(a.get("layout", 0))
     x = node.inputs[0]
     shape = f.shapes[x]
     steps, batch = (shape[0], shape[1]) if layout == 0 else (shape[1], shape[0])
     s = _Splice(f, node.label)
-    group = [node]
+    group, swaps = [node], {}
     # the input, batch first
     if layout == 0:
         pre = u.producer.get(x)
@@ -162,40 +192,54 @@ def _rewrite(f: Folded, u: Uses, node: Node) -> None:
             x, group = pre.inputs[0], group + [pre]
         else:
             x = s.add(s.before, "Transpose", [x], s.value("batch_first", (batch, steps, shape[2])), perm=[1, 0, 2])
-    for i in (5, 6, 7):  # zero states and peepholes made in the graph, read by this node alone
-        maker = u.producer.get(_input(node, i))
-        if maker is not None and maker.op_type == "ConstantOfShape" and u.private(_input(node, i)):
-            group.append(maker)
+    makers = [m for i in (5, 6, 7) if _input(node, i) for m in _zero_makers(_input(node, i), u)]
     params = graphc_params(node.op_type, hidden, u.const(node.inputs[1]), u.const(node.inputs[2]),
                            u.const(_input(node, 3)) if _input(node, 3) else None)
     y, yh = (list(node.outputs) + ["", ""])[:2]
     used = lambda v: bool(v) and (v in u.readers or v in f.outputs)  # noqa: E731
     seq = used(y)
+
+    def last_step(source, output):
+        """``h_T (N, H) = Squeeze(Slice(h, T − 1 : T on axis 1), axis 1)``: the slice after the new
+        node, the squeeze returned (to stand where the value's reader was)."""
+        picked = s.add(s.after, "Slice", [source], s.value("h_last", (batch, 1, hidden)), starts=[steps - 1], ends=[steps], axes=[1])
+        return [Node("Squeeze", output, [picked, _int64(f, s, [1])], [output], {})]
+
     if seq:
         sq = u.only_reader(y)
-        tr = u.only_reader(sq.outputs[0]) if layout == 0 and _squeezes(sq, u, 1, 4) else None
         if layout == 1 and _squeezes(sq, u, 2, 4):
             out, group = sq.outputs[0], group + [sq]
-        elif tr is not None and tr.op_type == "Transpose" and list(tr.attrs.get("perm", ())) == [1, 0, 2]:
-            out, group = tr.outputs[0], group + [sq, tr]
+        elif layout == 0 and _squeezes(sq, u, 1, 4):
+            tr = u.only_reader(sq.outputs[0])
+            if tr is not None and tr.op_type == "Transpose" and list(tr.attrs.get("perm", ())) == [1, 0, 2]:
+                out, group = tr.outputs[0], group + [sq, tr]
+            else:  # time first (T, N, H), as the next layer of PyTorch's stack reads it
+                out, group = s.value("h", (batch, steps, hidden)), group + [sq]
+                s.add(s.after, "Transpose", [out], sq.outputs[0], perm=[1, 0, 2])
         else:
             out = s.value("h", (batch, steps, hidden))
             steps_first = s.add(s.after, "Transpose", [out], s.value("h_steps_first", (steps, batch, hidden)), perm=[1, 0, 2]) if layout == 0 else out
             s.add(s.after, "Unsqueeze", [steps_first, _int64(f, s, [1 + layout])], y)
-        pick = u.only_reader(out) if out not in f.outputs else None
-        if (not used(yh) and pick is not None and pick.op_type == "Gather" and pick.attrs.get("axis", 0) == 1
-                and (idx := u.const(pick.inputs[1])) is not None and idx.ndim == 0 and int(idx) in (-1, steps - 1)):
-            seq, out, group = False, pick.outputs[0], group + [pick]  # PyTorch's y[:, -1]: the last state
-        elif used(yh):
-            last = s.value("h_last", (batch, 1, hidden))
-            s.add(s.after, "Slice", [out], last if layout == 0 else yh, starts=[steps - 1], ends=[steps], axes=[1])
-            if layout == 0:
-                s.add(s.after, "Transpose", [last], yh, perm=[1, 0, 2])
+        readers = u.readers.get(out, [])
+        picks = [r for r in readers if _last_state(r, u, f, 1, steps, None)]  # PyTorch's y[:, -1]
+        if len(readers) == 1 and picks and not used(yh) and out not in f.outputs:
+            seq, out, group = False, picks[0].outputs[0], group + picks  # only the last state is used
+        else:
+            swaps = {id(p): last_step(out, p.outputs[0]) for p in picks}  # each pick a squeezed slice, in its place
+        if used(yh):
+            r = u.only_reader(yh)
+            if _last_state(r, u, f, layout, 1, (batch, hidden)):
+                group.append(r)
+                s.after += last_step(out, r.outputs[0])
+            else:
+                last = s.value("h_last", (batch, 1, hidden))
+                s.add(s.after, "Slice", [out], last if layout == 0 else yh, starts=[steps - 1], ends=[steps], axes=[1])
+                if layout == 0:
+                    s.add(s.after, "Transpose", [last], yh, perm=[1, 0, 2])
     else:
-        sq = u.only_reader(yh) if yh else None
-        reshaped = sq is not None and sq.op_type == "Reshape" and f.shapes.get(sq.outputs[0]) == (batch, hidden)
-        if _squeezes(sq, u, layout, 3) or reshaped:
-            out, group = sq.outputs[0], group + [sq]
+        r = u.only_reader(yh) if yh else None
+        if _last_state(r, u, f, layout, 1, (batch, hidden)):
+            out, group = r.outputs[0], group + [r]
         else:
             out = s.value("h", (batch, hidden))
             if used(yh):
@@ -204,8 +248,9 @@ def _rewrite(f: Folded, u: Uses, node: Node) -> None:
     own = Node(f"graphc.{node.op_type}", node.name, inputs, [out], {"hidden": hidden, "return_sequences": seq})
     ids = {id(n) for n in group}
     at = next(i for i, n in enumerate(f.nodes) if n is node)
-    f.nodes[:] = ([n for n in f.nodes[:at] if id(n) not in ids] + s.before + [own] + s.after
-                  + [n for n in f.nodes[at + 1:] if id(n) not in ids])
+    rest = [m for n in f.nodes[at + 1:] if id(n) not in ids for m in swaps.get(id(n), [n])]
+    f.nodes[:] = [n for n in f.nodes[:at] if id(n) not in ids] + s.before + [own] + s.after + rest
+    return makers
 
 
 def _int64(f: Folded, s: _Splice, values) -> str:
@@ -217,10 +262,18 @@ def _int64(f: Folded, s: _Splice, values) -> str:
 def recurrent_layers(f: Folded) -> Folded:
     """Rewrite every recurrent node graphc can take (see the module's docstring); leave the rest,
     which their converter refuses with :func:`refusal`'s reason. In place; ``f`` is returned."""
+    makers = []
     for node in [n for n in f.nodes if n.op_type in KINDS and n.domain in ("", "ai.onnx")]:
         u = Uses(f)
         if refusal(node, f, u) is None:
-            _rewrite(f, u, node)
+            makers += _rewrite(f, u, node)
+    while makers:  # the zero states' makers nothing reads any more
+        u = Uses(f)
+        dead = {id(m) for m in makers if not any(o in u.readers or o in f.outputs for o in m.outputs)}
+        if not dead:
+            break
+        f.nodes[:] = [n for n in f.nodes if id(n) not in dead]
+        makers = [m for m in makers if id(m) not in dead]
     return f
 
 
