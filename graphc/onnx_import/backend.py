@@ -16,14 +16,17 @@ as a graph input whose value exists only when it runs: a Conv's weight, an LSTM'
 a BatchNormalization's scale, a Reshape's target shape, a Reduce's or Squeeze's axes, Clip's bounds,
 Slice's starts and ends, Split's sizes, Pad's pads. The importer names, for each node it refuses,
 the graph inputs that node asked for as constants (``Unsupported.constants``). When every refused
-node has such inputs, ``prepare`` does not refuse the model: it has validated the rest (every other
-node, the inputs' element types) and defers those inputs, :attr:`GraphcRep.deferred`. ``run`` then
-checks each deferred input's value against the shape and element type the graph declares for it,
-binds the values as initializers, imports and compiles the model so bound (a node that still cannot
-be taken is a ``GraphcError`` then, with its reason), and interprets it with the other inputs. The
-imported graph is cached by the bound values' bytes (:data:`CACHED_BINDINGS` of them), so runs with
-the same weights import once. Only graph inputs read directly by the refusing node are deferred
-(not values computed from them), and the first operand of a node is its data, never deferred.
+node has such inputs, ``prepare`` does not refuse the model: it has validated the rest (the inputs'
+element types, every node not reading a refused one) and defers those inputs,
+:attr:`GraphcRep.deferred`. ``run`` then checks each deferred input's value against the shape and
+element type the graph declares for it, binds the values as initializers, imports and compiles the
+model so bound, and interprets it with the other inputs. Where the bound import still wants graph
+inputs as constants (a node behind a refused one, an LSTM asking for ``R`` once ``W`` is known),
+those are bound too and join ``deferred``; a node that still cannot be taken is a ``GraphcError``
+then, with its reason. The imported graph is cached by the bound values' bytes
+(:data:`CACHED_BINDINGS` of them), so runs with the same weights import once. Only graph inputs
+read directly by the refusing node are deferred (not values computed from them), and the first
+operand of a node is its data, never deferred.
 ``graphc import`` has no run-time values: it reports such nodes as unsupported, all at once.
 """
 
