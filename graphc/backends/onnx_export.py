@@ -87,12 +87,16 @@ class OnnxContext:
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def ints(self, values, hint: str = "shape") -> str:
+    def static_ints(self, values) -> list:
+        """``values``, which a lowering bakes into constants: a symbolic size among them is a located error."""
         symbolic = [v for v in np.ravel(np.asarray(values, dtype=object)) if isinstance(v, str)]
-        if symbolic:  # a lowering that bakes a size into a constant cannot take a symbolic one
+        if symbolic:
             raise GraphcError(Diagnostic(f"the ONNX lowering of '{self.current}' needs a static size, got {symbolic[0]}",
                                          self.loc, "export the spec with its sizes given"))
-        return self.const(np.asarray(values, dtype=np.int64), "int64", hint)
+        return values
+
+    def ints(self, values, hint: str = "shape") -> str:
+        return self.const(np.asarray(self.static_ints(values), dtype=np.int64), "int64", hint)
 
 
 def _onnx_dim(d):

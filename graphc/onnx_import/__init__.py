@@ -180,7 +180,15 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
             wanted = tuple(i for i in dict.fromkeys(watched.asked) if i in node.inputs[1:])
             problems.append(Unsupported(node.label, node.op_type, opset, str(e) or None, node.domain, wanted))
             poisoned.update(node.outputs)
+            for layer in ctx.pending:  # the parameter layers made for it are not made after all
+                ctx.ref = {k: v for k, v in ctx.ref.items() if v != layer.name}
+            ctx.pending.clear()
             continue
+        for layer in ctx.pending:  # parameters the node reads, just before it (a spec line with no inputs)
+            layers.append({"name": layer.name, "op": layer.op, **layer.attrs})
+            params.update({f"{layer.name}.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in layer.params.items()})
+            previous = layer.name
+        ctx.pending.clear()
         if made[0].op == "alias":
             ctx.ref[node.outputs[0]] = made[0].inputs[0]
             continue
