@@ -12,6 +12,11 @@ change in the machine's load hits them alike; before each run the previous run's
 and collected, so that no run pays for the last one's garbage. Printed per size: the median over
 ``--repeat`` runs of wall time and of the process's CPU time (the steadier figure on a busy machine),
 per stage and per layer, and the growth of the CPU cost per layer from the first size to each other.
+
+Beside it, as the machine's own measure of "flat": the same growth for a plain Python walk of as
+many small dict nodes as the IR has (no graphc code; the same number of operations per node at
+every size). Where graphc does the same work per layer at every size, what growth remains is that
+of touching a larger working set, and this line shows how much of it the machine imposes.
 """
 
 from __future__ import annotations
@@ -71,6 +76,21 @@ def run_once(path: Path) -> tuple[dict[str, tuple[float, float]], int, int]:
     return times, len(graph.graph["layers"]), graph.number_of_nodes()
 
 
+def reference_walk(nodes: int) -> float:
+    """CPU seconds of three passes over ``nodes`` dict nodes, each reading its input's attributes."""
+    graph = {}
+    for i in range(nodes):
+        graph[f"n{i}"] = {"inputs": (f"n{i - 1}",), "type": (i, 16, 32, 32), "attrs": {"k": i}}
+    start = time.process_time()
+    for _ in range(3):
+        total = 0
+        for a in graph.values():
+            for src in a["inputs"]:
+                if src in graph:
+                    total += graph[src]["type"][0] + a["attrs"]["k"]
+    return time.process_time() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, nargs="+", default=[1000, 10000])
@@ -85,17 +105,18 @@ def main() -> None:
         for n in args.layers:
             run_once(paths[n])  # op validators and caches built once, as in any process past its first spec
         runs: dict[int, list[dict]] = {n: [] for n in args.layers}
-        sizes = {}
+        sizes, reference = {}, {}
         for _ in range(args.repeat):
             for n in args.layers:
                 gc.collect()  # the previous run's garbage is collected outside the timing
                 times, rows, nodes = run_once(paths[n])
                 runs[n].append(times)
                 sizes[n] = (rows, nodes)
+                reference.setdefault(n, []).append(reference_walk(nodes) / rows)
     print(f"graphc {graphc.__version__} ({graphc.__file__}): compile in process{', block repeated' if args.blocks else ''}, "
           f"median of {args.repeat} runs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    first = None
+    first = ref_first = None
     for n in args.layers:
         rows, nodes = sizes[n]
         med = {k: (statistics.median(r[k][0] for r in runs[n]), statistics.median(r[k][1] for r in runs[n])) for k in STAGES}
@@ -106,6 +127,9 @@ def main() -> None:
             print(f"  {key:<22} {med[key][0] * 1000:8.1f} ms wall {med[key][1] * 1000:8.1f} ms CPU")
         print(f"  per layer              {med['total'][0] / rows * 1e6:8.1f} µs wall {per_layer * 1e6:8.1f} µs CPU"
               f"   ({per_layer / first:.2f}× the first size's per layer)")
+        ref = statistics.median(reference[n])
+        ref_first = ref_first or ref
+        print(f"  reference dict walk    {ref * 1e6:8.2f} µs CPU per layer   ({ref / ref_first:.2f}× the first size's per layer)")
 
 
 if __name__ == "__main__":

@@ -78,9 +78,10 @@ class Field1D:
 
     def through(self, w: Window) -> "Field1D":
         """The field seen through window ``w``: ``r' = r + (e − 1)·j``, ``j' = j·s``, ``P' = P − a·j``."""
+        step, offset = _exact(w.step), None if w.offset is None else _exact(w.offset)  # ops state them as Fractions
         reach = (w.extent - 1) * self.stride
-        padding = None if self.padding is None or w.offset is None else _exact(self.padding - w.offset * self.stride)
-        return Field1D(_exact(self.size + reach), _exact(self.stride * w.step), padding, _exact(self.size_min + reach))
+        padding = None if self.padding is None or offset is None else _exact(self.padding - offset * self.stride)
+        return Field1D(_exact(self.size + reach), _exact(self.stride * step), padding, _exact(self.size_min + reach))
 
 
 PADDING_NOTE = "null: depends on the input size ('same' padding with stride > 1 over a symbolic size)"

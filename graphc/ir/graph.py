@@ -76,10 +76,17 @@ def topo_order(graph: nx.DiGraph) -> list[str]:
     :class:`Builder` adds them: the earliest node not yet placed then always has all its inputs
     placed. Checking it is one look at each edge; only a graph built otherwise (a pass that adds a
     node before the ones it reads) pays for the sort by heap."""
+    if added_in_order(graph):
+        return list(graph.nodes)
     index = {n: i for i, n in enumerate(graph.nodes)}
-    if all(index[u] < index[v] for u, v in graph.edges):
-        return list(index)
     return list(nx.lexicographical_topological_sort(graph, key=index.__getitem__))
+
+
+def added_in_order(graph: nx.DiGraph) -> bool:
+    """Whether every edge runs from an earlier-added node to a later one (then the graph is acyclic
+    and its insertion order is topological)."""
+    index = {n: i for i, n in enumerate(graph.nodes)}
+    return all(index[u] < index[v] for u, v in graph.edges)
 
 
 def batch_symbols(graph: nx.DiGraph) -> set[str]:
