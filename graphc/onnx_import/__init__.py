@@ -32,13 +32,18 @@ from ..version import __version__
 
 @dataclass
 class Unsupported:
-    """A node graphc cannot take: its name, op type, domain opset and why (None: the op type)."""
+    """A node graphc cannot take: its name, op type, domain opset and why (None: the op type).
+
+    ``constants``: the graph inputs the node asked for as constants and did not get (a Conv's
+    weight, a Reshape's target shape, a Reduce's axes fed as graph inputs, after its first, data,
+    operand). Their values exist only at run time; :mod:`.backend` binds them then and imports again."""
 
     node: str
     op_type: str
     opset: int
     reason: str | None = None
     domain: str = ""
+    constants: tuple[str, ...] = ()
 
     def message(self, source: str) -> str:
         domain = f"{self.domain} " if self.domain not in ("", "ai.onnx") else ""
@@ -108,6 +113,20 @@ def _dims(value_info, index_hint: str) -> list:
 DTYPES = {1: "float32", 11: "float64", 7: "int64"}
 
 
+class _WatchedConstants(dict):
+    """The folded constants, noting each graph input a converter asks for as one (``.get``, as
+    ``Context.const`` and ``Uses.const`` do): what a refused node needed to be a constant."""
+
+    def __init__(self, consts: dict, graph_inputs: set[str]):
+        super().__init__(consts)
+        self.graph_inputs, self.asked = graph_inputs, []
+
+    def get(self, key, default=None):
+        if key in self.graph_inputs and not dict.__contains__(self, key):
+            self.asked.append(key)
+        return super().get(key, default)
+
+
 def import_model(model, source: str, strict: bool = True, params_file: str | None = None) -> ImportedModel:
     """The spec and parameters of ONNX ``model`` (read from ``source``, named in messages).
 
@@ -120,6 +139,7 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
     from .to_spec import Context, Unsupported as NotTaken, sanitise, spec_text
 
     f = rewrite(recurrent_layers(folding.fold(model)))
+    f.consts = watched = _WatchedConstants(f.consts, set(f.inputs))
     versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     ctx = Context(f)
     table = converters()
@@ -153,10 +173,12 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
         if any(i in poisoned for i in node.inputs):
             poisoned.update(node.outputs)
             continue
+        watched.asked.clear()
         try:
             made = convert(node, ctx)
         except NotTaken as e:
-            problems.append(Unsupported(node.label, node.op_type, opset, str(e) or None, node.domain))
+            wanted = tuple(i for i in dict.fromkeys(watched.asked) if i in node.inputs[1:])
+            problems.append(Unsupported(node.label, node.op_type, opset, str(e) or None, node.domain, wanted))
             poisoned.update(node.outputs)
             for layer in ctx.pending:  # the parameter layers made for it are not made after all
                 ctx.ref = {k: v for k, v in ctx.ref.items() if v != layer.name}
@@ -192,8 +214,10 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
         if name in poisoned:
             continue
         if name not in ctx.ref or name in input_names:
-            problems.append(Unsupported(f"output {name}", "graph output", versions.get("ai.onnx", 0),
-                                        "it is a constant or a graph input, not computed by a layer"))
+            maker = next(((n, n.outputs.index(name)) for n in f.nodes if name in n.outputs), None)
+            why = ("it is a constant or a graph input, not computed by a layer" if maker is None else
+                   f"it is output {maker[1]} of node '{maker[0].label}' ({maker[0].op_type}), which graphc's layer does not compute")
+            problems.append(Unsupported(f"output {name}", "graph output", versions.get("ai.onnx", 0), why))
             continue
         key = sanitise(name)
         while key in outputs:

@@ -268,7 +268,7 @@ def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
             c = ctx.const(node.inputs[1])
             if c is None:
                 raise Unsupported("computed axes")
-            axes = [int(a) for a in c.reshape(-1)]
+            axes = [int(a) for a in c.reshape(-1)] or None  # an empty axes input is no axes input
         if rank is None:
             raise Unsupported("its input's rank is unknown")
         if axes is None and node.attrs.get("noop_with_empty_axes", 0):
@@ -409,6 +409,8 @@ def activation(node: Node, ctx: Context) -> list[Layer]:
         hi = None if hi is None or hi >= 3.4e38 else f32((hi))
         if any(len(node.inputs) > i and node.inputs[i] and ctx.const(node.inputs[i]) is None for i in (1, 2)):
             raise Unsupported("its bounds are computed, not constants")
+        if lo is not None and hi is not None and lo > hi:
+            lo = hi  # ONNX's Clip is min(max(x, lo), hi): hi everywhere, as clip(x, hi, hi) is
         if (lo, hi) == (0.0, 6.0):
             return [Layer("", "relu6", {}, x)]
         if (lo, hi) == (0.0, None):
@@ -619,6 +621,8 @@ def split(node: Node, ctx: Context) -> list[Layer]:
     if sizes is None:
         part = -(-size // k)
         sizes = [min(part, size - i * part) for i in range(k)]
+    if any(int(n) <= 0 for n in sizes):
+        raise Unsupported("a split size of 0 (graphc's tensors are never empty)")
     ref = ctx.tensor(node.inputs[0])
     layers, start = [], 0
     for n in sizes:
