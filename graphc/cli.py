@@ -397,25 +397,6 @@ def _batch_size(text: str) -> int:
     return value
 
 
-class _DeprecatedAlias(argparse.Action):
-    """An old option name kept working: stores into the new option's dest and says so on stderr."""
-
-    def __init__(self, option_strings, dest, new: str, why: str = "the spec's name for the setting", **kwargs):
-        self.new, self.why = new, why
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"graphc: warning: {option_string} is deprecated, use {self.new} ({self.why})", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
-    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI);
-    ``why`` (optional) is the reason the warning gives."""
-    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
-                   metavar=new.lstrip("-").upper(), help=f"deprecated alias of {new}", **kwargs)
-
-
 def memory_option(p) -> None:
     from .ir.memory import MAX_MEMORY_HELP, size_argument
 
@@ -518,6 +499,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --training: add the update, so one session call is one training step")
     e.add_argument("--momentum", type=float, default=0.9, help="momentum/nesterov μ (default 0.9)")
     e.add_argument("--rho", type=float, default=0.99, help="rmsprop ρ (default 0.99; the spec's train.rho)")
+    from .train.command import deprecated_alias
+
     deprecated_alias(e, "--decay", "--rho", type=float)
     e.add_argument("--beta1", type=float, default=0.9, help="adam β₁ (default 0.9)")
     e.add_argument("--beta2", type=float, default=0.999, help="adam β₂ (default 0.999)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import GraphcError
-from ..train.command import at_least_one
+from ..train.command import at_least_one, deprecated_alias
 
 # the search (Dask, the trial store, plots) is imported by the handler, not here: every graphc
 # command builds this subcommand's parser
@@ -42,7 +42,6 @@ def cmd_tune(args) -> int:
 
 def add_subcommand(sub, epilog: str) -> None:
     """Add ``graphc tune`` to the CLI's subparsers."""
-    from ..cli import deprecated_alias
     from ..ir.memory import size_argument
 
     t = sub.add_parser(
