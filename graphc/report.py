@@ -100,17 +100,16 @@ def _rows(graph: nx.DiGraph, depth: int | None) -> list[Row]:
         nodes = [n for c in children for n in c.nodes]
         return Row(name, inst.block, list(inst.inputs), inst.output, nodes, str(inst.loc) if inst.loc else None, "", children)
 
+    # Each instance's children (the instances and layers one level inside it), in spec order: one
+    # pass over the layers' scopes, not one per instance (that made the report quadratic in them).
+    children: dict[str, dict[str, None]] = {}
+    for lname, layer in layers.items():
+        scope = layer.scope
+        for i, parent in enumerate(scope):
+            children.setdefault(parent, {})[scope[i + 1] if i + 1 < len(scope) else lname] = None
+
     def _children(name: str) -> list[str]:
-        out, seen = [], set()
-        for lname, layer in layers.items():
-            scope = layer.scope
-            if name in scope:
-                i = scope.index(name)
-                child = scope[i + 1] if i + 1 < len(scope) else lname
-                if child not in seen:
-                    seen.add(child)
-                    out.append(child)
-        return out
+        return list(children.get(name, ()))
 
     rows = []
     for entry in graph.graph["entries"]:

@@ -1,8 +1,13 @@
 """Adaptive pooling follows PyTorch's window rule start = floor(i·n/o), end = ceil((i+1)·n/o) exactly,
-also for sizes that do not divide; global_maxpool is the max over the plane."""
+also for sizes that do not divide; global_maxpool is the max over the plane; the ONNX lowering is the plain op where one is exact."""
 
 import numpy as np
+import pytest
 
+from helpers import compile_text
+from graphc.backends.interpreter import Program
+from graphc.backends.onnx_export import forward_model
+from graphc.backends.ort import run, session
 from graphc.ops.adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AdaptiveMaxPool2dGrad, GlobalMaxPool, adaptive_bounds
 from graphc.ops.pool import AvgPool2d
 
@@ -40,3 +45,34 @@ def test_max_gradient_goes_to_the_first_maximum_of_each_window_and_sums_over_ove
 def test_global_maxpool():
     x = np.random.default_rng(1).standard_normal((2, 3, 4, 5))
     np.testing.assert_allclose(GlobalMaxPool().forward(x), x.max(axis=(2, 3)))
+
+
+@pytest.mark.parametrize("kind,output_size,hw,lowered", [
+    ("adaptive_avgpool2d", 1, (5, 4), "ReduceMean"), ("adaptive_avgpool2d", [3, 4], (3, 4), "Identity"),
+    ("adaptive_avgpool2d", [2, 3], (6, 9), "AveragePool"), ("adaptive_avgpool2d", [3, 2], (7, 5), "MatMul"),
+    ("adaptive_maxpool2d", 1, (5, 4), "ReduceMax"), ("adaptive_maxpool2d", [3, 4], (3, 4), "Identity"),
+    ("adaptive_maxpool2d", [2, 3], (6, 9), "MaxPool"), ("adaptive_maxpool2d", [3, 2], (7, 5), "Gather"),
+])
+def test_the_lowering_is_the_exact_plain_op_where_one_exists(kind, output_size, hw, lowered):
+    """1×1: a reduction over H and W with the dims kept; output = input: Identity; output dividing the
+    input: a pool with kernel = stride = input/output; otherwise the window matrices or gathers."""
+    graph = compile_text(f"""
+        inputs: {{x: {{shape: [N, 2, {hw[0]}, {hw[1]}]}}}}
+        layers: [{{name: pool, op: {kind}, output_size: {output_size}}}]
+    """)
+    model = forward_model(graph, {})
+    assert lowered in [n.op_type for n in model.graph.node]
+    x = np.random.default_rng(0).standard_normal((3, 2, *hw)).astype(np.float32)
+    sess, _ = session(model, "cpu")
+    np.testing.assert_allclose(run(sess, {"x": x})["pool"], Program(graph, ["pool"]).run({"x": x})["pool"], rtol=1e-5, atol=1e-6)
+
+
+def test_a_pool_to_1x1_exports_over_symbolic_sizes_and_runs_at_any():
+    graph = compile_text("""
+        inputs: {x: {shape: [N, 2, H, W]}}
+        layers: [{name: pool, op: adaptive_avgpool2d, output_size: 1}]
+    """)
+    sess, _ = session(forward_model(graph, {}), "cpu")
+    for h, w in ((4, 6), (7, 3)):
+        x = np.random.default_rng(h).standard_normal((2, 2, h, w)).astype(np.float32)
+        np.testing.assert_allclose(run(sess, {"x": x})["pool"], x.mean(axis=(2, 3), keepdims=True), rtol=1e-5, atol=1e-6)

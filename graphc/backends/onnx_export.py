@@ -42,6 +42,9 @@ class OnnxContext:
         self._names: set[str] = set(graph.nodes)
         self._consts: dict[tuple, str] = {}
         self._types: dict[str, TensorType] = {}
+        # values one lowering leaves for later lowerings of the same export, keyed by what they compute
+        # (a batchnorm's centred input, which its forward and gradient nodes all read): computed once
+        self.shared: dict[tuple, str] = {}
 
     def type_of(self, name: str) -> TensorType:
         return self._types[name] if name in self._types else self.graph.nodes[name]["type"]
@@ -61,10 +64,11 @@ class OnnxContext:
         self._names.add(name)
         return name
 
-    def node(self, op_type: str, inputs, output: str | None = None, hint: str | None = None, **attrs) -> str:
-        """Add one ONNX node; returns its (single) output name (``output`` or a fresh one)."""
+    def node(self, op_type: str, inputs, output: str | None = None, hint: str | None = None, slot: int = 0, **attrs) -> str:
+        """Add one ONNX node; returns the name (``output`` or a fresh one) of the one output used: the
+        op's output number ``slot`` (those before it are left unused, ``''``: an LSTM's ``Y_h`` is 1)."""
         out = output or self.fresh(hint or op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out if output else out, doc_string=self._doc,
+        self.nodes.append(helper.make_node(op_type, list(inputs), [""] * slot + [out], name=out, doc_string=self._doc,
                                            **{k: v for k, v in attrs.items() if v is not None}))
         return out
 
@@ -83,12 +87,16 @@ class OnnxContext:
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
 
-    def ints(self, values, hint: str = "shape") -> str:
+    def static_ints(self, values) -> list:
+        """``values``, which a lowering bakes into constants: a symbolic size among them is a located error."""
         symbolic = [v for v in np.ravel(np.asarray(values, dtype=object)) if isinstance(v, str)]
-        if symbolic:  # a lowering that bakes a size into a constant cannot take a symbolic one
+        if symbolic:
             raise GraphcError(Diagnostic(f"the ONNX lowering of '{self.current}' needs a static size, got {symbolic[0]}",
                                          self.loc, "export the spec with its sizes given"))
-        return self.const(np.asarray(values, dtype=np.int64), "int64", hint)
+        return values
+
+    def ints(self, values, hint: str = "shape") -> str:
+        return self.const(np.asarray(self.static_ints(values), dtype=np.int64), "int64", hint)
 
 
 def _onnx_dim(d):
@@ -105,8 +113,36 @@ def value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, ONNX_DTYPES[t.dtype], [_onnx_dim(d) for d in t.shape])
 
 
+def whole_layers(graph: nx.DiGraph, order: list[str], outputs: set[str]) -> tuple[dict[str, tuple], set[str]]:
+    """The layers lowered whole by their composite's ``onnx_layer`` facet
+    (:class:`~graphc.ops.base.Composite`): ``{the layer's value: (op, data input, {param: node})}``,
+    and the nodes of their expansions that this lowering replaces. A layer qualifies when its value
+    is the node named after it, nothing outside the layer reads any other of its nodes (a pass that
+    merged or rewired one keeps the layer expanded) and, besides its own parameters, it reads one
+    data input."""
+    layer_ops = graph.graph.get("layer_ops", {})
+    members: dict[str, list[str]] = {}
+    for n in order:
+        a = graph.nodes[n]
+        if a["role"] == "op" and hasattr(layer_ops.get(a.get("layer")), "onnx_layer"):
+            members.setdefault(a["layer"], []).append(n)
+    whole, inner = {}, set()
+    for layer, nodes in members.items():
+        inside = set(nodes)
+        if layer not in inside or any(n != layer and (n in outputs or any(s not in inside for s in graph.successors(n))) for n in nodes):
+            continue
+        reads = {i for n in nodes for i in graph.nodes[n]["inputs"] if i not in inside}
+        params = {r[len(layer) + 1:]: r for r in reads if graph.nodes[r]["role"] == "param" and graph.nodes[r]["layer"] == layer}
+        data = reads - set(params.values())
+        if len(data) == 1:
+            whole[layer] = (layer_ops[layer], data.pop(), params)
+            inner |= inside - {layer}
+    return whole, inner
+
+
 def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, initial: dict[str, np.ndarray] | None = None,
-                 defaults: dict[str, np.ndarray] | None = None, name: str | None = None, doc: str = "") -> onnx.ModelProto:
+                 defaults: dict[str, np.ndarray] | None = None, name: str | None = None, doc: str = "",
+                 layers_whole: bool = False) -> onnx.ModelProto:
     """An ONNX model computing ``outputs`` of ``graph``: node names, or ``{output name: node}``.
 
     Every fed node the outputs need (data inputs, parameters, masks, optimiser state) is a graph
@@ -115,6 +151,9 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
     output names, ``grad/<param>``…) is an Identity of the node, so every name is an output even
     where several share one value (common-subexpression elimination merges equal gradients).
     Shape arithmetic the static shapes determine is folded (:func:`.onnx_fold.fold_shapes`).
+    ``layers_whole``: a layer whose composite lowers itself whole (an LSTM as ONNX's ``LSTM``) is
+    exported so (:func:`whole_layers`), not as its expansion; for inference graphs only, a training
+    step's backward pass reading the expansion's inner values.
     """
     initial = dict(initial or {})
     defaults = dict(defaults or {})
@@ -124,6 +163,7 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
         needed |= nx.ancestors(graph, o)
     order = [n for n in topo_order(graph) if n in needed]
     ctx = OnnxContext(graph)
+    whole, inner = whole_layers(graph, order, set(named.values())) if layers_whole else ({}, set())
     fed = [n for n in order if graph.nodes[n]["op"].kind in ("input", "param", "random_mask")]
     graph_inputs = [n for n in fed if n not in initial]
     for n in fed:
@@ -132,13 +172,17 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
             ctx.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=graph.nodes[n]["type"].dtype), n))
     for n in order:
         a = graph.nodes[n]
-        if n in fed:
+        if n in fed or n in inner:
             continue
         ctx.current = n
         loc = ctx.loc = a.get("loc")
         ctx._doc = f"{loc} ({a.get('layer', n)})" if loc else str(a.get("layer", n))
         try:
-            a["op"].onnx(ctx, list(a["inputs"]), n)
+            if n in whole:
+                op, x, params = whole[n]
+                op.onnx_layer(ctx, x, params, n)
+            else:
+                a["op"].onnx(ctx, list(a["inputs"]), n)
         except ShapeError as e:  # a lowering that cannot take a symbolic size
             raise GraphcError(Diagnostic(f"the ONNX lowering of {a['op'].kind} '{n}': {e}", loc, "export the spec with its sizes given")) from None
     final_outputs = []
@@ -147,7 +191,7 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
             ctx.current = o
             ctx.node("Identity", [o], output=shown)
         final_outputs.append(value_info(shown, graph.nodes[o]["type"]))
-    infos = [value_info(n, graph.nodes[n]["type"]) for n in order if n not in fed and n not in named]
+    infos = [value_info(n, graph.nodes[n]["type"]) for n in order if n not in fed and n not in named and n not in inner]
     g = helper.make_graph(ctx.nodes, name or graph.graph.get("name") or "graphc", [value_info(n, graph.nodes[n]["type"]) for n in graph_inputs],
                           final_outputs, initializer=ctx.initializers, value_info=infos, doc_string=doc)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graphc", producer_version=__version__,
@@ -159,9 +203,10 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
 
 def forward_model(graph: nx.DiGraph, params: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """The forward graph (inference mode): outputs by the spec's output names; ``params`` embedded
-    as initializers (else parameters are inputs)."""
+    as initializers (else parameters are inputs); recurrent layers as ONNX's ``LSTM``/``GRU``/``RNN``
+    nodes (``layers_whole``), as PyTorch's exporter writes them."""
     outputs = graph.graph["outputs"]
-    return export_model(graph, dict(outputs), initial=params,
+    return export_model(graph, dict(outputs), initial=params, layers_whole=True,
                         doc=f"graphc forward graph of {graph.graph.get('name')} ({graph.graph.get('file')})")
 
 

@@ -25,6 +25,7 @@ from fractions import Fraction
 import networkx as nx
 
 from ..errors import Diagnostic, GraphcError, ShapeError
+from ..ops.base import Window
 from ..tensor import Size, TensorType, evaluate, fmt_shape, size_names
 from .graph import topo_order
 
@@ -47,30 +48,47 @@ def infer_shapes(graph: nx.DiGraph) -> dict[str, TensorType]:
     return types
 
 
+Rational = int | Fraction
+
+
+def _exact(x: Rational) -> Rational:
+    """``x`` as an int when it is whole: receptive fields are whole numbers but for fractional strides,
+    and int arithmetic is about ten times cheaper than Fraction's (the pass does a dozen per node)."""
+    return x.numerator if x.denominator == 1 else x
+
+
 @dataclass(frozen=True)
 class Field1D:
-    """Receptive field along one spatial dim; ``size_min`` is the smallest over merged paths.
+    """Receptive field along one spatial dim; ``size_min`` is the smallest over merged paths. Each
+    number is an int, or a Fraction where it is not whole (:func:`_exact`).
 
     ``padding`` is None where it depends on a symbolic input size: 'same' padding with stride > 1
     pads ``(ceil(n/s) − 1)·s + d(k − 1) + 1 − n`` rows, which depends on ``n mod s``. Size and stride
     never depend on the input size, except at a merge of such fields (the union's width needs
     where each sits): there the size is the largest merged one."""
 
-    size: Fraction
-    stride: Fraction
-    padding: Fraction | None
-    size_min: Fraction
+    size: Rational
+    stride: Rational
+    padding: Rational | None
+    size_min: Rational
 
     @staticmethod
     def unit() -> "Field1D":
-        return Field1D(Fraction(1), Fraction(1), Fraction(0), Fraction(1))
+        return Field1D(1, 1, 0, 1)
+
+    def through(self, w: Window) -> "Field1D":
+        """The field seen through window ``w``: ``r' = r + (e − 1)·j``, ``j' = j·s``, ``P' = P − a·j``."""
+        step, offset = _exact(w.step), None if w.offset is None else _exact(w.offset)  # ops state them as Fractions
+        reach = (w.extent - 1) * self.stride
+        padding = None if self.padding is None or offset is None else _exact(self.padding - offset * self.stride)
+        return Field1D(_exact(self.size + reach), _exact(self.stride * step), padding, _exact(self.size_min + reach))
 
 
 PADDING_NOTE = "null: depends on the input size ('same' padding with stride > 1 over a symbolic size)"
 
 
-def _num(x: Fraction):
-    return int(x) if x.denominator == 1 else float(x)
+def _num(x: Rational):
+    return x if isinstance(x, int) else float(x)
 
 
 def field_json(fields: tuple[Field1D, ...] | None):
@@ -106,17 +124,15 @@ def receptive_fields(graph: nx.DiGraph) -> dict[str, tuple[Field1D, ...] | None]
         if windows is None or not sources or any(len(f) != len(windows) for f in sources):
             fields[name] = None
             continue
-        strides = {s.stride for f in sources for s in f}
-        per_path = [tuple(
-            Field1D(f.size + (w.extent - 1) * f.stride, f.stride * w.step,
-                    None if f.padding is None or w.offset is None else f.padding - w.offset * f.stride,
-                    f.size_min + (w.extent - 1) * f.stride)
-            for f, w in zip(src, windows)) for src in sources]
+        per_path = [tuple(f.through(w) for f, w in zip(src, windows)) for src in sources]
         if len({tuple(f.stride for f in p) for p in per_path}) > 1:
             shown = ", ".join(f"{i}: {[_num(f.stride) for f in fields[i]]}" for i in attrs["inputs"] if fields.get(i))
             errors.append(Diagnostic(f"'{name}' merges misaligned receptive fields (effective strides {shown})", attrs.get("loc"),
                                      "merged paths must downsample by the same total stride"))
             fields[name] = None
+            continue
+        if len(per_path) == 1:  # one path: the union is that field
+            fields[name] = per_path[0]
             continue
         merged = []
         for dim in zip(*per_path):
@@ -125,9 +141,8 @@ def receptive_fields(graph: nx.DiGraph) -> dict[str, tuple[Field1D, ...] | None]
                 continue
             start = min(-f.padding for f in dim)
             end = max(-f.padding + f.size for f in dim)
-            merged.append(Field1D(end - start, dim[0].stride, -start, min(f.size_min for f in dim)))
+            merged.append(Field1D(_exact(end - start), dim[0].stride, -start, min(f.size_min for f in dim)))
         fields[name] = tuple(merged)
-        del strides
     if errors:
         raise GraphcError(errors)
     return fields

@@ -1,7 +1,8 @@
 """ONNX → spec: ``graphc import MODEL.onnx -o OUT.yaml``, and an ONNX file wherever a spec goes.
 
 The stages, each a plain function: ``read`` (the file, bounded, external data confined to the
-model's directory, opsets checked) → ``fold`` (constant subgraphs evaluated) → ``patterns``
+model's directory, opsets checked) → ``fold`` (constant subgraphs evaluated) → ``recurrent``
+(ONNX's LSTM, GRU and RNN nodes with their wrappers as one node each) → ``patterns``
 (multi-node idioms rewritten into one node each) → ``to_spec`` (node → layer, parameters in
 graphc's layout). Every node graphc cannot take is reported at once.
 
@@ -31,13 +32,18 @@ from ..version import __version__
 
 @dataclass
 class Unsupported:
-    """A node graphc cannot take: its name, op type, domain opset and why (None: the op type)."""
+    """A node graphc cannot take: its name, op type, domain opset and why (None: the op type).
+
+    ``constants``: the graph inputs the node asked for as constants and did not get (a Conv's
+    weight, a Reshape's target shape, a Reduce's axes fed as graph inputs, after its first, data,
+    operand). Their values exist only at run time; :mod:`.backend` binds them then and imports again."""
 
     node: str
     op_type: str
     opset: int
     reason: str | None = None
     domain: str = ""
+    constants: tuple[str, ...] = ()
 
     def message(self, source: str) -> str:
         domain = f"{self.domain} " if self.domain not in ("", "ai.onnx") else ""
@@ -107,6 +113,20 @@ def _dims(value_info, index_hint: str) -> list:
 DTYPES = {1: "float32", 11: "float64", 7: "int64"}
 
 
+class _WatchedConstants(dict):
+    """The folded constants, noting each graph input a converter asks for as one (``.get``, as
+    ``Context.const`` and ``Uses.const`` do): what a refused node needed to be a constant."""
+
+    def __init__(self, consts: dict, graph_inputs: set[str]):
+        super().__init__(consts)
+        self.graph_inputs, self.asked = graph_inputs, []
+
+    def get(self, key, default=None):
+        if key in self.graph_inputs and not dict.__contains__(self, key):
+            self.asked.append(key)
+        return super().get(key, default)
+
+
 def import_model(model, source: str, strict: bool = True, params_file: str | None = None) -> ImportedModel:
     """The spec and parameters of ONNX ``model`` (read from ``source``, named in messages).
 
@@ -115,9 +135,11 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
     arrays there)."""
     from . import fold as folding
     from .patterns import rewrite
-    from .to_spec import Context, Unsupported as NotTaken, converters, sanitise, spec_text
+    from .recurrent import recurrent_layers
+    from .to_spec import Context, Unsupported as NotTaken, sanitise, spec_text
 
-    f = rewrite(folding.fold(model))
+    f = rewrite(recurrent_layers(folding.fold(model)))
+    f.consts = watched = _WatchedConstants(f.consts, set(f.inputs))
     versions = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     ctx = Context(f)
     table = converters()
@@ -151,12 +173,22 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
         if any(i in poisoned for i in node.inputs):
             poisoned.update(node.outputs)
             continue
+        watched.asked.clear()
         try:
             made = convert(node, ctx)
         except NotTaken as e:
-            problems.append(Unsupported(node.label, node.op_type, opset, str(e) or None, node.domain))
+            wanted = tuple(i for i in dict.fromkeys(watched.asked) if i in node.inputs[1:])
+            problems.append(Unsupported(node.label, node.op_type, opset, str(e) or None, node.domain, wanted))
             poisoned.update(node.outputs)
+            for layer in ctx.pending:  # the parameter layers made for it are not made after all
+                ctx.ref = {k: v for k, v in ctx.ref.items() if v != layer.name}
+            ctx.pending.clear()
             continue
+        for layer in ctx.pending:  # parameters the node reads, just before it (a spec line with no inputs)
+            layers.append({"name": layer.name, "op": layer.op, **layer.attrs})
+            params.update({f"{layer.name}.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in layer.params.items()})
+            previous = layer.name
+        ctx.pending.clear()
         if made[0].op == "alias":
             ctx.ref[node.outputs[0]] = made[0].inputs[0]
             continue
@@ -182,8 +214,10 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
         if name in poisoned:
             continue
         if name not in ctx.ref or name in input_names:
-            problems.append(Unsupported(f"output {name}", "graph output", versions.get("ai.onnx", 0),
-                                        "it is a constant or a graph input, not computed by a layer"))
+            maker = next(((n, n.outputs.index(name)) for n in f.nodes if name in n.outputs), None)
+            why = ("it is a constant or a graph input, not computed by a layer" if maker is None else
+                   f"it is output {maker[1]} of node '{maker[0].label}' ({maker[0].op_type}), which graphc's layer does not compute")
+            problems.append(Unsupported(f"output {name}", "graph output", versions.get("ai.onnx", 0), why))
             continue
         key = sanitise(name)
         while key in outputs:
@@ -207,6 +241,15 @@ def import_model(model, source: str, strict: bool = True, params_file: str | Non
               f"IR version {model.ir_version})")
     return ImportedModel(source, spec, spec_text(spec, header), params, input_names, output_names,
                          values={k: v for k, v in ctx.ref.items() if k not in input_names})
+
+
+def converters() -> dict:
+    """Every node type the importer converts, ``{op type: converter}``: :mod:`.to_spec`'s and
+    :mod:`.recurrent`'s (which sits above ``to_spec`` and ``patterns``, using both)."""
+    from .recurrent import CONVERTERS as RECURRENT
+    from .to_spec import converters as node_converters
+
+    return {**node_converters(), **RECURRENT}
 
 
 def import_file(path, params_file: str | None = None) -> ImportedModel:

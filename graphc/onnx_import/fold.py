@@ -9,7 +9,8 @@ model zoo's light models build every weight so), ``Unsqueeze`` of a bias, and Py
   the model's opset, so each op keeps the semantics of its version);
 - **shape values**: 1-D int64 tensors whose entries are known sizes or symbolic dims (``N``),
   from ``Shape`` of a tensor whose shape inference knows every dim, through ``Gather``,
-  ``Unsqueeze``, ``Squeeze``, ``Concat``, ``Slice``, ``Cast`` and ``Identity``. A ``Reshape``
+  ``Unsqueeze``, ``Squeeze``, ``Concat``, ``Slice``, ``Cast``, ``Identity``, a 1-D ``Reshape``, and the
+  ``Equal``/``Where`` with which PyTorch's ``expand(n, -1, -1)`` replaces each −1 by 1. A ``Reshape``
   target made of them becomes a constant: a symbolic dim that copies the input's dim at its place
   is ONNX's ``0``, one other unknown is ``-1``;
 - **tensors**: everything else, the nodes that become graphc layers.
@@ -31,7 +32,7 @@ MAX_CONSTANT_BYTES = 2**31
 #: never folded: their value changes from run to run, or they hold subgraphs
 NOT_FOLDED = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
                         "If", "Loop", "Scan", "SequenceMap", "Dropout"})
-SHAPE_OPS = frozenset({"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity"})
+SHAPE_OPS = frozenset({"Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Identity", "Reshape", "Equal", "Where"})
 
 
 @dataclass
@@ -167,6 +168,14 @@ def _symbolic(node: Node, consts: dict, sym: dict) -> list | None:
 
     ins = [value(i) if i else None for i in node.inputs]
     op, a = node.op_type, node.attrs
+    if op == "Where":  # its condition is no shape value: a decided Equal's constant
+        cond = consts.get(node.inputs[0])
+        if cond is None or cond.dtype != bool or cond.ndim > 1 or len(ins) != 3 or None in ins[1:]:
+            return None
+        cond = np.atleast_1d(cond)
+        n = len(cond)
+        x, y = (v * n if len(v) == 1 else v for v in ins[1:])
+        return [p if c else q for c, p, q in zip(cond, x, y)] if len(x) == len(y) == n else None
     if ins[0] is None:
         return None
     if op in ("Identity", "Cast"):
@@ -179,6 +188,14 @@ def _symbolic(node: Node, consts: dict, sym: dict) -> list | None:
         return ins[0] if len(ins[0]) == 1 else None
     if op == "Concat":
         return [d for v in ins for d in v] if all(v is not None for v in ins) else None
+    if op == "Reshape":  # a shape value kept 1-D (PyTorch reshapes the sizes it concatenated to [-1])
+        return ins[0] if len(ins) > 1 and ins[1] is not None and len(ins[1]) == 1 and ins[1][0] in (-1, len(ins[0])) else None
+    if op == "Equal" and len(ins) > 1 and ins[1] is not None and len(ins[1]) in (1, len(ins[0])):
+        # PyTorch's expand(n, -1, -1) asks which sizes are −1: a symbolic size is ≥ 1, so never one ≤ 0
+        others = ins[1] * len(ins[0]) if len(ins[1]) == 1 else ins[1]
+        decided = [d == c if isinstance(d, int) and isinstance(c, int) else False if isinstance(c, int) and c <= 0 else None
+                   for d, c in zip(ins[0], others)]
+        return None if None in decided else decided
     if op == "Slice":
         starts, ends = (a.get("starts"), a.get("ends")) if "starts" in a else (ins[1], ins[2] if len(ins) > 2 else None)
         steps = ins[4] if len(node.inputs) > 4 and node.inputs[4] else [1]
@@ -239,7 +256,9 @@ def fold(model) -> Folded:
         if default_domain and node.op_type in SHAPE_OPS and any(i in sym for i in present):
             value = _symbolic(node, consts, sym)
             if value is not None:
-                if all(isinstance(d, int) for d in value):
+                if node.op_type == "Equal":
+                    consts[node.outputs[0]] = np.asarray(value, dtype=bool)
+                elif all(isinstance(d, int) for d in value):
                     consts[node.outputs[0]] = np.asarray(value, dtype=np.int64)
                 else:
                     sym[node.outputs[0]] = value

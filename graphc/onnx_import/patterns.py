@@ -14,7 +14,10 @@ so that ``to_spec`` maps node to layer one to one:
 - graphc's 1-D pool (``Unsqueeze``, a 1×k pool, ``Squeeze``): the 1-D pool;
 - the decomposed layer norm ``(x − mean(x)) / √(mean((x − mean(x))²) + ε) · γ + β`` over the last
   axis (``ReduceMean``, ``Sub``, ``Pow``, ``ReduceMean``, ``Add``, ``Sqrt``, ``Div``, ``Mul``, ``Add``):
-  ``LayerNormalization``.
+  ``LayerNormalization``;
+- ``Min(Max(x, lo), hi)`` with scalar bounds: ``Clip``;
+- ``Clip(α·x + β, 0, 1)``: ``HardSigmoid``; ``x · HardSigmoid(x; 1/6, ½)`` and ``x · Clip(x + 3, 0, 6) / 6``: ``HardSwish``;
+- ``Concat`` of an ``Expand`` repeating size-1 dims other than the axis: a broadcasting ``Concat``.
 
 A group is rewritten only when its inner values feed nothing else and are not graph outputs.
 """
@@ -316,7 +319,103 @@ def clip_pair(f: Folded) -> None:
         u = Uses(f)
 
 
-REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool, clip_pair)
+def _expanded(f: Folded, ex: Node) -> tuple | None:
+    """The shape ``Expand`` makes of its input and a folded target (sizes and symbolic dims, which shape
+    inference leaves unknown): NumPy broadcasting, a 1 taking the other side's size."""
+    before = f.shapes.get(ex.inputs[0])
+    target = f.symbolic.get(ex.inputs[1])
+    if target is None and ex.inputs[1] in f.consts:
+        target = [int(d) for d in f.consts[ex.inputs[1]].reshape(-1)]
+    if before is None or target is None or len(target) != len(before):
+        return None
+    if any(b != 1 and t != 1 and b != t for b, t in zip(before, target)):
+        return None
+    return tuple(t if b == 1 else b for b, t in zip(before, target))
+
+
+def expand_concat(f: Folded) -> None:
+    """``Concat`` of an ``Expand`` that only repeats size-1 dims other than the axis (graphc's and
+    PyTorch's ``cat([class_token.expand(N, −1, −1), x], 1)``): the concat of the unexpanded input with
+    ``broadcast`` (graphc's ``concat`` with ``broadcast: true``)."""
+    u = Uses(f)
+    for cat in [n for n in f.nodes if n.op_type == "Concat"]:
+        out = f.shapes.get(cat.outputs[0])
+        if out is None:
+            continue
+        axis = cat.attrs.get("axis", 0) % len(out)
+        inputs, group = list(cat.inputs), []
+        for k, value in enumerate(cat.inputs):
+            ex = u.producer.get(value)
+            if ex is None or ex.op_type != "Expand" or not u.private(value) or ex in group:
+                continue
+            before, after = f.shapes.get(ex.inputs[0]), _expanded(f, ex) or f.shapes.get(value)
+            if (before is None or after is None or len(before) != len(after) or before[axis] != after[axis]
+                    or any(b not in (1, a) for b, a in zip(before, after))):
+                continue
+            inputs[k] = ex.inputs[0]
+            group.append(ex)
+        if group:
+            _replace(f, [*group, cat], Node("Concat", cat.name, inputs, cat.outputs, {**cat.attrs, "broadcast": 1}))
+            u = Uses(f)
+
+
+def _clip_bounds(u: Uses, clip: Node) -> tuple[float | None, float | None]:
+    """A ``Clip``'s constant (min, max): attributes before opset 11, else inputs (None: none, or computed)."""
+    if "min" in clip.attrs or "max" in clip.attrs:
+        return clip.attrs.get("min"), clip.attrs.get("max")
+    bounds = [u.const(i) if len(clip.inputs) > k and i else None for k, i in enumerate(clip.inputs[1:3], 1)]
+    return tuple(float(b.reshape(-1)[0]) if b is not None and b.size == 1 else None for b in bounds + [None] * (2 - len(bounds)))
+
+
+def _close(a: float | None, b: float) -> bool:
+    return a is not None and math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
+
+
+def hard_activations(f: Folded) -> None:
+    """The decompositions of ``HardSigmoid`` and ``HardSwish``: ``Clip(α·x + β, 0, 1)`` (graphc's float64
+    lowering) is ``HardSigmoid``; ``x · HardSigmoid(x; 1/6, ½)`` (PyTorch before opset 14, and ONNX's
+    own definition) and ``x · Clip(x + 3, 0, 6) / 6`` (graphc's float64 lowering, TensorFlow's
+    ``x·relu6(x + 3)/6``) are ``HardSwish``."""
+    u = Uses(f)
+    for clip in [n for n in f.nodes if n.op_type == "Clip"]:
+        lo, hi = _clip_bounds(u, clip)
+        add = u.producer.get(clip.inputs[0])
+        if add is None or add.op_type != "Add" or not u.private(add.outputs[0]):
+            continue
+        if _close(lo, 0.0) and _close(hi, 1.0):  # α·x + β
+            mul = next((p for i in add.inputs if (p := u.producer.get(i)) is not None and p.op_type == "Mul"), None)
+            if mul is None or not u.private(mul.outputs[0]):
+                continue
+            beta, alpha = _scalar(u, add, mul.outputs[0]), None
+            x = next((i for i in mul.inputs if u.const(i) is None), None)
+            alpha = _scalar(u, mul, x) if x is not None else None
+            if alpha is None or beta is None or alpha <= 0:
+                continue
+            _replace(f, [mul, add, clip], Node("HardSigmoid", clip.name, [x], clip.outputs, {"alpha": alpha, "beta": beta}))
+        elif _close(lo, 0.0) and _close(hi, 6.0):  # x · Clip(x + 3, 0, 6) / 6
+            x = next((i for i in add.inputs if u.const(i) is None), None)
+            if x is None or not _close(_scalar(u, add, x), 3.0):
+                continue
+            mul = u.only_reader(clip.outputs[0])
+            if mul is None or mul.op_type != "Mul" or _other(mul, clip.outputs[0]) != x:
+                continue
+            last = u.only_reader(mul.outputs[0])
+            k = _scalar(u, last, mul.outputs[0]) if last is not None and last.op_type in ("Div", "Mul") and last.inputs[0] == mul.outputs[0] else None
+            if k is None or not _close(k if last.op_type == "Div" else 1 / k, 6.0):
+                continue
+            _replace(f, [add, clip, mul, last], Node("HardSwish", last.name or mul.name, [x], last.outputs, {}))
+        u = Uses(f)
+    for hs in [n for n in f.nodes if n.op_type == "HardSigmoid"]:
+        x = hs.inputs[0]
+        mul = u.only_reader(hs.outputs[0])
+        if (mul is None or mul.op_type != "Mul" or _other(mul, hs.outputs[0]) != x or not _close(hs.attrs.get("alpha", 0.2), 1 / 6)
+                or not _close(hs.attrs.get("beta", 0.5), 0.5)):
+            continue
+        _replace(f, [hs, mul], Node("HardSwish", mul.name or hs.name, [x], mul.outputs, {}))
+        u = Uses(f)
+
+
+REWRITES = (gelu, layernorm, conv_bias, dense, batchnorm_affine, planar_pool, clip_pair, hard_activations, expand_concat)
 
 
 def rewrite(f: Folded) -> Folded:

@@ -74,6 +74,8 @@ class Context:
         self.ref: dict[str, str] = {}  # ONNX value → graphc layer or input name
         self.taken: set[str] = set()
         self.used = {i for n in f.nodes for i in n.inputs} | set(f.outputs)
+        #: parameter layers made for constants read as data while converting the current node
+        self.pending: list[Layer] = []
 
     def extra_outputs_used(self, node: Node) -> bool:
         """Whether anything reads a node's outputs after the first (Dropout's mask, MaxPool's indices)."""
@@ -91,10 +93,21 @@ class Context:
         return self.f.consts.get(name) if name else None
 
     def tensor(self, name: str) -> str:
+        """The graphc name of value ``name``: a layer's or input's, or for a float constant of rank ≥ 1
+        read as data (a position embedding added, a class token concatenated) a ``parameter`` layer
+        holding it, made once and shared by every reader."""
         if name in self.ref:
             return self.ref[name]
         if name in self.f.consts:
-            raise Unsupported(f"its input '{name}' is a constant tensor where graphc takes a computed one (graphc has no constant layer)")
+            c = self.f.consts[name]
+            if c.dtype.kind != "f" or c.ndim == 0:
+                raise Unsupported(f"its input '{name}' is a constant {'scalar' if c.ndim == 0 else c.dtype.name + ' tensor'} where graphc "
+                                  "takes a computed one (a parameter layer holds a float tensor of rank ≥ 1)")
+            layer = Layer(self.unique(sanitise(name)), "parameter", {"shape": [int(d) for d in c.shape]}, [],
+                          {"value": c.astype(np.float32, copy=False)})
+            self.pending.append(layer)
+            self.ref[name] = layer.name
+            return layer.name
         if name in self.f.symbolic:
             raise Unsupported(f"its input '{name}' is computed from a tensor's shape at run time")
         raise Unsupported(f"its input '{name}' comes from an unsupported node")
@@ -243,8 +256,9 @@ def pool(node: Node, ctx: Context) -> list[Layer]:
 
 
 def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
-    """``ReduceMean``/``ReduceMax`` over H and W of an NCHW image (graphc's own global pools), and
-    ``GlobalAveragePool``/``GlobalMaxPool`` (which keep (N, C, 1, 1): a reshape follows)."""
+    """``ReduceMean``/``ReduceMax`` over H and W of an NCHW image: graphc's global pools, or with the
+    dims kept ((N, C, 1, 1), as ``GlobalAveragePool``/``GlobalMaxPool``) its adaptive pools to 1×1;
+    ``ReduceMean``/``ReduceSum`` over other axes: ``reduce_mean``/``reduce_sum``."""
     rank = ctx.rank(node.inputs[0])
     if node.op_type.startswith("Global"):
         kind, keep = ("global_avgpool" if node.op_type == "GlobalAveragePool" else "global_maxpool"), True
@@ -254,7 +268,7 @@ def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
             c = ctx.const(node.inputs[1])
             if c is None:
                 raise Unsupported("computed axes")
-            axes = [int(a) for a in c.reshape(-1)]
+            axes = [int(a) for a in c.reshape(-1)] or None  # an empty axes input is no axes input
         if rank is None:
             raise Unsupported("its input's rank is unknown")
         if axes is None and node.attrs.get("noop_with_empty_axes", 0):
@@ -269,10 +283,9 @@ def reduce_pool(node: Node, ctx: Context) -> list[Layer]:
         kind, keep = ("global_avgpool" if node.op_type == "ReduceMean" else "global_maxpool"), bool(node.attrs.get("keepdims", 1))
     if rank not in (None, 4):
         raise Unsupported("graphc's global pools take NCHW images")
-    layers = [Layer("", kind, {}, [ctx.tensor(node.inputs[0])])]
     if keep:
-        layers.append(Layer("", "reshape", {"shape": [0, 0, 1, 1]}, [None]))
-    return layers
+        return [Layer("", f"adaptive_{kind.removeprefix('global_')}2d", {"output_size": 1}, [ctx.tensor(node.inputs[0])])]
+    return [Layer("", kind, {}, [ctx.tensor(node.inputs[0])])]
 
 
 def batchnorm(node: Node, ctx: Context) -> list[Layer]:
@@ -337,12 +350,12 @@ def arithmetic(node: Node, ctx: Context) -> list[Layer]:
     ca, cb = ctx.const(a), ctx.const(b)
     if op == "add" and (ca is None) != (cb is None) and _positional(a if cb is not None else b, cb if cb is not None else ca, ctx):
         return [Layer("", "positional_encoding", {}, [ctx.tensor(a if cb is not None else b)])]
-    if op in ("mul", "div") and (cb is not None or ca is not None and op == "mul"):
-        k = _scalar(cb if cb is not None else ca)
-        if k is None or (op == "div" and k == 0):
-            raise Unsupported(f"{node.op_type} by a constant tensor (graphc's 'scale' multiplies by one number)")
+    k = _scalar(cb if cb is not None else ca) if op in ("mul", "div") and (cb is not None or ca is not None and op == "mul") else None
+    if k is not None:
+        if op == "div" and k == 0:
+            raise Unsupported("a division by the constant 0")
         return [Layer("", "scale", {"factor": k if op == "mul" else 1.0 / k}, [ctx.tensor(a if cb is not None else b)])]
-    return [Layer("", op, {}, [ctx.tensor(a), ctx.tensor(b)])]
+    return [Layer("", op, {}, [ctx.tensor(a), ctx.tensor(b)])]  # a constant tensor operand: a parameter layer
 
 
 def total(node: Node, ctx: Context) -> list[Layer]:
@@ -396,6 +409,8 @@ def activation(node: Node, ctx: Context) -> list[Layer]:
         hi = None if hi is None or hi >= 3.4e38 else f32((hi))
         if any(len(node.inputs) > i and node.inputs[i] and ctx.const(node.inputs[i]) is None for i in (1, 2)):
             raise Unsupported("its bounds are computed, not constants")
+        if lo is not None and hi is not None and lo > hi:
+            lo = hi  # ONNX's Clip is min(max(x, lo), hi): hi everywhere, as clip(x, hi, hi) is
         if (lo, hi) == (0.0, 6.0):
             return [Layer("", "relu6", {}, x)]
         if (lo, hi) == (0.0, None):
@@ -425,13 +440,45 @@ def dropout(node: Node, ctx: Context) -> list[Layer]:
 
 
 def concat(node: Node, ctx: Context) -> list[Layer]:
+    """``Concat``: ``concat``; with ``broadcast`` (:func:`.patterns.expand_concat`: an ``Expand`` of an
+    input folded in) graphc's ``broadcast: true``."""
     refs = [ctx.tensor(i) for i in node.inputs]
     rank = ctx.rank(node.inputs[0])
     axis = node.attrs.get("axis", 1)
     axis = axis % rank if rank else axis
     if len(refs) == 1:
         return [Layer("", "alias", {}, refs)]
-    return [Layer("", "concat", {} if axis == 1 else {"axis": axis}, refs)]
+    return [Layer("", "concat", {**({} if axis == 1 else {"axis": axis}), **({"broadcast": True} if node.attrs.get("broadcast") else {})}, refs)]
+
+
+def expand(node: Node, ctx: Context) -> list[Layer]:
+    """``Expand`` is taken only folded into the ``Concat`` it feeds (:func:`.patterns.expand_concat`)."""
+    raise Unsupported("an Expand other than of a Concat's input repeating its size-1 dims (graphc's concat with broadcast: true)")
+
+
+def where(node: Node, ctx: Context) -> list[Layer]:
+    """``Where(future, fill, x)`` with the constant ``[j > i]`` of a (…, T, T) tensor and one number
+    (or ``Where([j ≤ i], x, fill)``, PyTorch's ``masked_fill`` of a lower-triangular mask): the causal
+    mask of attention scores, ``causal_mask``. ONNX's −∞ fill is the lowest float32 (a spec's numbers
+    are finite; the softmax that follows gives either weight 0)."""
+    cond, a, b = (ctx.const(i) for i in node.inputs)
+    shape = ctx.shape(node.outputs[0]) or ctx.shape(node.inputs[2 if a is not None else 1])
+    t = shape[-1] if shape and len(shape) >= 2 and shape[-1] == shape[-2] else None
+    future = None if not isinstance(t, int) or cond is None or cond.dtype != bool or cond.shape[-2:] != (t, t) else \
+        np.triu(np.ones((t, t), bool), k=1)
+    if future is None or cond.size != t * t:
+        raise Unsupported("a where other than the causal mask (a constant [key j > query i] over square (…, T, T) scores)")
+    plane = cond.reshape(t, t)
+    if np.array_equal(plane, future) and _scalar(a) is not None and b is None:
+        fill, x = _scalar(a), node.inputs[2]
+    elif np.array_equal(plane, ~future) and _scalar(b) is not None and a is None:
+        fill, x = _scalar(b), node.inputs[1]
+    else:
+        raise Unsupported("a where other than the causal mask (a constant [key j > query i] over square (…, T, T) scores)")
+    fill = f32(max(fill, float(np.finfo(np.float32).min)))
+    from ..ops.shape_ops import MASK_FILL
+
+    return [Layer("", "causal_mask", {} if fill == f32(MASK_FILL) else {"fill": fill}, [ctx.tensor(x)])]
 
 
 def _reshape_target(node: Node, ctx: Context) -> list[int]:
@@ -574,6 +621,8 @@ def split(node: Node, ctx: Context) -> list[Layer]:
     if sizes is None:
         part = -(-size // k)
         sizes = [min(part, size - i * part) for i in range(k)]
+    if any(int(n) <= 0 for n in sizes):
+        raise Unsupported("a split size of 0 (graphc's tensors are never empty)")
     ref = ctx.tensor(node.inputs[0])
     layers, start = [], 0
     for n in sizes:
@@ -660,6 +709,7 @@ CONVERTERS = {
     "Flatten": reshape, "Reshape": reshape, "Squeeze": reshape, "Unsqueeze": reshape, "Transpose": transpose,
     "LayerNormalization": layernorm, "Pad": pad, "Slice": slice_, "Split": split, "Identity": identity,
     "ReduceSum": reduce_pool, "Max": bound, "Min": bound, "Gather": gather, "GroupNormalization": groupnorm, "Resize": resize, "Upsample": resize,
+    "Where": where, "Expand": expand,
 }
 
 

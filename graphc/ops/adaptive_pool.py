@@ -62,6 +62,29 @@ def _separable_onnx(ctx, x: str, a_h: np.ndarray, a_w: np.ndarray, y: str, dtype
     ctx.node("MatMul", [ctx.const(a_h, dtype, hint="rows"), t], y)
 
 
+def _exact_onnx(ctx, op: Op, x: str, y: str, reduce: str, pool: str) -> tuple[int, int] | None:
+    """The lowerings PyTorch's windows allow without gathering them, each what an exporter writes for
+    that case (and what the importer maps back): output 1×1 → ``reduce`` over H and W with the dims
+    kept (any input size, symbolic too); output = input → Identity; output dividing the input →
+    ``pool`` with kernel = stride = input/output. Returns the static (H, W) where none applies."""
+    t = ctx.type_of(x)
+    h, w = t.shape[2:]
+    oh, ow = pair(op.output_size)
+    if (oh, ow) == (1, 1):
+        ctx.node(reduce, [x, ctx.ints([2, 3])], y, keepdims=1)
+        return None
+    h, w = (int(d) for d in ctx.static_ints([h, w]))
+    if (h, w) == (oh, ow):
+        ctx.node("Identity", [x], y)
+        return None
+    # onnxruntime's CPU AveragePool is float32 only; its MaxPool takes float64 too
+    if h % oh == 0 and w % ow == 0 and (pool == "MaxPool" or t.dtype == "float32"):
+        k = [h // oh, w // ow]
+        ctx.node(pool, [x], y, kernel_shape=k, strides=k)
+        return None
+    return h, w
+
+
 def _separable(x: np.ndarray, a_h: np.ndarray, a_w: np.ndarray) -> np.ndarray:
     return np.matmul(a_h.astype(x.dtype), np.matmul(x, a_w.T.astype(x.dtype)))
 
@@ -91,7 +114,8 @@ class AdaptiveAvgPool2d(_AdaptiveOutput, Op):
     ``start_i = floor(i·H/oh)``, ``end_i = ceil((i+1)·H/oh)`` (PyTorch's rule; likewise along W).
 
     Separable: ``y = A_h · x · A_wᵀ`` with ``A[i, h] = 1/(end_i − start_i)`` inside window ``i``;
-    ``gx = A_hᵀ · gy · A_w``. Lowered to ONNX as the same two MatMuls, exact for any sizes.
+    ``gx = A_hᵀ · gy · A_w``. Lowered to ONNX as ReduceMean (1×1), Identity (output = input) or
+    AveragePool (output dividing the input), else as the same two MatMuls, exact for any sizes.
     """
 
     kind = "adaptive_avgpool2d"
@@ -100,7 +124,8 @@ class AdaptiveAvgPool2d(_AdaptiveOutput, Op):
 
     samples = (sample({"output_size": 2}, (2, 3, 4, 6), note="divides"),
                sample({"output_size": [3, 2]}, (2, 2, 7, 5), note="does not divide, overlapping windows"),
-               sample({"output_size": 4}, (1, 2, 3, 3), note="output larger than input"))
+               sample({"output_size": 4}, (1, 2, 3, 3), note="output larger than input"),
+               sample({"output_size": 1}, (2, 3, 5, 4), note="global"), sample({"output_size": [3, 4]}, (1, 2, 3, 4), note="output = input"))
 
     def _matrices(self, h: int, w: int):
         oh, ow = pair(self.output_size)
@@ -110,8 +135,9 @@ class AdaptiveAvgPool2d(_AdaptiveOutput, Op):
         return _separable(x, *self._matrices(*x.shape[2:]))
 
     def onnx(self, ctx, xs, y):
-        t = ctx.type_of(xs[0])
-        _separable_onnx(ctx, xs[0], *self._matrices(*t.shape[2:]), y, t.dtype)
+        hw = _exact_onnx(ctx, self, xs[0], y, "ReduceMean", "AveragePool")
+        if hw is not None:
+            _separable_onnx(ctx, xs[0], *self._matrices(*hw), y, ctx.type_of(xs[0]).dtype)
 
     def vjp(self, g, xs, y, gy):
         h, w = g.type_of(xs[0]).shape[2:]
@@ -184,7 +210,8 @@ class AdaptiveMaxPool2d(_AdaptiveOutput, _AdaptiveMax):
     ``y[n, c, i, j] = max_{start_i ≤ h < end_i, start_j ≤ w < end_j} x[n, c, h, w]`` with
     ``start_i = floor(i·H/oh)``, ``end_i = ceil((i+1)·H/oh)`` (PyTorch's rule; likewise along W).
     The gradient goes to the first maximum of each window in row-major order (as PyTorch).
-    Lowered to ONNX as two Gathers of the windows and a ReduceMax, exact for any sizes.
+    Lowered to ONNX as ReduceMax (1×1), Identity (output = input) or MaxPool (output dividing the
+    input), else as two Gathers of the windows and a ReduceMax, exact for any sizes.
     """
 
     kind = "adaptive_maxpool2d"
@@ -193,14 +220,16 @@ class AdaptiveMaxPool2d(_AdaptiveOutput, _AdaptiveMax):
 
     samples = (sample({"output_size": 2}, (2, 3, 4, 6), note="divides"),
                sample({"output_size": [3, 2]}, (2, 2, 7, 5), note="does not divide, overlapping windows"),
-               sample({"output_size": 4}, (1, 2, 3, 3), note="output larger than input"))
+               sample({"output_size": 4}, (1, 2, 3, 3), note="output larger than input"),
+               sample({"output_size": 1}, (2, 3, 5, 4), note="global"), sample({"output_size": [3, 4]}, (1, 2, 3, 4), note="output = input"))
 
     def forward(self, x):
         return self._gathered(x).max(axis=-1)
 
     def onnx(self, ctx, xs, y):
-        h, w = ctx.type_of(xs[0]).shape[2:]
-        ctx.node("ReduceMax", [self._onnx_gathered(ctx, xs[0], h, w), ctx.ints([-1])], y, keepdims=0)
+        hw = _exact_onnx(ctx, self, xs[0], y, "ReduceMax", "MaxPool")
+        if hw is not None:
+            ctx.node("ReduceMax", [self._onnx_gathered(ctx, xs[0], *hw), ctx.ints([-1])], y, keepdims=0)
 
     def vjp(self, g, xs, y, gy):
         return (g.op(AdaptiveMaxPool2dGrad(output_size=pair(self.output_size)), [xs[0], gy], "dx"),)

@@ -257,7 +257,11 @@ def conv_arith(n: int, k: int, s: int, pad_total: int, d: int, ceil_mode: bool =
 class Composite(Op):
     """A spec-level layer that expands into primitive ops at build time (``dense``, ``lstm``, …).
 
-    Its shape rule is its expansion's; it needs no kernel, gradient or lowering of its own.
+    Its shape rule is its expansion's; it needs no kernel, gradient or lowering of its own. It may
+    offer one optional facet, ``onnx_layer(ctx, x, params, y)``: the whole layer as ONNX nodes
+    computing ``y`` from its data input ``x`` and its parameters ``{name: node}``, which the forward
+    export uses in place of the expansion (a recurrent layer as ONNX's ``LSTM``;
+    :func:`graphc.backends.onnx_export.whole_layers` says when).
     """
 
     composite = True

@@ -59,9 +59,12 @@ def _onnx_stats(ctx, x: str, axes, eps: float, hint: str, dtype: str | None = No
 
 def _onnx_per_channel_count(ctx, x: str, dtype: str) -> str:
     """The number of elements per channel (axis 1) of ``x`` — N or N·H·W — as a 0-d ``dtype`` value, at run time."""
-    c = static(ctx.type_of(x).shape[1], "batchnorm channels (axis 1)")
-    n = ctx.node("Div", [ctx.node("Size", [x]), ctx.const(c, "int64", "channels")], hint="per_channel")
-    return ctx.node("Cast", [n], hint="n", to=ONNX_DTYPES[dtype])
+    key = ("per_channel_count", x, dtype)
+    if key not in ctx.shared:
+        c = static(ctx.type_of(x).shape[1], "batchnorm channels (axis 1)")
+        n = ctx.node("Div", [ctx.node("Size", [x]), ctx.const(c, "int64", "channels")], hint="per_channel")
+        ctx.shared[key] = ctx.node("Cast", [n], hint="n", to=ONNX_DTYPES[dtype])
+    return ctx.shared[key]
 
 
 def _check_channels(kind: str, x: TensorType, vectors: list[TensorType], names: tuple[str, ...]) -> int:
@@ -210,6 +213,18 @@ def _onnx_stat_view(ctx, stats: str, row: int, ndim: int, dtype: str) -> str:
     return ctx.node("Reshape", [v, ctx.ints([1, -1] + [1] * (ndim - 2))], hint="channel_view")
 
 
+def _onnx_centred(ctx, x: str, stats: str, ndim: int, dtype: str) -> str:
+    """``x − μ`` in ``dtype``, μ row 0 of ``stats``: computed once per (x, stats) in an export, and for
+    ``stats = batchnorm_stats(x)`` the very value the statistics were taken from. The forward and
+    gradient lowerings express x̂ = (x − μ)·r through it and per-channel factors, never as a tensor of
+    its own: every tensor-sized node is a pass over memory, and they dominate batchnorm's time."""
+    key = ("batchnorm_centred", x, stats, dtype)
+    if key not in ctx.shared:
+        mean = _onnx_stat_view(ctx, stats, 0, ndim, dtype)
+        ctx.shared[key] = ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean], hint="centred")
+    return ctx.shared[key]
+
+
 def _onnx_stat_row(ctx, stats: str, row: int, dtype: str) -> str:
     """Row ``row`` (0 mean, 1 var, 2 rstd) of a batchnorm_stats value, (C,) in ``dtype``."""
     return ctx.node("Gather", [_onnx_as(ctx, stats, dtype), ctx.const(row, "int64", "row")], hint=("mean", "var", "rstd")[row], axis=0)
@@ -217,15 +232,18 @@ def _onnx_stat_row(ctx, stats: str, row: int, dtype: str) -> str:
 
 def _onnx_channel_sum(ctx, a: str, ndim: int, dtype: str, output: str | None = None, wide: bool = True) -> str:
     """``Σ a`` per channel (axis 1) of an (N, C, …) value of rank ``ndim``, as (C,) in ``dtype``; with
-    ``wide``, accumulated in float64 as the kernels do: the γ-gradient ``Σ gy·x̂`` cancels (it is often
-    tiny next to its terms) and runtimes add float32 sequentially, so in float32 MobileNet's training
-    step misses the parity test's tolerance on bn1's γ (tests/test_onnx_specs.py); the sums of the
-    statistics' cotangents (``Σ gy``, ``Σ gy·(x − μ)``) pass it in float32 on every example spec and
-    skip the two Casts over the whole activation."""
+    ``wide``, the sum over N in float64 as the kernels do (per (n, c) row in ``dtype``, then the N row
+    sums): the γ-gradient ``Σ gy·x̂`` cancels (it is often tiny next to its terms) and runtimes add
+    float32 sequentially, so in float32 MobileNet's training step misses the parity test's tolerance
+    on bn1's γ (tests/test_onnx_specs.py). The rows' sums are float32 as in the kernels, so only the
+    (N, C) partial sums are cast, not the whole activation. The sums of the statistics' cotangents
+    (``Σ gy``, ``Σ gy·(x − μ)``) pass it in float32 on every example spec."""
     if not wide:
         return ctx.node("ReduceSum", [a, ctx.ints(_bn_axes(ndim))], output, hint="channel_sum", keepdims=0)
+    if ndim > 2:
+        a = ctx.node("ReduceSum", [a, ctx.ints(list(range(2, ndim)))], hint="row_sums", keepdims=0)
     wide_a = ctx.node("Cast", [a], hint="wide", to=ONNX_DTYPES["float64"])
-    total = ctx.node("ReduceSum", [wide_a, ctx.ints(_bn_axes(ndim))], hint="channel_sum64", keepdims=0)
+    total = ctx.node("ReduceSum", [wide_a, ctx.ints([0])], hint="channel_sum64", keepdims=0)
     return ctx.node("Cast", [total], output, hint="channel_sum", to=ONNX_DTYPES[dtype])
 
 
@@ -276,11 +294,15 @@ class BatchNormStats(Op):
         return np.stack([mean, var.astype(dt), rstd.astype(dt)])
 
     def onnx(self, ctx, xs, y):
+        # the mean, x − μ (kept for the batchnorm's other lowerings) and its mean square: one ReduceMean of x
         x = xs[0]
         axes = ctx.ints(list(_bn_axes(ctx.type_of(x).rank)))
         dtype = ctx.type_of(x).dtype
-        mean = ctx.node("ReduceMean", [x, axes], hint="mean", keepdims=0)
-        xc = ctx.node("Sub", [x, ctx.node("ReduceMean", [x, axes], hint="mean_kept", keepdims=1)], hint="centred")
+        mean_kept = ctx.node("ReduceMean", [x, axes], hint="mean_kept", keepdims=1)
+        mean = ctx.node("Reshape", [mean_kept, ctx.ints([-1])], hint="mean")
+        xc = ctx.shared[("batchnorm_centred", x, y, dtype)] = ctx.node("Sub", [x, mean_kept], hint="centred")
+        # (ReduceSumSquare(x − μ)/n would spare the Mul, but onnxruntime's sum of squares rounds
+        # differently enough to move a near-constant channel's r, and MobileNetV2's step off parity)
         var = ctx.node("ReduceMean", [ctx.node("Mul", [xc, xc]), axes], hint="var", keepdims=0)
         sigma = ctx.node("Sqrt", [ctx.node("Add", [var, ctx.const(self.eps, dtype)])], hint="sigma")
         rstd = ctx.node("Div", [ctx.const(1.0, dtype), sigma], hint="rstd")
@@ -324,11 +346,11 @@ class BatchNormStatsGrad(Op):
         x, stats, gstats = xs
         t, dtype = ctx.type_of(x), ctx.type_of(gstats).dtype
         n = _onnx_per_channel_count(ctx, x, dtype)
-        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, dtype) for i in (0, 2))
+        rstd = _onnx_stat_view(ctx, stats, 2, t.rank, dtype)
         g_mean, g_var, g_rstd = (_onnx_stat_view(ctx, gstats, i, t.rank, dtype) for i in range(3))
         rstd3 = ctx.node("Mul", [rstd, ctx.node("Mul", [rstd, rstd])], hint="rstd3")
         slope = ctx.node("Sub", [ctx.node("Mul", [ctx.const(2.0, dtype), g_var]), ctx.node("Mul", [g_rstd, rstd3])], hint="slope")
-        xc = ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean], hint="centred")
+        xc = _onnx_centred(ctx, x, stats, t.rank, dtype)
         total = ctx.node("Add", [g_mean, ctx.node("Mul", [slope, xc])])
         ctx.node("Div", [total, n], y)
 
@@ -385,11 +407,12 @@ class BatchNormTrain(Op):
         return y.reshape(x.shape)
 
     def onnx(self, ctx, xs, y):
+        # y = (x − μ)·(γ·r) + β: two passes over the centred x the statistics already made
         x, stats, gamma, beta = xs
         t = ctx.type_of(x)
-        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, t.dtype) for i in (0, 2))
-        xhat = ctx.node("Mul", [ctx.node("Sub", [x, mean], hint="centred"), rstd], hint="xhat")
-        scaled = ctx.node("Mul", [xhat, _onnx_channel_view(ctx, gamma, t.rank, t.dtype)])
+        rstd = _onnx_stat_view(ctx, stats, 2, t.rank, t.dtype)
+        scale = ctx.node("Mul", [_onnx_channel_view(ctx, gamma, t.rank, t.dtype), rstd], hint="scale")
+        scaled = ctx.node("Mul", [_onnx_centred(ctx, x, stats, t.rank, t.dtype), scale])
         ctx.node("Add", [scaled, _onnx_channel_view(ctx, beta, t.rank, t.dtype)], y)
 
     def vjp(self, g, xs, y, gy):
@@ -461,13 +484,17 @@ class BatchNormTrainGradInput(Op):
     def onnx(self, ctx, xs, y):
         x, stats, gamma, gy, ggamma, gbeta = xs
         t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
+        # gx = gy·a + (x − μ)·k + d with a = γ·r, k = −a·r·gγ/n, d = −a·gβ/n: per-channel factors, so
+        # four passes over tensors of x's size (x̂ is never formed)
         n = _onnx_per_channel_count(ctx, x, dtype)
-        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, dtype) for i in (0, 2))
+        rstd = _onnx_stat_view(ctx, stats, 2, t.rank, dtype)
         gamma, ggamma, gbeta = (_onnx_channel_view(ctx, v, t.rank, dtype) for v in (gamma, ggamma, gbeta))
-        xhat = ctx.node("Mul", [ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean]), rstd], hint="xhat")
-        inner = ctx.node("Sub", [ctx.node("Sub", [ctx.node("Mul", [n, gy]), gbeta]), ctx.node("Mul", [xhat, ggamma])])
-        factor = ctx.node("Div", [ctx.node("Mul", [gamma, rstd]), n], hint="factor")
-        ctx.node("Mul", [factor, inner], y)
+        a = ctx.node("Mul", [gamma, rstd], hint="scale")
+        k = ctx.node("Neg", [ctx.node("Div", [ctx.node("Mul", [ctx.node("Mul", [a, rstd]), ggamma]), n])], hint="slope")
+        d = ctx.node("Neg", [ctx.node("Div", [ctx.node("Mul", [a, gbeta]), n])], hint="offset")
+        direct = ctx.node("Mul", [gy, a], hint="direct")
+        through_stats = ctx.node("Mul", [_onnx_centred(ctx, x, stats, t.rank, dtype), k], hint="through_stats")
+        ctx.node("Add", [ctx.node("Add", [direct, through_stats]), d], y)
 
 
 class BatchNormTrainGradStats(Op):
@@ -502,11 +529,10 @@ class BatchNormTrainGradStats(Op):
     def onnx(self, ctx, xs, y):
         x, stats, gamma, gy = xs
         t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
-        mean = _onnx_stat_view(ctx, stats, 0, t.rank, dtype)
         rstd = _onnx_stat_row(ctx, stats, 2, dtype)
         gamma = _onnx_as(ctx, gamma, dtype)
         g_mean = ctx.node("Neg", [ctx.node("Mul", [ctx.node("Mul", [gamma, rstd]), _onnx_channel_sum(ctx, gy, t.rank, dtype, wide=False)])], hint="g_mean")
-        xc = ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean], hint="centred")
+        xc = _onnx_centred(ctx, x, stats, t.rank, dtype)
         g_rstd = ctx.node("Mul", [gamma, _onnx_channel_sum(ctx, ctx.node("Mul", [gy, xc]), t.rank, dtype, wide=False)], hint="g_rstd")
         g_var = ctx.node("Mul", [g_mean, ctx.const(0.0, dtype)], hint="g_var")
         rows = [ctx.node("Unsqueeze", [v, ctx.ints([0])], hint="row") for v in (g_mean, g_var, g_rstd)]
@@ -541,9 +567,9 @@ class BatchNormGradGamma(Op):
     def onnx(self, ctx, xs, y):
         x, stats, gy = xs
         t, dtype = ctx.type_of(x), ctx.type_of(gy).dtype
-        mean, rstd = (_onnx_stat_view(ctx, stats, i, t.rank, dtype) for i in (0, 2))
-        xhat = ctx.node("Mul", [ctx.node("Sub", [_onnx_as(ctx, x, dtype), mean]), rstd], hint="xhat")
-        _onnx_channel_sum(ctx, ctx.node("Mul", [gy, xhat]), t.rank, dtype, y)
+        # r·Σ gy·(x − μ), as the kernel: the centred x is shared, r applied per channel after the sum
+        total = _onnx_channel_sum(ctx, ctx.node("Mul", [gy, _onnx_centred(ctx, x, stats, t.rank, dtype)]), t.rank, dtype)
+        ctx.node("Mul", [total, _onnx_stat_row(ctx, stats, 2, dtype)], y)
 
 
 class BatchNormRunningUpdate(Op):

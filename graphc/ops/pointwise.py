@@ -53,6 +53,11 @@ def _inside(ctx, x: str, lo: float | None, hi: float | None, dtype: str) -> str:
     return ctx.node("Cast", [mask], hint="mask", to=ONNX_DTYPES[dtype])
 
 
+#: the dtypes onnxruntime's CPU provider has HardSigmoid (and so HardSwish, which it expands into
+#: one) for: float32 only; in float64 the activations are lowered to Add/Mul/Max/Min, which it has
+NATIVE_HARD_DTYPES = ("float32",)
+
+
 def _sigmoid(ctx, x: str) -> str:
     return ctx.node("Sigmoid", [x], hint="sigmoid")
 
@@ -212,7 +217,12 @@ class HardSigmoid(_Pointwise):
         return ((z > 0) & (z < 1)).astype(x.dtype) * _c(x, self.alpha)
 
     def onnx(self, ctx, xs, y):
+        """ONNX's HardSigmoid in float32 (what PyTorch exports, one kernel on CPU and CUDA); elsewhere
+        ``min(max(α·x + β, 0), 1)``, as onnxruntime's CPU provider has no float64 HardSigmoid."""
         dtype = ctx.type_of(xs[0]).dtype
+        if dtype in NATIVE_HARD_DTYPES:
+            ctx.node("HardSigmoid", [xs[0]], y, alpha=float(self.alpha), beta=float(self.beta))
+            return
         z = ctx.node("Add", [ctx.node("Mul", [xs[0], ctx.const(self.alpha, dtype)]), ctx.const(self.beta, dtype)])
         ctx.node("Identity", [_clamp(ctx, z, 0.0, 1.0, dtype)], y)
 
@@ -243,7 +253,12 @@ class HardSwish(_Pointwise):
         return np.where(x < -3, _c(x, 0.0), np.where(x > 3, _c(x, 1.0), (_c(x, 2.0) * x + _c(x, 3.0)) / _c(x, 6.0)))
 
     def onnx(self, ctx, xs, y):
+        """ONNX's HardSwish (opset 14, what PyTorch exports) in float32; elsewhere
+        ``x · min(max(x + 3, 0), 6) / 6``, as onnxruntime's CPU provider has no float64 HardSwish."""
         dtype = ctx.type_of(xs[0]).dtype
+        if dtype in NATIVE_HARD_DTYPES:
+            ctx.node("HardSwish", [xs[0]], y)
+            return
         r6 = _clamp(ctx, ctx.node("Add", [xs[0], ctx.const(3.0, dtype)]), 0.0, 6.0, dtype)
         ctx.node("Div", [ctx.node("Mul", [xs[0], r6]), ctx.const(6.0, dtype)], y)
 

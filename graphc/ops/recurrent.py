@@ -1,10 +1,16 @@
 """Recurrent layers ``rnn``, ``lstm`` and ``gru``: composites unrolled over the (static) time axis into
-matmuls, adds, sigmoids, tanhs and products. Node names: ``<name>/t<step>/<part>``."""
+matmuls, adds, sigmoids, tanhs and products. Node names: ``<name>/t<step>/<part>``.
+
+Their ``onnx_layer`` facet lowers a whole layer to ONNX's own ``RNN``/``LSTM``/``GRU`` node, as
+PyTorch exports ``nn.LSTM(batch_first=True)``: the forward (inference) export uses it (one node with
+onnxruntime's CPU and CUDA kernels instead of T unrolled steps); a training step keeps the
+expansion, whose inner values its backward pass reads."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 from pydantic import Field
 
 from ..tensor import static
@@ -21,6 +27,10 @@ class _Recurrent(Composite):
     gates: ClassVar[int] = 1
     #: the bias vectors, each ``(gH,)``: one added to the sum of both projections, or (GRU) one per projection
     biases: ClassVar[tuple[str, ...]] = ("b",)
+    #: ONNX's op, and for each of its gate blocks in ONNX's order, graphc's block
+    onnx_op: ClassVar[str] = "RNN"
+    onnx_gates: ClassVar[tuple[int, ...]] = (0,)
+    onnx_attrs: ClassVar[dict] = {}
 
     def _setup(self, b, name, inputs):
         """Check ``x (N, T, D)`` and create ``wx (D, gH)``, ``wh (H, gH)`` and the ``biases`` ``(gH,)``."""
@@ -54,6 +64,36 @@ class _Recurrent(Composite):
 
     def describe(self):
         return f"h{self.hidden}" + (" seq" if self.return_sequences else "")
+
+    def onnx_layer(self, ctx, x: str, params: dict[str, str], y: str) -> None:
+        """The whole layer as ONNX's ``onnx_op`` (layout 0, forward, default activations), wrapped as
+        PyTorch wraps it: ``Transpose(x, 1 0 2)`` → ``(T, N, D)`` → the node → ``Y_h`` ``Squeeze(0)``
+        (the last ``h``) or ``Y`` ``Squeeze(1)`` → ``Transpose(1 0 2)`` (every ``h``, ``(N, T, H)``).
+        ``W (1, gH, D) = wx[:, blocks]ᵀ`` and ``R (1, gH, H) = wh[:, blocks]ᵀ`` with the column blocks
+        in ONNX's gate order (``onnx_gates``); ``B (1, 2gH) = [b[blocks]; 0]``, GRU ``[bx[blocks]; bh[blocks]]``."""
+        hid = self.hidden
+        columns = [k * hid + j for k in self.onnx_gates for j in range(hid)]
+
+        def reorder(v, axis, hint):
+            return ctx.node("Gather", [v, ctx.ints(columns, "gate_order")], hint=hint, axis=axis) if self.gates > 1 else v
+
+        def weight(pname, hint):  # (K, gH) → (1, gH, K)
+            t = ctx.node("Transpose", [reorder(params[pname], 1, f"{hint}_gates")], hint=f"{hint}_t", perm=[1, 0])
+            return ctx.node("Unsqueeze", [t, ctx.ints([0], "axes")], hint=hint)
+
+        halves = [reorder(params[b], 0, f"{b}_gates") for b in self.biases]
+        if len(halves) == 1:
+            halves.append(ctx.const(np.zeros(self.gates * hid), hint="zero_bias"))
+        bias = ctx.node("Unsqueeze", [ctx.node("Concat", halves, hint="B_flat", axis=0), ctx.ints([0], "axes")], hint="B")
+        steps_first = ctx.node("Transpose", [x], hint="x_steps_first", perm=[1, 0, 2])
+        inputs = [steps_first, weight("wx", "W"), weight("wh", "R"), bias]
+        if self.return_sequences:
+            ys = ctx.node(self.onnx_op, inputs, hint=self.onnx_op, hidden_size=hid, **self.onnx_attrs)
+            ys = ctx.node("Squeeze", [ys, ctx.ints([1], "axes")], hint="h_steps_first")
+            ctx.node("Transpose", [ys], output=y, perm=[1, 0, 2])
+        else:
+            last = ctx.node(self.onnx_op, inputs, hint=self.onnx_op, slot=1, hidden_size=hid, **self.onnx_attrs)
+            ctx.node("Squeeze", [last, ctx.ints([0], "axes")], output=y)
 
 class RNN(_Recurrent):
     """Elman RNN on ``x (N, T, D)`` (T static), unrolled: ``h_t = tanh(x_t · Wx + h_{t−1} · Wh + b)``,
@@ -92,6 +132,8 @@ class LSTM(_Recurrent):
     kind = "lstm"
     summary = "A long short-term memory layer unrolled over a fixed number of time steps."
     gates: ClassVar[int] = 4
+    onnx_op: ClassVar[str] = "LSTM"
+    onnx_gates: ClassVar[tuple[int, ...]] = (0, 2, 1, 3)  # ONNX i, o, f, c
 
     samples = (
         sample({"hidden": 3}, (2, 3, 4)),
@@ -142,6 +184,9 @@ class GRU(_Recurrent):
     summary = "A gated recurrent unit layer (PyTorch's nn.GRU) unrolled over a fixed number of time steps."
     gates: ClassVar[int] = 3
     biases: ClassVar[tuple[str, ...]] = ("bx", "bh")
+    onnx_op: ClassVar[str] = "GRU"
+    onnx_gates: ClassVar[tuple[int, ...]] = (1, 0, 2)  # ONNX z, r, h
+    onnx_attrs: ClassVar[dict] = {"linear_before_reset": 1}  # the reset gate after the hidden projection, as PyTorch's
 
     samples = (
         sample({"hidden": 3}, (2, 3, 4)),

@@ -698,12 +698,13 @@ class CausalMask(Op):
     ``y[…, i, j] = x[…, i, j]`` where ``j ≤ i`` and ``fill`` where ``j > i``, so that the following
     softmax gives future positions weight ~0. Output has the input's shape. ``fill`` is
     ``MASK_FILL = −1e9`` in the forward pass; the gradient is the same op with ``fill = 0``:
-    ``gx = gy`` where ``j ≤ i``, ``0`` above the diagonal.
+    ``gx = gy`` where ``j ≤ i``, ``0`` above the diagonal. ``attention`` with ``causal: true`` applies
+    it; as a layer of its own it is what an imported ONNX ``Where`` of a causal mask becomes.
     """
 
     kind = "causal_mask"
-    user_facing = False
-    fill: float = MASK_FILL
+    summary = "A causal mask of (…, T, T) attention scores: keys after the query get fill (as attention's causal)."
+    fill: float = Field(MASK_FILL, description="the value of the masked scores (key j > query i); the softmax after gives them weight ~0")
 
     # A finite fill in the samples: with −1e9 the one-op test loss Σ r ⊙ y is itself ~1e9 and central
     # differences lose every digit; the default fill is gradient-checked through attention's softmax.

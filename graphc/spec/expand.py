@@ -62,7 +62,10 @@ class Expanded:
 
 
 def _substitute(value, args: dict, errors: list, where: Loc | None):
-    """Copy ``value`` with every ``$arg`` string replaced by its argument's value; positions follow."""
+    """``value`` with every ``$arg`` string replaced by its argument's value; positions follow.
+
+    A mapping or list in which nothing is replaced is returned itself, not copied (most layers hold
+    no ``$``; the loaded spec is never changed afterwards, so sharing it is safe)."""
     if isinstance(value, str) and value.startswith("$"):
         key = value[1:]
         if key in args:
@@ -70,17 +73,22 @@ def _substitute(value, args: dict, errors: list, where: Loc | None):
         errors.append(Diagnostic(f"unknown block argument '{value}'", where, did_you_mean(key, args, "argument") if args else "this block has no arguments"))
         return value, where
     if isinstance(value, LDict):
+        subs = {k: _substitute(v, args, errors, value.value_locs.get(k, where)) for k, v in value.items()}
+        if all(new is value[k] and k in value.value_locs for k, (new, _) in subs.items()):
+            return value, where
         out = LDict()
         out.loc = value.loc
         out.key_locs = dict(value.key_locs)
-        for k, v in value.items():
-            out[k], out.value_locs[k] = _substitute(v, args, errors, value.value_locs.get(k, where))
+        for k, (new, loc) in subs.items():
+            out[k], out.value_locs[k] = new, loc
         return out, where
     if isinstance(value, LList):
+        subs = [_substitute(v, args, errors, value.item_locs[i] if i < len(value.item_locs) else where) for i, v in enumerate(value)]
+        if len(value.item_locs) == len(value) and all(new is v for (new, _), v in zip(subs, value)):
+            return value, where
         out = LList()
         out.loc = value.loc
-        for i, v in enumerate(value):
-            new, loc = _substitute(v, args, errors, value.item_locs[i] if i < len(value.item_locs) else where)
+        for new, loc in subs:
             out.append(new)
             out.item_locs.append(loc)
         return out, where

@@ -223,17 +223,19 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
     budget = [MAX_NODES]
     constructor = yaml.SafeLoader("")  # only for scalar construction
 
-    def convert(node, depth: int, field: str | None = None):
+    def convert(node, depth: int, field: str | None = None, here: Loc | None = None):
+        """The value of ``node``; ``here`` is its position when the caller has made it already (it
+        keeps the same one in its ``key_locs``/``value_locs``/``item_locs``: one Loc per value)."""
+        here = here or _loc(file, node.start_mark)
         budget[0] -= 1
         if budget[0] < 0:
             raise GraphcError(
                 f"the document expands to more than {MAX_NODES} values (aliases expanding without bound?)",
-                _loc(file, node.start_mark),
+                here,
                 "write the values out, or use blocks and repeat instead of YAML aliases",
             )
         if depth > MAX_DEPTH:
-            raise GraphcError(f"nesting deeper than {MAX_DEPTH} levels", _loc(file, node.start_mark))
-        here = _loc(file, node.start_mark)
+            raise GraphcError(f"nesting deeper than {MAX_DEPTH} levels", here)
         if isinstance(node, yaml.ScalarNode):
             if node.tag.startswith("tag:yaml.org,2002:") and node.tag.split(":")[-1] in {"str", "int", "float", "bool", "null"}:
                 if node.tag == "tag:yaml.org,2002:str" or node.style in ("'", '"', "|", ">"):
@@ -251,8 +253,9 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
             out = LList()
             out.loc = here
             for item in node.value:
-                out.append(convert(item, depth + 1, field))
-                out.item_locs.append(_loc(file, item.start_mark))
+                item_loc = _loc(file, item.start_mark)
+                out.append(convert(item, depth + 1, field, item_loc))
+                out.item_locs.append(item_loc)
             return out
         if isinstance(node, yaml.MappingNode):
             if node.tag != "tag:yaml.org,2002:map":
@@ -263,15 +266,16 @@ def load_yaml_text(text: str, file: str = "<string>", *, document: bool = False)
                 key_loc = _loc(file, key_node.start_mark)
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     raise GraphcError("YAML merge keys ('<<') are not allowed", key_loc, "write the keys out or use a block")
-                key = convert(key_node, depth + 1)
+                key = convert(key_node, depth + 1, None, key_loc)
                 if isinstance(key, (dict, list)):
                     raise GraphcError("a mapping key must be a plain value", key_loc)
                 if key in out:
                     first = out.key_locs[key]
                     raise GraphcError(f"duplicate key '{key}' (first at line {first.line})", key_loc, "each key may appear once in a mapping")
-                out[key] = convert(value_node, depth + 1, str(key))
+                value_loc = _loc(file, value_node.start_mark)
+                out[key] = convert(value_node, depth + 1, str(key), value_loc)
                 out.key_locs[key] = key_loc
-                out.value_locs[key] = _loc(file, value_node.start_mark)
+                out.value_locs[key] = value_loc
             return out
         raise GraphcError("unsupported YAML node", here)  # pragma: no cover - composer makes only the three kinds
 
