@@ -28,7 +28,7 @@ from .base import (
     sample,
 )
 from . import threads
-from .conv import Padding, Size2, _span, _Windowed, onnx_transposed_conv, padded
+from .conv import Padding, Size2, _span, _Windowed, onnx_cast, onnx_transposed_conv, padded
 
 PoolPadding = Padding  # one int, [ph, pw], {top, bottom, left, right}, 'same' or 'valid'
 
@@ -111,6 +111,14 @@ def _onnx_maxpool(ctx, op, x, output=None):
     xp, pool_pads, _ = _onnx_pool_input(ctx, op, x, t.shape[2:], -np.inf)
     attrs = dict(kernel_shape=list(op._kernel()), strides=list(op._stride()), dilations=list(op._dilation()), pads=pool_pads)
     return ctx.node("MaxPool", [xp], output, hint="maxpool", **attrs)
+
+
+def _onnx_maxpool_indices(ctx, op, x) -> list[str]:
+    """MaxPool of ``x`` with its Indices output: ``[values, indices]``, the indices flat over
+    N·C·H·W (row-major), of each window's first maximum in row-major order. Only for unpadded pools: onnx's
+    ReferenceEvaluator numbers padded inputs' indices differently from onnxruntime."""
+    attrs = dict(kernel_shape=list(op._kernel()), strides=list(op._stride()), dilations=list(op._dilation()))
+    return ctx.node_outputs("MaxPool", [x], ["maxpool", "first_max"], **attrs)
 
 
 def _onnx_first_max_taps(ctx, op, r):
@@ -364,8 +372,8 @@ class MaxPool2dGrad(_MaxPoolAttrs):
     def onnx(self, ctx, xs, y):
         """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
         kernels scatters every tap's share back to its input position. Windows that tile the input
-        exactly (stride = kernel, no padding or dilation) take a shorter road: the windows as a last
-        axis, ArgMax (first maximum) and a one-hot mask, all contiguous."""
+        exactly (stride = kernel, no padding or dilation) take a shorter road: MaxPool's indices of
+        the first maxima and one ScatterElements of gy."""
         x, gy = xs
         t = ctx.type_of(x)
         dtype = ctx.type_of(gy).dtype
@@ -373,17 +381,17 @@ class MaxPool2dGrad(_MaxPoolAttrs):
         h, w = t.shape[2:]
         if ((kh, kw) == (sh, sw) and self._dilation() == (1, 1) and not any(p for pr in self.pads((h, w)) for p in pr)
                 and h % kh == 0 and w % kw == 0):
-            ho, wo, c = h // kh, w // kw, t.shape[1]
-            win = ctx.node("Transpose", [ctx.node("Reshape", [x, ctx.ints([0, c, ho, kh, wo, kw])], hint="windows6")],
-                           hint="windows", perm=[0, 1, 2, 4, 3, 5])
-            win = ctx.node("Reshape", [win, ctx.ints([0, c, ho, wo, kh * kw])], hint="windows_flat")
-            first = ctx.node("ArgMax", [win], hint="first_max", axis=-1, keepdims=1, select_last_index=0)
-            hit = ctx.node("Equal", [first, ctx.ints(list(range(kh * kw)))], hint="is_first_max")
-            mask = ctx.node("Cast", [hit], hint="first_max_mask", to=ONNX_DTYPES[dtype])  # Mul broadcasts faster than Where
-            share = ctx.node("Mul", [mask, ctx.node("Unsqueeze", [gy, ctx.ints([-1])], hint="gy_")], hint="share")
-            share = ctx.node("Reshape", [share, ctx.ints([0, c, ho, wo, kh, kw])], hint="share6")
-            back = ctx.node("Transpose", [share], hint="share_nchw", perm=[0, 1, 2, 4, 3, 5])
-            ctx.node("Reshape", [back, ctx.ints([0, c, h, w])], y)
+            # MaxPool's Indices output (the first maximum in row-major window order, as the kernel's tie
+            # rule), taken within each (n, c) plane, scatters gy into zeros: no window transposes or
+            # masks. Zeros of x's shape by a Where that never takes x, and every reshape keeps N (0):
+            # no Shape node for a symbolic batch, and N stays in the shapes a runtime infers
+            _, indices = _onnx_maxpool_indices(ctx, self, x)
+            planes = ctx.ints([0, t.shape[1], -1])
+            in_plane = ctx.node("Mod", [ctx.node("Reshape", [indices, planes], hint="first_max_nc"), ctx.ints(h * w)], hint="first_max_in_plane")
+            zeros = ctx.node("Where", [ctx.const(False, "bool", "never"), ctx.node("Reshape", [onnx_cast(ctx, x, dtype), planes], hint="x_nc"),
+                                       ctx.const(0.0, dtype)], hint="zeros")
+            gx = ctx.node("ScatterElements", [zeros, in_plane, ctx.node("Reshape", [gy, planes], hint="gy_nc")], hint="scatter", axis=2)
+            ctx.node("Reshape", [gx, ctx.ints([0, *t.shape[1:]])], y)
             return
         xp, masks = _onnx_first_max_taps(ctx, self, x)
         (kh, kw), (sh, sw), (dh, dw) = self._kernel(), self._stride(), self._dilation()
