@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from ..ir.graph import topo_order
 from ..ops.base import ONNX_DTYPES
 from ..errors import Diagnostic, GraphcError, ShapeError
-from ..tensor import Size, TensorType
+from ..tensor import Size, TensorType, unique_name
 from ..version import __version__
 from .onnx_fold import fold_shapes
 
@@ -56,13 +56,7 @@ class OnnxContext:
         return name
 
     def fresh(self, hint: str) -> str:
-        base = f"{self.current}/{hint}"
-        name, k = base, 1
-        while name in self._names:
-            k += 1
-            name = f"{base}_{k}"
-        self._names.add(name)
-        return name
+        return unique_name(f"{self.current}/{hint}", self._names)
 
     def node(self, op_type: str, inputs, output: str | None = None, hint: str | None = None, slot: int = 0, **attrs) -> str:
         """Add one ONNX node; returns the name (``output`` or a fresh one) of the one output used: the
