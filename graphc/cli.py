@@ -241,13 +241,15 @@ def cmd_check_grad(args) -> int:
     from .ir.autodiff import training_graph
     from .ir.memory import require_memory
 
-    graph = compile_spec(args.spec)
+    graph = compile_spec(args.spec, sizes=args.size)
+    _params_fit(graph, args, "check-grad")
+    graph, params = _model(graph, args)
     training = training_graph(graph)
     symbols = {d for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
     # the check keeps every forward value (to freeze kinks and re-run from) and every gradient, in float64
     kept = nx.ancestors(training, training.graph["loss"]) | {training.graph["loss"]} | set(training.graph["grads"].values())
     require_memory(training, dict.fromkeys(symbols, args.batch), _max_memory(args), f"check-grad --batch {args.batch}", 8, targets=kept)
-    results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions, wrt=args.wrt)
+    results = check_spec(graph, batch=args.batch, seed=args.seed, directions=args.directions, wrt=args.wrt, params=params)
     worst = max((r.max_rel_error for r in results), default=0.0)
     ok = worst <= args.tolerance
     if args.json:
@@ -395,24 +397,6 @@ def _batch_size(text: str) -> int:
     return value
 
 
-class _DeprecatedAlias(argparse.Action):
-    """An old option name kept working: stores into the new option's dest and says so on stderr."""
-
-    def __init__(self, option_strings, dest, new: str, **kwargs):
-        self.new = new
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"graphc: warning: {option_string} is deprecated, use {self.new} (the spec's name for the setting)", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
-    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI)."""
-    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
-                   metavar=new.lstrip("-").upper(), help=f"deprecated alias of {new}", **kwargs)
-
-
 def memory_option(p) -> None:
     from .ir.memory import MAX_MEMORY_HELP, size_argument
 
@@ -488,7 +472,14 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true", help="print {max_rel_error, tolerance, ok, params: {name: {...}}}")
     k.add_argument("--batch", type=_positive, default=1, help="size of the random batch (default 1)")
     k.add_argument("--directions", type=int, default=2, help="random directions per parameter (default 2)")
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--seed", type=int, default=0, help="seed of the random batch, the directions, the dropout masks and "
+                                                        "the initialisers of parameters --params does not give (default 0)")
+    k.add_argument("--params", metavar="RUN_DIR|P.npz",
+                   help="check at these parameter values, by name (<layer>.<param>); missing ones come from the spec's "
+                        "initialisers. A training run directory (its best.npz) also brings the run's input normalisation")
+    k.add_argument("--size", type=_size_bindings, metavar="H=32,W=32",
+                   help="bind the inputs' symbolic sizes (an input [N, 3, H, W]), which differentiating needs; "
+                        "the batch N is --batch")
     k.add_argument("--tolerance", type=float, default=1e-6, help="largest accepted relative error (default 1e-6)")
     k.add_argument("--wrt", choices=("params", "inputs", "all"), default="params",
                    help="check the gradient with respect to the trainable parameters (default), the float inputs, or both")
@@ -508,6 +499,8 @@ def parser() -> argparse.ArgumentParser:
                    help="with --training: add the update, so one session call is one training step")
     e.add_argument("--momentum", type=float, default=0.9, help="momentum/nesterov μ (default 0.9)")
     e.add_argument("--rho", type=float, default=0.99, help="rmsprop ρ (default 0.99; the spec's train.rho)")
+    from .train.command import deprecated_alias
+
     deprecated_alias(e, "--decay", "--rho", type=float)
     e.add_argument("--beta1", type=float, default=0.9, help="adam β₁ (default 0.9)")
     e.add_argument("--beta2", type=float, default=0.999, help="adam β₂ (default 0.999)")

@@ -8,6 +8,7 @@ Exit codes (sysexits.h in spirit; documented in the README and ``graphc --help``
 3     a numerical check failed (``check-grad`` above tolerance, a non-finite loss)
 65    the spec or an input's data is invalid: ``GraphcError`` (``EX_DATAERR``)
 66    an input file does not exist or cannot be read: ``MissingInput`` (``EX_NOINPUT``)
+69    a program graphc needs is not available: no renderer for ``viz``'s format: ``Unavailable`` (``EX_UNAVAILABLE``)
 70    internal error, a bug in graphc: the traceback goes to a crash log (``EX_SOFTWARE``)
 73    an output cannot be created: ``CannotWrite`` (``EX_CANTCREAT``)
 74    an I/O error while writing, such as a full disk: ``IOFailure`` (``EX_IOERR``)
@@ -26,6 +27,7 @@ EXIT_USAGE = 2
 EXIT_CHECK_FAILED = 3
 EXIT_DATA = 65
 EXIT_NO_INPUT = 66
+EXIT_UNAVAILABLE = 69
 EXIT_INTERNAL = 70
 EXIT_CANNOT_WRITE = 73
 EXIT_IO = 74
@@ -35,6 +37,7 @@ EXIT_SPEC_ERROR = EXIT_DATA  # the former name
 #: The table above as one paragraph, for ``--help`` epilogs.
 EXIT_CODES_HELP = ("exit codes: 0 success · 2 invalid command line · 3 a numerical check failed · "
                    "65 invalid spec or data (messages name file:line:col) · 66 an input file is missing or unreadable · "
+                   "69 a program graphc needs is unavailable (viz's renderer: Graphviz dot or graphviz-pure) · "
                    "70 internal error (a bug: the traceback is in a crash log) · 73 an output cannot be created · "
                    "74 I/O error while writing (a full disk) · 130 interrupted")
 
@@ -96,6 +99,13 @@ class MissingInput(GraphcError):
     """An input file (spec, ``--inputs``, ``--params``, a run directory) does not exist or cannot be read."""
 
     code = EXIT_NO_INPUT
+
+
+class Unavailable(GraphcError):
+    """A program graphc runs is not there: no renderer (Graphviz ``dot``, graphviz-pure) for the
+    picture ``viz`` was asked for, or it cannot be started. The input was fine."""
+
+    code = EXIT_UNAVAILABLE
 
 
 class CannotWrite(GraphcError):

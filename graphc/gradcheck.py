@@ -70,13 +70,14 @@ def check_gradients(graph, loss: str, values: dict[str, np.ndarray], wrt: list[s
     return results
 
 
-def spec_values(graph, batch: int, seed: int) -> dict[str, np.ndarray]:
-    """Random float64 inputs with the symbolic dims set to ``batch``; labels valid for their loss."""
+def spec_values(graph, batch: int, seed: int, params: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Random float64 inputs with the symbolic dims set to ``batch``; labels valid for their loss;
+    the parameters from ``params`` where given, else from their initialisers with ``seed``."""
     from .ir.analysis import index_bound
     from .ir.params import initial_params
 
     rng = np.random.default_rng(seed)
-    values = {k: v.astype(np.float64) for k, v in initial_params(graph, seed).items()}
+    values = {k: v.astype(np.float64) for k, v in initial_params(graph, seed, params).items()}
     for name, a in graph.nodes(data=True):
         if a["role"] != "input" or a["op"].kind != "input":
             continue
@@ -192,9 +193,10 @@ def float_inputs(graph) -> list[str]:
 
 
 def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: float = 1e-4, support: int = 16,
-               wrt: str = "params") -> list[GradCheck]:
+               wrt: str = "params", params: dict[str, np.ndarray] | None = None) -> list[GradCheck]:
     """Every trainable parameter (``wrt="params"``), float input (``"inputs"``) or both (``"all"``) of
-    a spec's training graph, checked along random directions.
+    a spec's training graph, checked along random directions, at the point ``params`` gives (every
+    parameter's value; missing ones from the initialisers with ``seed``).
 
     For a unit direction ``v`` in one parameter's space the symbolic side is ``⟨∇L, v⟩`` and the
     numeric side ``(L(θ + h·v) − L(θ − h·v))/2h`` in float64; where the two differ by more than 1e-7,
@@ -225,7 +227,7 @@ def check_spec(graph, batch: int = 1, seed: int = 0, directions: int = 2, h: flo
     elif wrt == "all":  # inputs first: students check input gradients first
         grads = {**{p: grads[p] for p in inputs if p in grads}, **{p: g for p, g in grads.items() if p not in inputs}}
     kinks = [n for n in nx.ancestors(training, loss) if training.nodes[n]["op"].kind in KINKS]
-    values = spec_values(training, batch, seed)
+    values = spec_values(training, batch, seed, params)
     sizes = {d: batch for a in training.nodes.values() for d in a["type"].shape if isinstance(d, str)}
     values.update({k: v.astype(np.float64) for k, v in draw_masks(training, sizes, seed, np.float64).items()})
     forward_nodes = nx.ancestors(training, loss) | {loss}

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # networkx is imported where it is used: 'graphc --help' and 
     import networkx as nx
 
 from .chart import graphviz_pure
-from .errors import Diagnostic, GraphcError, did_you_mean
+from .errors import Diagnostic, GraphcError, Unavailable, did_you_mean
 from .files import write_atomic
 from .tensor import TensorType
 
@@ -609,7 +609,9 @@ def render(dot_text: str, fmt: str, dot_program: str) -> bytes:
     non-ASCII characters, as Graphviz does without its font libraries)."""
     try:
         done = subprocess.run([dot_program, f"-T{fmt}"], input=dot_text.encode("utf-8", "replace"), capture_output=True, timeout=600, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
+    except OSError as e:  # found, but it does not start: as good as missing
+        raise Unavailable(f"could not run {dot_program}: {e}") from None
+    except subprocess.TimeoutExpired as e:
         raise GraphcError(f"could not run {dot_program}: {e}") from None
     if done.returncode != 0 or not done.stdout:
         raise GraphcError(f"{Path(dot_program).name} failed (exit {done.returncode}): {done.stderr.decode(errors='replace').strip()}",
@@ -713,6 +715,7 @@ def cmd_viz(args) -> int:
         return to_dot(graph, args.backward, depth, args.highlight, args.rankdir, args.params, loss_inputs, estimated_widths)
 
     problems = list(failed.values())
+    missing = []  # the renderer the format needs: exit 69 when it is the only problem
     if args.backward and failed:
         problems.append(Diagnostic("the backward graph is not drawn: the forward graph failed shape inference"))
     if fmt == "dot":
@@ -732,13 +735,15 @@ def cmd_viz(args) -> int:
                 why = f"{fmt.upper()} needs Graphviz's own 'dot', which is not on PATH ({renderer.name} writes {', '.join(renderer.formats)})"
             hint = (f"{INSTALL_HINT} dot -T{fmt} {fallback} -o {out}" if fmt != "html" else  # the page is graphc's, not dot's
                     f"pip install graphviz-pure (or {INSTALL_HINT.replace(', then run', '')}), then run graphc viz again")
-            problems.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}", hint=hint))
+            missing.append(Diagnostic(f"{why}, so {out} was not rendered; wrote the graph to {fallback}", hint=hint))
         else:
             write_atomic(out, render(text(estimated), fmt, renderer.program))
             print(f"wrote {out}" + (f" (drawn up to the failing layer{'s' if len(failed) > 1 else ''}: "
                                     f"{', '.join(failed)})" if failed else "") + f"; rendered by {renderer.describe()}", file=sys.stderr)
-    if problems:
-        raise GraphcError(problems)
+    if problems:  # a bad spec is the first thing to fix (65), whether or not a renderer is missing too
+        raise GraphcError(problems + missing)
+    if missing:
+        raise Unavailable(missing)
     return 0
 
 
@@ -753,7 +758,7 @@ def add_subcommand(sub, epilog: str) -> None:
                     "layer, marked red with the message; the picture is written and the exit code is 65. The renderer is the "
                     "system's Graphviz 'dot' when it is on PATH, else graphviz-pure (installed with graphc; SVG and PNG, no PDF); "
                     "GRAPHC_DOT=PROGRAM picks one. Without a renderer for the format, viz writes OUT.dot next to the requested "
-                    "output, says how to install Graphviz and exits 65. " + renderer_note().replace("%", "%%") +
+                    "output, says how to install Graphviz and exits 69 (a program graphc needs is unavailable). " + renderer_note().replace("%", "%%") +
                     " Example: graphc viz specs/resnet20_cifar.yaml -o resnet20.svg --depth 1",
         epilog=epilog)
     v.add_argument("spec", help="the spec file (YAML)")

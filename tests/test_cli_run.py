@@ -106,6 +106,66 @@ def test_check_grad_fails_with_exit_3_above_tolerance():
     assert "FAILED" in r.stdout
 
 
+FCN = ROOT / "examples" / "fcn_any_size.yaml"
+
+
+def test_check_grad_size_binds_the_symbolic_sizes(tmp_path):
+    """``--size`` gives the check of the spec written with those sizes: the same report, entry for entry."""
+    r = graphc("check-grad", FCN)
+    assert r.returncode == 65 and "differentiating needs static sizes" in r.stderr
+    assert "--size H=…,W=… (compile, check-grad)" in r.stderr and "Traceback" not in r.stderr
+    bound = graphc("check-grad", FCN, "--size", "H=12,W=10", "--batch", 2, "--json")
+    assert bound.returncode == 0, bound.stderr
+    static = tmp_path / "fcn_12x10.yaml"
+    static.write_text(FCN.read_text().replace("[N, 3, H, W]", "[N, 3, 12, 10]"))
+    written = graphc("check-grad", static, "--batch", 2, "--json")
+    assert written.returncode == 0, written.stderr
+    assert json.loads(bound.stdout) == json.loads(written.stdout)
+    assert json.loads(bound.stdout)["ok"] is True
+    r = graphc("check-grad", FCN, "--size", "H=1,W=8")  # pool1's output would be 0 rows
+    assert r.returncode == 65 and "fcn_any_size.yaml:16:5: error: maxpool2d 'pool1'" in r.stderr and not r.stdout
+    r = graphc("check-grad", FCN, "--size", "D=3")
+    assert r.returncode == 65 and "--size binds D, which is not a symbolic dim of the spec's inputs" in r.stderr
+    r = graphc("check-grad", FCN, "--size", "H=0")
+    assert r.returncode == 2 and "'H=0' is not NAME=SIZE with a positive integer size" in r.stderr
+
+
+def test_check_grad_params_are_the_point_checked(tmp_path):
+    """With ``fc2.weight = 0`` the scores are ``fc2.bias`` whatever fc1 is: fc1's symbolic gradient
+    and its central differences are both exactly 0 (at the initialisers' point they are not)."""
+    rng = np.random.default_rng(5)
+    params = tmp_path / "p.npz"
+    np.savez(params, **{"fc1.weight": 0.2 * rng.standard_normal((64, 100)).astype(np.float32),
+                        "fc2.weight": np.zeros((100, 10), np.float32)})
+    r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--params", params, "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] is True and set(report["params"]) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    assert report["params"]["fc1.weight"]["max_abs_error"] == report["params"]["fc1.bias"]["max_abs_error"] == 0.0
+    assert report["params"]["fc2.weight"]["max_abs_error"] > 0  # fc2's gradient is not zero: it is checked
+    initial = json.loads(graphc("check-grad", SPECS / "mlp_digits.yaml", "--json").stdout)
+    assert initial["params"]["fc1.weight"]["max_abs_error"] > 0
+
+
+def test_check_grad_params_are_checked_against_the_spec_and_bring_the_normalisation(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **{"fc1.weight": np.zeros(3, np.float32), "fc3.bias": np.zeros(10, np.float32)})
+    r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--params", bad)
+    assert r.returncode == 65 and not r.stdout and "Traceback" not in r.stderr
+    assert "--params: 'fc1.weight' has shape (3,), the spec needs (64, 100)" in r.stderr
+    assert "--params has 'fc3.bias', which is not a parameter of this spec — did you mean 'fc2.bias'?" in r.stderr
+    r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--params", tmp_path)
+    assert r.returncode == 65 and "a directory without best.npz" in r.stderr
+    # a parameter file carrying an input's normalisation (as run --save-params writes it) puts it in the graph
+    norm = tmp_path / "norm.npz"
+    np.savez(norm, **{"x.normalize.mean": np.full(64, 0.5, np.float32), "x.normalize.scale": np.float32(2.0)})
+    r = graphc("check-grad", SPECS / "mlp_digits.yaml", "--params", norm, "--wrt", "all", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "input 'x' is normalised as in training: x.normalize = (x − mean) / 2" in r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] is True and "x" in report["params"] and "x.normalize.mean" not in report["params"]  # not trainable
+
+
 def test_compile_backward_shows_gradient_nodes(tmp_path):
     r = graphc("compile", SPECS / "lenet5.yaml", "--backward", "--json")
     assert r.returncode == 0, r.stderr

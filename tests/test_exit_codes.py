@@ -111,11 +111,12 @@ def test_a_failed_gradient_check_still_exits_3(tmp_path):
 
 def test_help_documents_the_table():
     text = " ".join(graphc("--help").stdout.split())
-    for code, meaning in [(65, "invalid spec or data"), (66, "an input file is missing"), (70, "internal error"),
+    for code, meaning in [(65, "invalid spec or data"), (66, "an input file is missing"), (69, "a program graphc needs is unavailable"),
+                          (70, "internal error"),
                           (73, "an output cannot be created"), (74, "I/O error"), (130, "interrupted"), (3, "a numerical check")]:
         assert f"{code} {meaning}" in text, (code, text)
     readme = (ROOT / "README.md").read_text()
-    for code in (65, 66, 70, 73, 74, 130):
+    for code in (65, 66, 69, 70, 73, 74, 130):
         assert f"\n| {code} | " in readme
 
 

@@ -1,6 +1,7 @@
 """Every example spec runs on the interpreter with the shapes inference promised, in both graphs,
 and passes check-grad (symbolic gradients against float64 central differences within 1e-6), the large
-ones reduced as ``helpers.REDUCED`` says, with the batch ``helpers.CHECK_BATCH`` gives."""
+ones reduced as ``helpers.REDUCED`` (and, for check-grad, ``helpers.CHECK_REDUCED``) says, with the
+batch ``helpers.CHECK_BATCH`` gives and the directions :func:`directions` gives."""
 
 from pathlib import Path
 
@@ -67,10 +68,28 @@ def test_fused_steps_give_what_the_kernels_give_one_by_one(name):
         np.testing.assert_allclose(got[t], values[t], rtol=1e-12, atol=1e-14, err_msg=t)
 
 
+def directions(path) -> int:
+    """Random directions per tensor: one for the ``SLOW`` specs, check-grad's two for the others.
+
+    Each tensor is checked on the ``support`` (16) entries of its largest symbolic gradient ``g``,
+    along a random unit vector ``v`` there: ``⟨g, v⟩`` against central differences of the loss. A
+    wrong VJP puts an error ``e`` on those entries and moves ``⟨g, v⟩`` by ``⟨e, v⟩``, which is zero
+    only if ``e ⟂ v``, an event of probability zero for a Gaussian ``v``; a second direction guards
+    only against a draw nearly orthogonal to ``e``, and on the big specs it doubles the loss
+    evaluations, each of which re-runs the network downstream of the tensor (counted, two directions
+    against one: MobileNetV2 1,117 against 547, EfficientNet-B0 1,025 against 499, ResNet-50 361
+    against 183). Every trainable tensor is still
+    checked, against the same 1e-6.
+    """
+    return 1 if path.stem in SLOW else 2
+
+
 @pytest.mark.parametrize("path", PARAMS)
 def test_check_grad_within_1e_6(path):
-    results = check_spec(compile_example(path), batch=CHECK_BATCH.get(path.stem, 1))
+    graph = compile_example(path, check=True)
+    results = check_spec(graph, batch=CHECK_BATCH.get(path.stem, 1), directions=directions(path))
     worst = max(results, key=lambda r: r.max_rel_error)
     assert worst.max_rel_error < 1e-6, f"{worst.name}: {worst.max_rel_error:.2e}"
-    trainable = {n for n, a in compile_example(path).nodes(data=True) if a["role"] == "param" and a["op"].trainable}
+    trainable = {n for n, a in graph.nodes(data=True) if a["role"] == "param" and a["op"].trainable}
     assert {r.name for r in results} == trainable
+    assert all(r.checked == directions(path) for r in results if r.reaches_loss)

@@ -101,3 +101,25 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place(tmp_path):
     before = text[: text.index("[1/1]")]
     assert re.search(r"\rtraining t000 epoch \d+/40", before), text
     assert before.endswith("\r\033[K")  # the progress line is cleared before the trial's line
+
+
+def test_max_trial_memory_is_a_budget_in_max_memorys_units_and_max_memory_a_deprecated_alias(tmp_path):
+    """tune's memory budget rejects candidates (as --max-params does); the other commands'
+    --max-memory refuses a run. So it has its own name, and reads sizes as --max-memory does
+    (kB = 1,000, KiB = 1,024); the old spelling still works, with its old units, and says so."""
+    def reasons(*options):
+        out = tmp_path / f"search{len(list(tmp_path.iterdir()))}"
+        r = subprocess.run(["graphc", "tune", str(MLP), "--grid", "layers.fc1.units=50,100", *options, "--out", str(out)],
+                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return r.stderr, [t["reason"] for t in json.loads((out / "tune.json").read_text())["trials"]]
+
+    for size, limit in (("1kB", "1,000"), ("1KiB", "1,024")):
+        err, why = reasons("--max-trial-memory", size)
+        assert len(why) == 2 and all(f"exceed --max-trial-memory {limit} (largest layer: dense 'fc1'" in w for w in why), why
+        assert "deprecated" not in err
+    err, why = reasons("--max-memory", "1kB")
+    assert "graphc: warning: --max-memory is deprecated, use --max-trial-memory (--max-memory is the run limit of" in err
+    assert all("exceed --max-trial-memory 1,024 " in w for w in why), why  # its former binary kB
+    r = subprocess.run(["graphc", "tune", str(MLP), "--max-trial-memory", "lots"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "expected a size such as 4GiB, 512MiB or 8GB" in r.stderr

@@ -343,7 +343,7 @@ def test_without_system_dot_graphviz_pure_draws_svg_and_png_and_pdf_is_a_clear_e
     assert "Here the picture is drawn by graphviz-pure" in " ".join(r.stdout.split())
     out = tmp_path / "lenet.pdf"
     r = graphc_cmd("viz", ROOT / "specs" / "lenet5.yaml", "-o", out, env=env)
-    assert r.returncode == 65 and "Traceback" not in r.stderr
+    assert r.returncode == 69 and "Traceback" not in r.stderr  # EX_UNAVAILABLE: the spec is fine, a program is missing
     assert "PDF needs Graphviz's own 'dot', which is not on PATH (graphviz-pure writes svg, png)" in r.stderr
     assert not out.exists() and (tmp_path / "lenet.dot").read_text().startswith("digraph graphc {")
     assert f"dot -Tpdf {tmp_path / 'lenet.dot'} -o {out}" in r.stderr and "apt-get install graphviz" in r.stderr
@@ -353,7 +353,7 @@ def test_without_any_renderer_the_dot_file_is_written_with_install_instructions(
     env = dict(os.environ, GRAPHC_DOT="none")  # names no program: neither dot nor graphviz-pure is used
     out = tmp_path / "lenet.svg"
     r = graphc_cmd("viz", ROOT / "specs" / "lenet5.yaml", "-o", out, env=env)
-    assert r.returncode == 65
+    assert r.returncode == 69 and "Traceback" not in r.stderr
     assert not out.exists() and (tmp_path / "lenet.dot").read_text().startswith("digraph graphc {")
     assert "neither Graphviz's 'dot' nor 'graphviz-pure'" in r.stderr and "apt-get install graphviz" in r.stderr and "brew install graphviz" in r.stderr
     assert f"dot -Tsvg {tmp_path / 'lenet.dot'} -o {out}" in r.stderr
@@ -361,6 +361,29 @@ def test_without_any_renderer_the_dot_file_is_written_with_install_instructions(
     r = graphc_cmd("viz", ROOT / "specs" / "lenet5.yaml", "-o", tmp_path / "x.dot", env=env)
     assert r.returncode == 0 and (tmp_path / "x.dot").read_text() == (tmp_path / "lenet.dot").read_text()
     assert "neither Graphviz's dot nor graphviz-pure" in " ".join(graphc_cmd("viz", "--help", env=env).stdout.split())
+
+
+def test_a_missing_renderer_exits_69_unless_the_spec_is_bad_too(tmp_path):
+    """69 (EX_UNAVAILABLE) says "install a program", 65 "fix the input": a bad spec drawn without a
+    renderer is 65, both problems reported."""
+    bin_dir = tmp_path / "bin"  # no Graphviz on PATH, and GRAPHC_DOT=none turns graphviz-pure away too
+    bin_dir.mkdir()
+    env = dict(os.environ, PATH=str(bin_dir), GRAPHC_DOT="none")
+    for suffix in (".svg", ".png", ".pdf", ".html"):
+        out = tmp_path / f"m{suffix}"
+        r = graphc_cmd("viz", ROOT / "specs" / "lenet5.yaml", "-o", out, env=env)
+        assert r.returncode == 69 and "Traceback" not in r.stderr, (suffix, r.stderr)
+        assert f"so {out} was not rendered; wrote the graph to {tmp_path / 'm.dot'}" in r.stderr and not out.exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inputs: {x: {shape: [N, 3, 4, 4]}}\nlayers:\n  - {name: c, op: conv2d, filters: 2, kernel: 7}\n")
+    r = graphc_cmd("viz", bad, "-o", tmp_path / "bad.svg", env=env)
+    assert r.returncode == 65 and "bad.yaml:3:5: error: conv2d 'c'" in r.stderr and "neither Graphviz's 'dot'" in r.stderr
+    # a renderer that is there but does not start (not an executable format) is unavailable too
+    broken = bin_dir / "dot"
+    broken.write_text("not a program\n")
+    broken.chmod(0o755)
+    r = graphc_cmd("viz", ROOT / "specs" / "lenet5.yaml", "-o", tmp_path / "m.svg", env=dict(env, GRAPHC_DOT=str(broken)))
+    assert r.returncode == 69 and f"graphc: error: could not run {broken}:" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.skipif(SYSTEM_DOT is None, reason="the system has no Graphviz 'dot' (graphviz-pure draws everything else here)")

@@ -72,6 +72,13 @@ class OnnxContext:
                                            **{k: v for k, v in attrs.items() if v is not None}))
         return out
 
+    def node_outputs(self, op_type: str, inputs, hints: list[str], **attrs) -> list[str]:
+        """Add one ONNX node with several outputs (fresh names from ``hints``); returns their names."""
+        outs = [self.fresh(h) for h in hints]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=outs[0], doc_string=self._doc,
+                                           **{k: v for k, v in attrs.items() if v is not None}))
+        return outs
+
     def const(self, value, dtype: str | None = None, hint: str = "const") -> str:
         """An initializer holding ``value`` (shared between equal constants)."""
         array = np.asarray(value, dtype=dtype or self.float_dtype)
@@ -145,6 +152,25 @@ def whole_layers(graph: nx.DiGraph, order: list[str], outputs: set[str]) -> tupl
     return whole, inner
 
 
+def _output_renames(ctx: OnnxContext, named: dict[str, str]) -> dict[str, str]:
+    """Give a node's value its output name where that is its only one: ``{node: output name}``, with
+    the lowered nodes rewritten to it. An Identity would copy the value (a weight gradient as large as
+    the weight) on every run; one stays for each further name of a shared value, and for a fed node."""
+    aliases: dict[str, list[str]] = {}
+    for shown, o in named.items():
+        aliases.setdefault(o, []).append(shown)
+    produced = {out for n in ctx.nodes for out in n.output}
+    renames = {o: names[0] for o, names in aliases.items()
+               if o not in names and o in produced and names[0] not in ctx._names and names[0] not in produced}
+    if renames:
+        for n in ctx.nodes:
+            for field in (n.input, n.output):
+                for i, v in enumerate(field):
+                    if v in renames:
+                        field[i] = renames[v]
+    return renames
+
+
 def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, initial: dict[str, np.ndarray] | None = None,
                  defaults: dict[str, np.ndarray] | None = None, name: str | None = None, doc: str = "",
                  layers_whole: bool = False) -> onnx.ModelProto:
@@ -153,8 +179,9 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
     Every fed node the outputs need (data inputs, parameters, masks, optimiser state) is a graph
     input, except those in ``initial``, which are embedded as initializers; those in ``defaults`` are
     inputs with an initializer as their default value. An output name other than its node's (spec
-    output names, ``grad/<param>``…) is an Identity of the node, so every name is an output even
-    where several share one value (common-subexpression elimination merges equal gradients).
+    output names, ``grad/<param>``…) names the node's value; where several names share one value
+    (common-subexpression elimination merges equal gradients) the others are Identities of it, so
+    every name is an output.
     Shape arithmetic the static shapes determine is folded (:func:`.onnx_fold.fold_shapes`).
     ``layers_whole``: a layer whose composite lowers itself whole (an LSTM as ONNX's ``LSTM``) is
     exported so (:func:`whole_layers`), not as its expansion; for inference graphs only, a training
@@ -190,13 +217,15 @@ def export_model(graph: nx.DiGraph, outputs: list[str] | dict[str, str], *, init
                 a["op"].onnx(ctx, list(a["inputs"]), n)
         except ShapeError as e:  # a lowering that cannot take a symbolic size
             raise GraphcError(Diagnostic(f"the ONNX lowering of {a['op'].kind} '{n}': {e}", loc, "export the spec with its sizes given")) from None
+    renamed = _output_renames(ctx, named)
     final_outputs = []
     for shown, o in named.items():
-        if shown != o:
+        if shown != renamed.get(o, o):
             ctx.current = o
-            ctx.node("Identity", [o], output=shown)
+            ctx.node("Identity", [renamed.get(o, o)], output=shown)
         final_outputs.append(value_info(shown, graph.nodes[o]["type"]))
-    infos = [value_info(n, graph.nodes[n]["type"]) for n in order if n not in fed and n not in named and n not in inner]
+    infos = [value_info(n, graph.nodes[n]["type"]) for n in order
+             if n not in fed and n not in named and n not in inner and n not in renamed]
     g = helper.make_graph(ctx.nodes, name or graph.graph.get("name") or "graphc", [value_info(n, graph.nodes[n]["type"]) for n in graph_inputs],
                           final_outputs, initializer=ctx.initializers, value_info=infos, doc_string=doc)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graphc", producer_version=__version__,

@@ -195,7 +195,8 @@ def training_graph(graph: nx.DiGraph, wrt_inputs: tuple[str, ...] = ()) -> nx.Di
     sizes = sorted(graph_size_names(graph))
     if sizes:  # gradient ops hold input sizes as attributes
         raise GraphcError(f"differentiating needs static sizes, and the spec's inputs have the symbolic size(s) {', '.join(sizes)}",
-                          hint=f"bind them: compile --size {','.join(f'{n}=…' for n in sizes)}; run, grad and train bind them from their inputs")
+                          hint=f"bind them with --size {','.join(f'{n}=…' for n in sizes)} (compile, check-grad); "
+                               "run, grad and train bind them from their inputs")
     g = to_training_mode(graph)
     params = [n for n, a in g.nodes(data=True) if a["role"] == "param" and a["op"].trainable]
     trained, grads = differentiate(g, loss, params + list(wrt_inputs))

@@ -27,7 +27,8 @@ from .base import (
     pair,
     sample,
 )
-from .conv import Padding, Size2, _span, _Windowed, onnx_transposed_conv, padded
+from . import threads
+from .conv import Padding, Size2, _span, _Windowed, onnx_cast, onnx_transposed_conv, padded
 
 PoolPadding = Padding  # one int, [ph, pw], {top, bottom, left, right}, 'same' or 'valid'
 
@@ -112,6 +113,14 @@ def _onnx_maxpool(ctx, op, x, output=None):
     return ctx.node("MaxPool", [xp], output, hint="maxpool", **attrs)
 
 
+def _onnx_maxpool_indices(ctx, op, x) -> list[str]:
+    """MaxPool of ``x`` with its Indices output: ``[values, indices]``, the indices flat over
+    N·C·H·W (row-major), of each window's first maximum in row-major order. Only for unpadded pools: onnx's
+    ReferenceEvaluator numbers padded inputs' indices differently from onnxruntime."""
+    attrs = dict(kernel_shape=list(op._kernel()), strides=list(op._stride()), dilations=list(op._dilation()))
+    return ctx.node_outputs("MaxPool", [x], ["maxpool", "first_max"], **attrs)
+
+
 def _onnx_first_max_taps(ctx, op, r):
     """``(rp, [(tap, mask)])``: ``r`` padded with −∞ and, per kernel tap, the boolean (N, C, Ho, Wo) mask of
     the windows whose first maximum (row-major tap order, as the kernel) sits at that tap.
@@ -143,19 +152,26 @@ def _unpad(ctx, op, name, in_hw, output=None):
     return ctx.node("Slice", [name, ctx.ints([pt, pl]), ctx.ints([pt + in_hw[0], pl + in_hw[1]]), ctx.ints([2, 3])], output)
 
 
-def window_max(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
+def window_max(xp: np.ndarray, kernel, stride, dilation, out_hw, out: np.ndarray | None = None) -> np.ndarray:
     """Each window's maximum, separably: first over the kw taps along every padded row, then over the kh
     rows of each window — ``(kw − 1)·Hp + (kh − 1)·Ho`` elementwise maxima of (N, C, ·, Wo) planes instead
     of ``kh·kw − 1`` of (N, C, Ho, Wo) ones: half the work for overlapping 3×3 windows, contiguous rows
     in the second pass. Row by row keeps the row-major tap order: on equal values ``np.maximum`` returns
-    its second operand, so a ±0 maximum keeps the sign of the last equal tap, as one tap-by-tap loop."""
+    its second operand, so a ±0 maximum keeps the sign of the last equal tap, as one tap-by-tap loop.
+    Written into ``out`` if given."""
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
     cols = [xp[:, :, :_span(ho, kh, sh, dh), v * dw:v * dw + (wo - 1) * sw + 1:sw] for v in range(kw)]
     rows = np.maximum(cols[0], cols[1]) if kw > 1 else cols[0]
     for col in cols[2:]:
         np.maximum(rows, col, out=rows)
     taps = [rows[:, :, u * dh:u * dh + (ho - 1) * sh + 1:sh] for u in range(kh)]
-    best = np.maximum(taps[0], taps[1]) if kh > 1 else taps[0].copy()
+    if kh > 1:
+        best = np.maximum(taps[0], taps[1], out=out)
+    elif out is not None:
+        best = out
+        np.copyto(out, taps[0])
+    else:
+        best = taps[0].copy()
     for tap in taps[2:]:
         np.maximum(best, tap, out=best)
     return best
@@ -269,7 +285,10 @@ class MaxPool2d(_MaxPoolAttrs):
 
     def forward(self, x):
         xp, win = self._padded_windows(x, -np.inf)
-        return window_max(xp, self._kernel(), self._stride(), self._dilation(), win.shape[4:])
+        geometry = self._kernel(), self._stride(), self._dilation(), win.shape[4:]
+        y = np.empty(x.shape[:2] + win.shape[4:], dtype=xp.dtype)
+        threads.over_blocks(lambda b: window_max(xp[b], *geometry, out=y[b]), x.shape[0], xp.size)  # by images
+        return y
 
     def onnx(self, ctx, xs, y):
         _onnx_maxpool(ctx, self, xs[0], y)
@@ -315,29 +334,32 @@ class MaxPool2dGrad(_MaxPoolAttrs):
         windows' maxima, when the forward max pool's output is at hand."""
         xp, win = self._padded_windows(x, -np.inf)
         kernel, stride, dilation, out = self._kernel(), self._stride(), self._dilation(), gy.shape[2:]
-        if best is None:
-            best = window_max(xp, kernel, stride, dilation, out)
         # windows at least their extent apart: no input is read by two windows, so each tap's view of
         # gx is written once, directly; if their o·k distinct inputs are all n inputs, nothing is left to zero
         disjoint = all(s >= _span(1, k, s, d) for k, s, d in zip(kernel, stride, dilation))
         tiled = disjoint and xp is x and all(o * k == n for o, k, n in zip(out, kernel, x.shape[2:]))
         gxp = (np.empty if tiled else np.zeros)(xp.shape, gy.dtype)
-        share = None if disjoint else np.empty_like(gy)
         kh, kw = kernel
-        left = gy  # the part of gy no earlier tap took
-        for t in range(kh * kw):
-            view = tap_view(gxp, t, kernel, stride, dilation, out)
-            dest = view if disjoint else share
-            if t == kh * kw - 1:  # what is left: the maximum is here, or nowhere (a NaN window, as before)
-                np.add(left, 0, out=dest)  # + 0: −0.0 becomes +0.0, as in a sum into zeros
-            else:
-                kept = left * (win[t // kw, t % kw] != best)
-                # exact, no masks: where t holds the maximum, left − 0 = left; elsewhere left − left = +0.0
-                # (for finite gy; an infinite gy, whose window the zero-filled sum filled with NaN, gets NaN)
-                np.subtract(left, kept, out=dest)
-                left = kept
-            if not disjoint:  # overlapping windows: taps' views share inputs, so accumulate
-                view += dest
+
+        def images(b):  # a block of the batch: windows never span two images
+            top = best[b] if best is not None else window_max(xp[b], kernel, stride, dilation, out)
+            share = None if disjoint else np.empty_like(gy[b])
+            left = gy[b]  # the part of gy no earlier tap took
+            for t in range(kh * kw):
+                view = tap_view(gxp[b], t, kernel, stride, dilation, out)
+                dest = view if disjoint else share
+                if t == kh * kw - 1:  # what is left: the maximum is here, or nowhere (a NaN window, as before)
+                    np.add(left, 0, out=dest)  # + 0: −0.0 becomes +0.0, as in a sum into zeros
+                else:
+                    kept = left * (win[t // kw, t % kw, b] != top)
+                    # exact, no masks: where t holds the maximum, left − 0 = left; elsewhere left − left = +0.0
+                    # (for finite gy; an infinite gy, whose window the zero-filled sum filled with NaN, gets NaN)
+                    np.subtract(left, kept, out=dest)
+                    left = kept
+                if not disjoint:  # overlapping windows: taps' views share inputs, so accumulate
+                    view += dest
+
+        threads.over_blocks(images, x.shape[0], xp.size)
         (pt, _), (pl, _) = self.pads(x.shape[2:])
         return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
 
@@ -350,8 +372,8 @@ class MaxPool2dGrad(_MaxPoolAttrs):
     def onnx(self, ctx, xs, y):
         """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
         kernels scatters every tap's share back to its input position. Windows that tile the input
-        exactly (stride = kernel, no padding or dilation) take a shorter road: the windows as a last
-        axis, ArgMax (first maximum) and a one-hot mask, all contiguous."""
+        exactly (stride = kernel, no padding or dilation) take a shorter road: MaxPool's indices of
+        the first maxima and one ScatterElements of gy."""
         x, gy = xs
         t = ctx.type_of(x)
         dtype = ctx.type_of(gy).dtype
@@ -359,17 +381,17 @@ class MaxPool2dGrad(_MaxPoolAttrs):
         h, w = t.shape[2:]
         if ((kh, kw) == (sh, sw) and self._dilation() == (1, 1) and not any(p for pr in self.pads((h, w)) for p in pr)
                 and h % kh == 0 and w % kw == 0):
-            ho, wo, c = h // kh, w // kw, t.shape[1]
-            win = ctx.node("Transpose", [ctx.node("Reshape", [x, ctx.ints([0, c, ho, kh, wo, kw])], hint="windows6")],
-                           hint="windows", perm=[0, 1, 2, 4, 3, 5])
-            win = ctx.node("Reshape", [win, ctx.ints([0, c, ho, wo, kh * kw])], hint="windows_flat")
-            first = ctx.node("ArgMax", [win], hint="first_max", axis=-1, keepdims=1, select_last_index=0)
-            hit = ctx.node("Equal", [first, ctx.ints(list(range(kh * kw)))], hint="is_first_max")
-            mask = ctx.node("Cast", [hit], hint="first_max_mask", to=ONNX_DTYPES[dtype])  # Mul broadcasts faster than Where
-            share = ctx.node("Mul", [mask, ctx.node("Unsqueeze", [gy, ctx.ints([-1])], hint="gy_")], hint="share")
-            share = ctx.node("Reshape", [share, ctx.ints([0, c, ho, wo, kh, kw])], hint="share6")
-            back = ctx.node("Transpose", [share], hint="share_nchw", perm=[0, 1, 2, 4, 3, 5])
-            ctx.node("Reshape", [back, ctx.ints([0, c, h, w])], y)
+            # MaxPool's Indices output (the first maximum in row-major window order, as the kernel's tie
+            # rule), taken within each (n, c) plane, scatters gy into zeros: no window transposes or
+            # masks. Zeros of x's shape by a Where that never takes x, and every reshape keeps N (0):
+            # no Shape node for a symbolic batch, and N stays in the shapes a runtime infers
+            _, indices = _onnx_maxpool_indices(ctx, self, x)
+            planes = ctx.ints([0, t.shape[1], -1])
+            in_plane = ctx.node("Mod", [ctx.node("Reshape", [indices, planes], hint="first_max_nc"), ctx.ints(h * w)], hint="first_max_in_plane")
+            zeros = ctx.node("Where", [ctx.const(False, "bool", "never"), ctx.node("Reshape", [onnx_cast(ctx, x, dtype), planes], hint="x_nc"),
+                                       ctx.const(0.0, dtype)], hint="zeros")
+            gx = ctx.node("ScatterElements", [zeros, in_plane, ctx.node("Reshape", [gy, planes], hint="gy_nc")], hint="scatter", axis=2)
+            ctx.node("Reshape", [gx, ctx.ints([0, *t.shape[1:]])], y)
             return
         xp, masks = _onnx_first_max_taps(ctx, self, x)
         (kh, kw), (sh, sw), (dh, dw) = self._kernel(), self._stride(), self._dilation()

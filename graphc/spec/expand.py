@@ -226,6 +226,13 @@ class _Expander:
             self.out.errors.append(Diagnostic(f"'args' is for block calls; '{absolute}' is an op layer", loc_of(entry, "args"),
                                               "write the op's attributes directly in the layer"))
         init = _init_of(entry)
+        if repeat > 1 and takes_no_input(entry["op"]):
+            # repeat feeds each copy the previous one's output, and this op reads no input
+            self.out.errors.append(Diagnostic(
+                f"'repeat: {repeat}' on {entry['op']} layer '{absolute}': repeat chains copies, each fed the previous "
+                f"one's output, and a {entry['op']} takes no input", loc_of(entry, "repeat"),
+                f"remove 'repeat': one {entry['op']} layer is one tensor; for several, write one {entry['op']} layer for each"))
+            repeat = 1
         if not self.fits(absolute, entry, repeat, 1, f"op {entry['op']}"):
             return
         if repeat == 1:

@@ -1,8 +1,10 @@
-"""``graphc train``: the command line of the training loop (graphc.train.loop)."""
+"""``graphc train``: the command line of the training loop (graphc.train.loop), and the option types and
+deprecated aliases that the commands above it (tune, export) share."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 TRAIN_EPILOG = """exit codes: 0 success · 2 invalid command line · 3 a numerical check failed: a non-finite loss
 stopped the run (the last good checkpoint is kept), or --overfit K did not reach 100 % training accuracy · 65 invalid
@@ -16,6 +18,25 @@ def non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be ≥ 0")
     return value
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name kept working: stores into the new option's dest and says so on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, why: str = "the spec's name for the setting", **kwargs):
+        self.new, self.why = new, why
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"graphc: warning: {option_string} is deprecated, use {self.new} ({self.why})", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(p, old: str, new: str, **kwargs) -> None:
+    """Keep ``old`` as a warning alias of ``new`` (one name per setting across the spec and the CLI);
+    ``why`` (optional) is the reason the warning gives."""
+    p.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=_DeprecatedAlias, new=new, default=argparse.SUPPRESS,
+                   metavar=new.lstrip("-").upper(), help=f"deprecated alias of {new}", **kwargs)
 
 
 def at_least_one(text: str) -> int:

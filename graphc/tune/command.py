@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import GraphcError
-from ..train.command import at_least_one
+from ..train.command import at_least_one, deprecated_alias
 
 # the search (Dask, the trial store, plots) is imported by the handler, not here: every graphc
 # command builds this subcommand's parser
@@ -35,18 +35,20 @@ def cmd_tune(args) -> int:
         raise GraphcError("use --workers N (an embedded cluster) or --scheduler ADDRESS (an existing one), not both")
     return tune(TuneOptions(spec=args.spec, grid=args.grid or [], random=args.random or [], space=args.space,
                             trials=args.trials, seed=args.seed, sets=args.set or [],
-                            budgets=Budgets(args.max_params, args.max_macs, args.max_memory), workers=args.workers,
+                            budgets=Budgets(args.max_params, args.max_macs, getattr(args, "max_trial_memory", None)), workers=args.workers,
                             scheduler=args.scheduler, out=args.out, resume=args.resume, refine=args.refine, top=args.top,
                             retries=args.retries, backend=args.backend))
 
 
 def add_subcommand(sub, epilog: str) -> None:
     """Add ``graphc tune`` to the CLI's subparsers."""
+    from ..ir.memory import size_argument
+
     t = sub.add_parser(
         "tune", help="hyperparameter search on Dask: grid/random over any spec value, invalid candidates rejected "
                      "before training", epilog=TUNE_EPILOG,
         description="Search over spec values named by --set's dotted paths. Every candidate is compiled first; one "
-                    "whose shapes fail or that exceeds --max-params/--max-macs/--max-memory is rejected with the "
+                    "whose shapes fail or that exceeds --max-params/--max-macs/--max-trial-memory is rejected with the "
                     "values, the layer and the message. The others train in parallel on Dask (an embedded "
                     "LocalCluster, or --scheduler). Writes DIR/tune.json, results.csv, results.json (sorted by "
                     "validation accuracy), best.yaml (a complete spec for graphc train), tune.png and trials/<id>/.")
@@ -66,9 +68,13 @@ def add_subcommand(sub, epilog: str) -> None:
                    help="a fixed override for every trial, as graphc train --set (repeatable): --set train.epochs=20")
     t.add_argument("--max-params", type=_amount, metavar="N", help="reject candidates with more parameters (e.g. 500k, 2M)")
     t.add_argument("--max-macs", type=_amount, metavar="N", help="reject candidates with more MACs per example (e.g. 10M)")
-    t.add_argument("--max-memory", type=_amount, metavar="BYTES",
-                   help="reject candidates needing more training memory: params×4 + activation bytes per example × "
-                        "batch size (e.g. 64MB)")
+    t.add_argument("--max-trial-memory", type=size_argument, metavar="SIZE",
+                   help="reject candidates whose estimated training memory, params×4 + activation bytes per example × "
+                        "train.batch_size, exceeds SIZE (4GiB, 512MiB, 8GB or bytes, as --max-memory elsewhere): a "
+                        "search budget like --max-params, not the run limit that the other commands' --max-memory is")
+    # the former name, whose amounts were decimal for k/M/G and binary for kB/MB/GB
+    deprecated_alias(t, "--max-memory", "--max-trial-memory", type=_amount,
+                     why="--max-memory is the run limit of run, grad, check-grad, train and export")
     t.add_argument("--workers", type=at_least_one, metavar="N",
                    help="worker processes of the embedded LocalCluster (default: one per CPU), one thread each")
     t.add_argument("--scheduler", metavar="tcp://HOST:PORT",

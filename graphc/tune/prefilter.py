@@ -66,7 +66,7 @@ def prefilter(spec: str, fixed: list[str], values: dict[str, Any], budgets: Budg
         if limit is not None and have > limit:
             big = largest(key)
             where = f" (largest layer: {big['op']} '{big['name']}' with {big[key]:,}{unit})" if big else ""
-            flag = {"params": "--max-params", "MACs": "--max-macs", "memory": "--max-memory"}[name]
+            flag = {"params": "--max-params", "MACs": "--max-macs", "memory": "--max-trial-memory"}[name]
             return {**out, "status": "rejected", "layer": big["name"] if big else None,
                     "reason": f"{shown}: {name} {have:,}{unit} exceed {flag} {limit:,}{where}"}
     return out
