@@ -49,3 +49,21 @@ def test_mean_over_the_symbolic_batch_has_gradient_one_over_n_in_onnxruntime():
         got = run(sess, {"x": x})
         np.testing.assert_allclose(got["gx"], np.full((n, 3), 1 / n), rtol=1e-6)
         np.testing.assert_allclose(got["total"], x.mean(axis=0).sum(), rtol=1e-6)
+
+
+def test_the_gradient_ops_share_the_broadcast_check_and_reduce_mean_grad_also_needs_the_rank():
+    """broadcast_like (reduce_sum's gradient) takes any a that broadcasts to like; reduce_mean_grad
+    only a cotangent with the reduced axes kept (same rank): (5,) broadcasts to (3, 5), but is no
+    kept-axes reduction of it."""
+    from graphc.errors import ShapeError
+    from graphc.ops.reduce import BroadcastLike, ReduceMeanGrad
+    from graphc.tensor import TensorType
+
+    row, grid = TensorType((5,)), TensorType((3, 5))
+    assert BroadcastLike().infer([row, grid]) == grid
+    with pytest.raises(ShapeError, match=r"reduce_mean_grad: gy \(5\) is not x \(3, 5\) reduced with kept axes"):
+        ReduceMeanGrad().infer([row, grid])
+    assert ReduceMeanGrad().infer([TensorType((1, 5), "float64"), grid]) == TensorType((3, 5), "float64")
+    with pytest.raises(ShapeError, match="cannot broadcast"):
+        BroadcastLike().infer([TensorType((4,)), grid])
+    assert BroadcastLike().window([row, grid]) is None and ReduceMeanGrad().window([row, grid]) is None

@@ -3,6 +3,8 @@ and what gradients need: sum back to a broadcast operand's shape, broadcast a re
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field
 
@@ -130,28 +132,43 @@ class ReduceMean(_Reduce):
         return (g.op(ReduceMeanGrad(), [self._kept(g, gy, xs[0]), xs[0]], "dx"),)
 
 
-class ReduceMeanGrad(Op):
+class _BackToShape(Op):
+    """What the reductions' gradients share: inputs ``(a, like)``, output ``a`` broadcast to ``like``'s
+    shape (``like`` gives only its shape; a's dtype), no window. ``same_rank``: ``a`` must have
+    like's rank (a cotangent with the reduced axes kept as size 1), not only broadcast to it."""
+
+    arity = (2, 2)
+    user_facing = False
+    same_rank: ClassVar[bool] = False
+
+    def mismatch(self, a: TensorType, like: TensorType) -> str:
+        raise NotImplementedError
+
+    def infer(self, xs):
+        from ..tensor import broadcast
+
+        a, like = xs
+        if (self.same_rank and a.rank != like.rank) or broadcast(a.shape, like.shape) != tuple(like.shape):
+            raise ShapeError(self.mismatch(a, like))
+        return TensorType(tuple(like.shape), a.dtype)
+
+    def window(self, xs):
+        return None
+
+
+class ReduceMeanGrad(_BackToShape):
     """Gradient of reduce_mean: ``gx = broadcast(gy, shape of x)·(|gy|/|x|)`` (|·| the element count:
     ``1/n``, n the elements reduced into each output), ``gy`` with the reduced axes kept as size 1.
     Inputs (gy, x); x gives only its shape. ONNX: Expand, and a Div by the count ratio computed from
     Size at run time."""
 
     kind = "reduce_mean_grad"
-    arity = (2, 2)
-    user_facing = False
+    same_rank = True
 
     samples = (sample({}, (2, 3, 1, 1), (2, 3, 4, 5)), sample({}, (1, 5), (3, 5)))
 
-    def infer(self, xs):
-        from ..tensor import broadcast
-
-        gy, x = xs
-        if gy.rank != x.rank or broadcast(gy.shape, x.shape) != tuple(x.shape):
-            raise ShapeError(f"reduce_mean_grad: gy {fmt_shape(gy.shape)} is not x {fmt_shape(x.shape)} reduced with kept axes")
-        return TensorType(tuple(x.shape), gy.dtype)
-
-    def window(self, xs):
-        return None
+    def mismatch(self, gy, x):
+        return f"reduce_mean_grad: gy {fmt_shape(gy.shape)} is not x {fmt_shape(x.shape)} reduced with kept axes"
 
     def forward(self, gy, x):
         gx = np.empty(x.shape, gy.dtype)
@@ -247,25 +264,15 @@ class Unsqueeze(Op):
         return (g.op(ReduceSum(axes=tuple(sorted(self.axes)), keepdims=False), [gy], "dx"),)
 
 
-class BroadcastLike(Op):
+class BroadcastLike(_BackToShape):
     """``y = broadcast(x, shape of like)``: ``x`` repeated along like's larger axes (``like`` gives only its shape)."""
 
     kind = "broadcast_like"
-    arity = (2, 2)
-    user_facing = False
 
     samples = (sample({}, (1, 5), (3, 5)), sample({}, (3, 1, 1), (2, 3, 4, 4)))
 
-    def infer(self, xs):
-        from ..tensor import broadcast
-
-        x, like = xs
-        if broadcast(x.shape, like.shape) != tuple(like.shape):
-            raise ShapeError(f"cannot broadcast {x} to {like}")
-        return TensorType(tuple(like.shape), x.dtype)
-
-    def window(self, xs):
-        return None
+    def mismatch(self, x, like):
+        return f"cannot broadcast {x} to {like}"
 
     def forward(self, x, like):
         return np.broadcast_to(x, like.shape)
