@@ -302,3 +302,14 @@ def broadcast(*shapes: Shape) -> Shape:
             raise ShapeError("cannot broadcast " + " with ".join(fmt_shape(s) for s in shapes) + f": axis {axis} has sizes {sorted(map(str, dims))}")
         out.append(dims.pop() if dims else 1)
     return tuple(out)
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or the first of ``base_2``, ``base_3``, … not in ``taken``; added to ``taken``. The
+    one rule for fresh names: ONNX export's nodes, its shape folding's constants, import's layers."""
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    taken.add(name)
+    return name

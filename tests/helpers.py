@@ -76,3 +76,28 @@ def compile_example(path, check: bool = False):
     for text in sets:
         apply_set(data, text)
     return build_graph(validate_spec(str(path), data))
+
+
+def reexported(imported, feeds: dict, values=(), dtype=None) -> dict:
+    """``export(import(model))`` on stock onnxruntime: the imported graph exported as ``graphc
+    export`` writes it (:func:`~graphc.backends.onnx_export.forward_model`, the imported parameters
+    embedded), run on ``feeds`` keyed by the ONNX model's input names. Returns the model's outputs
+    by their ONNX names, and each ONNX value in ``values`` (one a layer computes, ``imported.values``)
+    under its own name, read from the re-exported model as an extra output of its layer's node.
+    ``dtype``: the parameters' (float32 unless given, as the command line embeds them)."""
+    from graphc.backends.onnx_export import forward_model
+    from graphc.backends.ort import run, session
+    from graphc.ir.params import initial_params
+
+    graph = imported.graph()
+    params = initial_params(graph)
+    if dtype is not None:
+        params = {k: imported.params[k].astype(dtype) for k in params}
+    probe = graph.copy()
+    spec_outputs = dict(graph.graph["outputs"])
+    extra = {f"value:{v}": imported.values[v] for v in values}  # a prefix no spec output name has
+    probe.graph["outputs"] = {**spec_outputs, **extra}
+    sess, _ = session(forward_model(probe, params), "cpu")
+    got = run(sess, {imported.inputs[k]: v for k, v in feeds.items()})
+    out = {name: got[key] for name, key in imported.outputs.items()}
+    return {**out, **{v: got[f"value:{v}"] for v in values}}

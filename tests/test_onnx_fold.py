@@ -162,3 +162,13 @@ def test_a_reshape_or_expand_by_a_symbolic_shape_keeps_the_batch_by_0_or_1():
     r, e, q, _ = ort.InferenceSession(folded.SerializeToString()).run(None, feeds)
     np.testing.assert_array_equal(r, feeds["g"].reshape(4, 2, 3))
     np.testing.assert_array_equal(e, np.broadcast_to(feeds["b"], (4, 2, 3)))
+
+
+def test_fresh_names_are_the_first_free_name_k():
+    """The one naming rule of export, shape folding and import (graphc.tensor.unique_name)."""
+    from graphc.tensor import unique_name
+
+    taken = {"a", "a_2"}
+    assert [unique_name("a", taken) for _ in range(2)] == ["a_3", "a_4"]
+    assert unique_name("b", taken) == "b" and unique_name("b", taken) == "b_2"
+    assert taken == {"a", "a_2", "a_3", "a_4", "b", "b_2"}

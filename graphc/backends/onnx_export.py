@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from ..ir.graph import topo_order
 from ..ops.base import ONNX_DTYPES
 from ..errors import Diagnostic, GraphcError, ShapeError
-from ..tensor import Size, TensorType
+from ..tensor import Size, TensorType, unique_name
 from ..version import __version__
 from .onnx_fold import fold_shapes
 
@@ -56,13 +56,7 @@ class OnnxContext:
         return name
 
     def fresh(self, hint: str) -> str:
-        base = f"{self.current}/{hint}"
-        name, k = base, 1
-        while name in self._names:
-            k += 1
-            name = f"{base}_{k}"
-        self._names.add(name)
-        return name
+        return unique_name(f"{self.current}/{hint}", self._names)
 
     def node(self, op_type: str, inputs, output: str | None = None, hint: str | None = None, slot: int = 0, **attrs) -> str:
         """Add one ONNX node; returns the name (``output`` or a fresh one) of the one output used: the
@@ -126,13 +120,18 @@ def whole_layers(graph: nx.DiGraph, order: list[str], outputs: set[str]) -> tupl
     and the nodes of their expansions that this lowering replaces. A layer qualifies when its value
     is the node named after it, nothing outside the layer reads any other of its nodes (a pass that
     merged or rewired one keeps the layer expanded) and, besides its own parameters, it reads one
-    data input."""
+    data input. It reads every parameter the layer has: one its expansion leaves unread (an lstm of
+    one step never reads ``wh``, h₋₁ being 0) is no input of the export, so the layer stays expanded."""
     layer_ops = graph.graph.get("layer_ops", {})
     members: dict[str, list[str]] = {}
     for n in order:
         a = graph.nodes[n]
         if a["role"] == "op" and hasattr(layer_ops.get(a.get("layer")), "onnx_layer"):
             members.setdefault(a["layer"], []).append(n)
+    owned: dict[str, int] = {}
+    for n, a in graph.nodes(data=True):
+        if a["role"] == "param" and a.get("layer") in members:
+            owned[a["layer"]] = owned.get(a["layer"], 0) + 1
     whole, inner = {}, set()
     for layer, nodes in members.items():
         inside = set(nodes)
@@ -141,7 +140,7 @@ def whole_layers(graph: nx.DiGraph, order: list[str], outputs: set[str]) -> tupl
         reads = {i for n in nodes for i in graph.nodes[n]["inputs"] if i not in inside}
         params = {r[len(layer) + 1:]: r for r in reads if graph.nodes[r]["role"] == "param" and graph.nodes[r]["layer"] == layer}
         data = reads - set(params.values())
-        if len(data) == 1:
+        if len(data) == 1 and len(params) == owned.get(layer, 0):
             whole[layer] = (layer_ops[layer], data.pop(), params)
             inner |= inside - {layer}
     return whole, inner

@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..tensor import unique_name
+
 FOLDABLE = frozenset({"Cast", "Concat", "Div", "Mul", "Add", "Sub", "Neg", "Gather", "Unsqueeze", "Squeeze", "Slice",
                       "Reshape", "Identity", "ReduceProd", "Range", "Equal", "Where", "Expand", "ConstantOfShape"})
 SMALL = 64  # elements: the largest value folded (shapes and counts are a few numbers)
@@ -106,23 +108,13 @@ def fold_shapes(model: onnx.ModelProto, keep=frozenset()) -> onnx.ModelProto:
                 and not _attr(node, "allowzero", 0)):
             target = _like_shape(node.op_type, shapes.get(node.input[0]), shapes.get(shape_of[node.input[1]]))
             if target is not None:
-                name = _unused(f"{node.output[0]}/like_shape", taken)
+                name = unique_name(f"{node.output[0]}/like_shape", taken)
                 known[name] = made[name] = target
                 node.input[1] = name
         kept.append(node)
     g.initializer.extend(numpy_helper.from_array(v, n) for n, v in made.items())
     _drop_unused(g, kept, fed, outputs)
     return model
-
-
-def _unused(name: str, taken: set[str]) -> str:
-    """``name``, or ``name_2``, ``name_3``… if taken; marked taken."""
-    base, k = name, 1
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    taken.add(name)
-    return name
 
 
 def _fold(node: onnx.NodeProto, shapes: dict, known: dict, shape_of: dict, opset: int) -> np.ndarray | None:

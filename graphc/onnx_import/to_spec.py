@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..tensor import unique_name
 from .fold import Folded, Node
 from .patterns import DENSE, per_channel
 
@@ -82,12 +83,7 @@ class Context:
         return any(o and o in self.used for o in node.outputs[1:])
 
     def unique(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken:
-            k += 1
-            name = f"{base}_{k}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def const(self, name: str | None):
         return self.f.consts.get(name) if name else None
