@@ -58,10 +58,15 @@ def test_sigterm_prints_the_resume_line(tmp_path):
     assert {t["status"] for t in state["trials"]} == {"pending"}
 
 
+#: the progress line reads the trial's epochs every 50 ms, so that even a trial trained in a second on an
+#: idle machine is seen while it trains (at the default 1 s, a 40-epoch trial can finish between two reads)
+PROGRESS_EVERY = ("--progress-every", "0.05")
+
+
 def _one_trial(tmp_path, **popen):
     out = tmp_path / "search"
     return subprocess.run(["graphc", "tune", str(MLP), "--grid", "train.lr=0.005", "--set", "train.epochs=40",
-                           "--workers", "1", "--out", str(out)], text=True, timeout=600, cwd=tmp_path, **popen)
+                           "--workers", "1", "--out", str(out), *PROGRESS_EVERY], text=True, timeout=600, cwd=tmp_path, **popen)
 
 
 def test_a_progress_line_while_the_first_trial_trains_in_a_log(tmp_path):
@@ -81,7 +86,7 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place(tmp_path):
     main, child = pty.openpty()  # stderr is a terminal; stdout stays a pipe
     try:
         proc = subprocess.Popen(["graphc", "tune", str(MLP), "--grid", "train.lr=0.005", "--set", "train.epochs=40",
-                                 "--workers", "1", "--out", str(tmp_path / "search")],
+                                 "--workers", "1", "--out", str(tmp_path / "search"), *PROGRESS_EVERY],
                                 stdout=subprocess.PIPE, stderr=child, cwd=tmp_path)
         os.close(child)
         err = b""

@@ -25,6 +25,18 @@ def _amount(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _seconds(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. 0.5)") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
 def cmd_tune(args) -> int:
     from .prefilter import Budgets
     from .search import TuneOptions, tune
@@ -37,7 +49,7 @@ def cmd_tune(args) -> int:
                             trials=args.trials, seed=args.seed, sets=args.set or [],
                             budgets=Budgets(args.max_params, args.max_macs, getattr(args, "max_trial_memory", None)), workers=args.workers,
                             scheduler=args.scheduler, out=args.out, resume=args.resume, refine=args.refine, top=args.top,
-                            retries=args.retries, backend=args.backend))
+                            retries=args.retries, backend=args.backend, progress_every=args.progress_every))
 
 
 def add_subcommand(sub, epilog: str) -> None:
@@ -92,4 +104,7 @@ def add_subcommand(sub, epilog: str) -> None:
     t.add_argument("--backend", choices=("numpy", "onnxruntime"), default=None,
                    help="train every trial on graphc's NumPy interpreter (default) or on onnxruntime (the exported "
                         "training step; faster on convolutional nets); kept by --resume")
+    t.add_argument("--progress-every", type=_seconds, default=1.0, metavar="SECONDS",
+                   help="how often the progress line reads the running trials' epochs (default 1 s); on a terminal it "
+                        "is rewritten in place, in a log a changed line is written at most every 10 s (or SECONDS, if longer)")
     t.set_defaults(run=cmd_tune)

@@ -67,6 +67,7 @@ class TuneOptions:
     retries: int = 2
     backend: str | None = None  # the trials' training backend (None: graphc train's default)
     progress: bool = True
+    progress_every: float = 1.0  # seconds between the progress line's reads of the running trials
     client: Any = None  # an existing dask.distributed.Client (Python API; tests share one cluster)
     crash_once: dict[str, str] = field(default_factory=dict)  # trial id -> marker file (tests: kill the worker once)
 

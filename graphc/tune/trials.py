@@ -135,15 +135,17 @@ def train_pending(search: Search, opts) -> int:
 class Ticker:
     """The progress line while trials train: each running trial's epochs from its run directory (the
     trial rewrites ``metrics.csv`` after every epoch and ``spec.json`` holds its ``train.epochs``),
-    read by a thread once a second. On a terminal the line is rewritten in place (and cleared before
-    each finished-trial line); in a log a new line is written only when it changed and at most every
-    :attr:`LOG_EVERY` seconds, so a long search does not flood it."""
+    read by a thread every ``opts.progress_every`` seconds (``--progress-every``, default 1). On a
+    terminal the line is rewritten in place (and cleared before each finished-trial line); in a log a
+    new line is written only when it changed and at most every :attr:`LOG_EVERY` seconds (or the tick,
+    if longer), so a long search does not flood it."""
 
-    TICK = 1.0
     LOG_EVERY = 10.0
 
     def __init__(self, search: Search, opts, started: float):
         self.search, self.opts, self.started = search, opts, started
+        self.tick = opts.progress_every
+        self.log_every = max(self.LOG_EVERY, self.tick)
         self.tty = sys.stderr.isatty()
         self.lock = threading.Lock()
         self.shown, self.last, self.on_screen = "", -math.inf, False
@@ -154,7 +156,7 @@ class Ticker:
             self.thread.start()
 
     def _run(self) -> None:
-        while not self.done.wait(self.TICK):
+        while not self.done.wait(self.tick):
             try:
                 text = self.line()
             except Exception:  # noqa: BLE001 - a half-written or vanished run directory: next tick
@@ -203,7 +205,7 @@ class Ticker:
             if self.tty:
                 sys.stderr.write(f"\r{text}\033[K")
                 self.on_screen = True
-            elif text != self.shown and time.monotonic() - self.last >= self.LOG_EVERY:
+            elif text != self.shown and time.monotonic() - self.last >= self.log_every:
                 sys.stderr.write(text + "\n")
                 self.last = time.monotonic()
             else:
