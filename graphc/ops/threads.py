@@ -105,7 +105,7 @@ def ufunc(f: np.ufunc, *args, out: np.ndarray | None = None, dtype=None) -> np.n
     """``f(*args)`` (NumPy broadcasting; ``dtype`` as the ufunc's) into ``out`` or a fresh array,
     split by blocks of the result's leading axis."""
     if out is None:
-        if COUNT == 1 or max(np.size(a) for a in args) < MIN_ITEMS:  # small: no more than the plain call
+        if COUNT == 1:  # the common small cases cost no more than the plain call
             return f(*args, dtype=dtype)
         shapes = [np.shape(a) for a in args]
         shape = shapes[0] if all(s == shapes[0] for s in shapes) else np.broadcast_shapes(*shapes)
