@@ -81,22 +81,3 @@ def test_errors_in_a_block_reach_the_caller(monkeypatch):
 
     with pytest.raises(ValueError, match="second block"):
         threads.over_blocks(fails_on_second, 4, 100)
-
-
-@pytest.mark.parametrize("env, count", [
-    ({}, 1),  # OpenBLAS's workers spin after each GEMM by default: no split
-    ({"OPENBLAS_THREAD_TIMEOUT": "16", "OMP_NUM_THREADS": "3"}, 3),
-    ({"OPENBLAS_THREAD_TIMEOUT": "28", "OMP_NUM_THREADS": "3"}, 1),
-    ({"OPENBLAS_THREAD_TIMEOUT": "16", "OMP_NUM_THREADS": "1"}, 1),
-    ({"GRAPHC_THREADS": "4"}, 4),
-])
-def test_thread_count_follows_the_environment(env, count):
-    import os
-    import subprocess
-    import sys
-
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("GRAPHC_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", "from graphc.ops import threads; print(threads.COUNT)"],
-                         env={**clean, **env}, capture_output=True, text=True, check=True).stdout
-    assert int(out) == count

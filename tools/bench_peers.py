@@ -64,10 +64,6 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(THREADS)
     else:
         os.environ.setdefault(var, str(THREADS))
-# OpenBLAS's idle workers busy-wait 2^28 cycles (~0.1 s) after each GEMM by default, holding the other
-# core while the interpreter's elementwise kernels run; 2^16 lets them sleep, which is what splits those
-# kernels over the cores (graphc/ops/threads.py). PyTorch (MKL) and onnxruntime (MLAS) do not use OpenBLAS.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
 
 import numpy as np  # noqa: E402 - after the thread variables, which BLAS reads when it loads
 
@@ -362,9 +358,6 @@ def versions() -> str:
         blas = "threadpoolctl not installed"
     config = torch.__config__.show()
     torch_blas = config.split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in config else "?"
-    from graphc.ops import threads
-
-    blas += f", OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}; interpreter kernel threads={threads.COUNT}"
     return (f"graphc {graphc.__version__}; numpy {np.__version__} (BLAS: {blas}); onnxruntime {onnxruntime.__version__} "
             f"(CPU provider, MLAS, intra-op threads={THREADS}); torch {torch.__version__} (threads={torch.get_num_threads()}, "
             f"BLAS {torch_blas}, CPU kernels {torch.backends.cpu.get_cpu_capability()}, oneDNN={torch.backends.mkldnn.is_available()}); "

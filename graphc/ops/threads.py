@@ -11,14 +11,8 @@ Only NumPy's own loops run on these threads, never a GEMM: the main thread keeps
 so BLAS threads and these never run at once (BLAS threads × these ≤ cores), and OpenBLAS is never
 entered from two threads at once.
 
-Splitting pays only when the other cores are free: OpenBLAS's worker threads busy-wait after every
-GEMM for ``2^OPENBLAS_THREAD_TIMEOUT`` cycles (2^28 by default, about 0.1 s), so in a training step,
-where a GEMM comes every few milliseconds, they hold the other core all along and a second kernel
-thread only halves their share (measured on LeNet-5's step, kernels split/not, interleaved in one
-process: 1.01× with the default timeout, 0.84× with ``OPENBLAS_THREAD_TIMEOUT=16``). The count is
-therefore ``GRAPHC_THREADS`` when set; else, when ``OPENBLAS_THREAD_TIMEOUT`` (read by OpenBLAS as
-NumPy loads) is at most 20, the BLAS's own count (``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS``)
-or the cores this process may run on; else 1: no split.
+The count: ``GRAPHC_THREADS``, else ``OMP_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` (the BLAS's own
+setting, so that one thread means one thread everywhere), else the cores this process may run on.
 """
 
 from __future__ import annotations
@@ -30,20 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-def _env_count(var: str) -> int | None:
-    value = os.environ.get(var, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
-
-
 def _default_count() -> int:
-    if _env_count("GRAPHC_THREADS"):
-        return _env_count("GRAPHC_THREADS")
-    timeout = _env_count("OPENBLAS_THREAD_TIMEOUT")
-    if timeout is None or timeout > 20:  # BLAS's idle workers spin on the other cores: no split
-        return 1
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        if _env_count(var):
-            return _env_count(var)
+    for var in ("GRAPHC_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.strip().isdigit() and int(value) > 0:
+            return int(value)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
