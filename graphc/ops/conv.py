@@ -35,7 +35,6 @@ from .base import (
 )
 from .fused_activation import ACTIVATION_DOC, ActivationName, activate
 from .reduce import ReduceSum
-from . import threads
 
 #: one int for all sides, [ph, pw] (each on both sides of its dim), {top, bottom, left, right}, 'same' or 'valid'
 Padding = Annotated[NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | SidePads | Literal["same", "valid"],
@@ -68,7 +67,7 @@ def padded(x: np.ndarray, pads, need_hw, fill=0.0, extra_rows: int = 0) -> np.nd
     hb = max(pt + h + pb, need_hw[0]) + extra_rows
     wb = max(pl + w + pr, need_hw[1])
     xp = np.full((n, c, hb, wb), fill, dtype=x.dtype)
-    threads.copy(x, xp[:, :, pt:pt + h, pl:pl + w])
+    xp[:, :, pt:pt + h, pl:pl + w] = x
     return xp
 
 
@@ -93,7 +92,7 @@ def im2col(x, kernel, stride, dilation, pads, out_hw) -> tuple[np.ndarray, int]:
     s_n, s_c, s_h = xp.strides[:3]
     view = as_strided(xp, (c, kh, kw, n, ho, wq), (s_c, dh * s_h, dw * e, s_n, sh * s_h, (1 if wide else sw) * e),
                       writeable=False)
-    return threads.copy(view).reshape(c * kh * kw, n * ho * wq), wq
+    return np.ascontiguousarray(view).reshape(c * kh * kw, n * ho * wq), wq
 
 
 # The banded form, for thin convolutions (few output channels over narrow rows): columns of whole
@@ -116,7 +115,7 @@ def _row_columns(xp: np.ndarray, kh: int, sh: int, dh: int, ho: int) -> np.ndarr
     n, c, _, wp = xp.shape
     s_n, s_c, s_h, e = xp.strides
     view = as_strided(xp, (n, ho, c, kh, wp), (s_n, sh * s_h, s_c, dh * s_h, e), writeable=False)
-    return threads.copy(view).reshape(n * ho, c * kh * wp)
+    return np.ascontiguousarray(view).reshape(n * ho, c * kh * wp)
 
 
 def _band(w: np.ndarray, wp: int, wo: int, sw: int, dw: int, dtype) -> np.ndarray:
@@ -144,7 +143,7 @@ def _band_forward(x, w, b, stride, dilation, pads) -> np.ndarray:
 def _band_cotangent(gy: np.ndarray) -> np.ndarray:
     """``gy2[(n, i), (o, j)] = gy[n, o, i, j]``, the output's layout in the banded form."""
     n, o, ho, wo = gy.shape
-    return threads.copy(gy.transpose(0, 2, 1, 3)).reshape(n * ho, o * wo)
+    return np.ascontiguousarray(gy.transpose(0, 2, 1, 3)).reshape(n * ho, o * wo)
 
 
 def _band_input_grad(gy2, w, stride, dilation, pads, in_hw, out_hw) -> np.ndarray:
@@ -156,13 +155,9 @@ def _band_input_grad(gy2, w, stride, dilation, pads, in_hw, out_hw) -> np.ndarra
     n = gy2.shape[0] // ho
     rows = (gy2 @ _band(w, wp, wo, sw, dw, gy2.dtype).T).reshape(n, ho, c, kh, wp)
     gxp = np.zeros((n, c, max(pt + h, _span(ho, kh, sh, dh)), wp), dtype=gy2.dtype)
-
-    def images(b):
-        for u in range(kh):
-            gxp[b, :, dh * u:dh * u + (ho - 1) * sh + 1:sh] += rows[b, :, :, u].transpose(0, 2, 1, 3)
-
-    threads.over_blocks(images, n, gxp.size)
-    return threads.copy(gxp[:, :, pt:pt + h, pl:pl + wd])
+    for u in range(kh):
+        gxp[:, :, dh * u:dh * u + (ho - 1) * sh + 1:sh] += rows[:, :, :, u].transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(gxp[:, :, pt:pt + h, pl:pl + wd])
 
 
 def _band_weight_grad(x, gy2, kernel, stride, dilation, pads, out_hw) -> np.ndarray:
@@ -184,7 +179,7 @@ def _channel_major(a: np.ndarray, wq: int, dtype) -> np.ndarray:
     (every element written once)."""
     n, c, h, w = a.shape
     out = np.empty((c, n, h, wq), dtype=dtype)
-    threads.copy(a.transpose(1, 0, 2, 3), out[:, :, :, :w])
+    out[:, :, :, :w] = a.transpose(1, 0, 2, 3)
     out[:, :, :, w:] = 0
     return out
 
@@ -245,9 +240,9 @@ def _nchw_output(y: np.ndarray, b, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         out = np.empty(y.shape, dtype=y.dtype)
     if b is None:
-        threads.copy(y, out)
+        np.copyto(out, y)
     else:
-        threads.ufunc(np.add, y, b.astype(y.dtype, copy=False).reshape(1, -1, 1, 1), out=out)
+        np.add(y, b.astype(y.dtype, copy=False).reshape(1, -1, 1, 1), out=out)
     return out
 
 
@@ -306,19 +301,15 @@ def conv2d_input_grad(gy, w, stride, dilation, groups, pads, in_hw) -> np.ndarra
     cols = cols.reshape(c, kh, kw, n, ho, wq)
     gxp = np.zeros((c, n, hb + (sh if sw == 1 else 0), wb), dtype=gy.dtype)
     flat = gxp.reshape(c, n, -1)
-
-    def channels(b):
-        for u in range(kh):
-            for v in range(kw):
-                if sw == 1:
-                    start = u * dh * wb + v * dw
-                    rows = flat[b, :, start:start + ho * sh * wb].reshape(-1, n, ho, sh * wb)[..., :wb]
-                else:
-                    rows = gxp[b, :, u * dh:u * dh + (ho - 1) * sh + 1:sh, v * dw:v * dw + (wo - 1) * sw + 1:sw]
-                rows += cols[b, u, v]
-
-    threads.over_blocks(channels, c, gxp.size)
-    return threads.copy(gxp[:, :, pt:pt + h, pl:pl + wd].transpose(1, 0, 2, 3))
+    for u in range(kh):
+        for v in range(kw):
+            if sw == 1:
+                start = u * dh * wb + v * dw
+                rows = flat[:, :, start:start + ho * sh * wb].reshape(c, n, ho, sh * wb)[..., :wb]
+            else:
+                rows = gxp[:, :, u * dh:u * dh + (ho - 1) * sh + 1:sh, v * dw:v * dw + (wo - 1) * sw + 1:sw]
+            rows += cols[:, u, v]
+    return np.ascontiguousarray(gxp[:, :, pt:pt + h, pl:pl + wd].transpose(1, 0, 2, 3))
 
 
 def conv2d_weight_grad(x, gy, kernel, stride, dilation, groups, pads) -> np.ndarray:

@@ -9,7 +9,6 @@ from pydantic import Field
 
 from ..errors import ShapeError
 from ..tensor import TensorType, fmt_shape, static
-from . import threads
 from .activations import _onnx_as, _onnx_channel_view
 from .base import ONES, ONNX_DTYPES, ZEROS, Op, Param, expect_float, expect_rank, sample
 from .elementwise import Mul
@@ -196,7 +195,7 @@ def _channel_dot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
 
 def _centred(x: np.ndarray, mean: np.ndarray, dtype) -> np.ndarray:
     """``x − μ`` as a fresh (N, C, S) array of ``dtype`` (the exact form: no ``x·a − μ·a`` cancellation)."""
-    return threads.ufunc(np.subtract, _rows(x), _col(mean, x.dtype), dtype=dtype)
+    return np.subtract(_rows(x), _col(mean, x.dtype), dtype=dtype)
 
 
 # The batch variance uses Σx² for Σ(x − μ)², which spares writing and re-reading a centred copy of x
@@ -396,14 +395,8 @@ class BatchNormTrain(Op):
         dt = x.dtype
         mean, _, rstd = stats.astype(np.float64)
         a = (gamma * rstd).astype(dt)
-        x3, a, b = _rows(x), a[:, None], _col(beta - mean * a, dt)
-        y = np.empty(x3.shape, dtype=np.result_type(x3, a))
-
-        def block(r):  # by images: every per-channel factor is shared, the passes stay two
-            np.multiply(x3[r], a, out=y[r])
-            y[r] += b
-
-        threads.over_blocks(block, y.shape[0], y.size)
+        y = np.multiply(_rows(x), a[:, None])
+        y += _col(beta - mean * a, dt)
         return y.reshape(x.shape)
 
     def onnx(self, ctx, xs, y):
@@ -468,17 +461,10 @@ class BatchNormTrainGradInput(Op):
         mean, _, rstd = stats.astype(np.float64)
         gamma, ggamma, gbeta = (np.asarray(v, np.float64) for v in (gamma, ggamma, gbeta))
         k = (-rstd * ggamma / n).astype(dt)
-        x3, gy3, d, f = _rows(x), _rows(gy), _col(-k * mean - gbeta / n, dt), _col(gamma * rstd, dt)
-        k = k[:, None]
-        gx = np.empty(x3.shape, dtype=dt)
-
-        def block(r):  # by images: every per-channel factor is shared
-            g = np.multiply(x3[r], k, out=gx[r], dtype=dt)
-            g += d
-            g += gy3[r]
-            g *= f
-
-        threads.over_blocks(block, gx.shape[0], gx.size)
+        gx = np.multiply(_rows(x), k[:, None], dtype=dt)
+        gx += _col(-k * mean - gbeta / n, dt)
+        gx += _rows(gy)
+        gx *= _col(gamma * rstd, dt)
         return gx.reshape(x.shape)
 
     def onnx(self, ctx, xs, y):

@@ -12,33 +12,11 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
-from . import threads
 from .base import Op, sample
 
 
 def _c(value, like):
     return np.asarray(value, dtype=like.dtype)
-
-
-def _rows_of(*arrays):
-    """The update's operands as (rows, …) for splitting over threads (0-d ones as one row)."""
-    return [a.reshape(1) if a.ndim == 0 else a for a in arrays]
-
-
-def _axpby(a, x, b, y) -> np.ndarray:
-    """``a·x + b·y`` (arrays of one shape, ``a``, ``b`` 0-d of their dtype) in two passes, one
-    temporary per block of rows: ``a·x`` written once, then ``b·y`` added into it block by block.
-    """
-    shape = x.shape
-    x, y = _rows_of(x, y)
-    out = np.empty_like(x)
-
-    def block(r):
-        o = np.multiply(x[r], a, out=out[r])
-        o += np.multiply(y[r], b)
-
-    threads.over_blocks(block, out.shape[0], out.size)
-    return out.reshape(shape)
 
 
 class _Update(Op):
@@ -63,7 +41,7 @@ class SGDUpdate(_Update):
     samples = (sample({}, (3, 4), (3, 4), ()),)
 
     def forward(self, w, g, lr):
-        return _axpby(_c(1, w), w, -_c(lr, w), g)
+        return w - _c(lr, w) * g
 
     def onnx(self, ctx, xs, y):
         w, g, lr = xs
@@ -80,7 +58,7 @@ class MomentumVelocity(_Update):
     samples = (sample({"momentum": 0.9}, (3, 4), (3, 4), ()),)
 
     def forward(self, v, g, lr):
-        return _axpby(_c(self.momentum, v), v, -_c(lr, v), g)
+        return _c(self.momentum, v) * v - _c(lr, v) * g
 
     def onnx(self, ctx, xs, y):
         v, g, lr = xs
@@ -97,18 +75,7 @@ class NesterovUpdate(_Update):
     samples = (sample({"momentum": 0.9}, (3, 4), (3, 4), (3, 4)),)
 
     def forward(self, w, v, v_new):
-        shape = w.shape
-        w, v, v_new = _rows_of(w, v, v_new)
-        out = np.empty_like(w)
-        mu, mu1 = -_c(self.momentum, w), _c(1 + self.momentum, w)
-
-        def block(r):  # (w − μ·v) + (1 + μ)·v', one temporary per block
-            o = np.multiply(v[r], mu, out=out[r])
-            o += w[r]
-            o += np.multiply(v_new[r], mu1)
-
-        threads.over_blocks(block, out.shape[0], out.size)
-        return out.reshape(shape)
+        return w - _c(self.momentum, w) * v + _c(1 + self.momentum, w) * v_new
 
     def onnx(self, ctx, xs, y):
         w, v, v_new = xs

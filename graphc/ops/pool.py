@@ -27,7 +27,6 @@ from .base import (
     pair,
     sample,
 )
-from . import threads
 from .conv import Padding, Size2, _span, _Windowed, onnx_cast, onnx_transposed_conv, padded
 
 PoolPadding = Padding  # one int, [ph, pw], {top, bottom, left, right}, 'same' or 'valid'
@@ -152,26 +151,19 @@ def _unpad(ctx, op, name, in_hw, output=None):
     return ctx.node("Slice", [name, ctx.ints([pt, pl]), ctx.ints([pt + in_hw[0], pl + in_hw[1]]), ctx.ints([2, 3])], output)
 
 
-def window_max(xp: np.ndarray, kernel, stride, dilation, out_hw, out: np.ndarray | None = None) -> np.ndarray:
+def window_max(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
     """Each window's maximum, separably: first over the kw taps along every padded row, then over the kh
     rows of each window — ``(kw − 1)·Hp + (kh − 1)·Ho`` elementwise maxima of (N, C, ·, Wo) planes instead
     of ``kh·kw − 1`` of (N, C, Ho, Wo) ones: half the work for overlapping 3×3 windows, contiguous rows
     in the second pass. Row by row keeps the row-major tap order: on equal values ``np.maximum`` returns
-    its second operand, so a ±0 maximum keeps the sign of the last equal tap, as one tap-by-tap loop.
-    Written into ``out`` if given."""
+    its second operand, so a ±0 maximum keeps the sign of the last equal tap, as one tap-by-tap loop."""
     (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
     cols = [xp[:, :, :_span(ho, kh, sh, dh), v * dw:v * dw + (wo - 1) * sw + 1:sw] for v in range(kw)]
     rows = np.maximum(cols[0], cols[1]) if kw > 1 else cols[0]
     for col in cols[2:]:
         np.maximum(rows, col, out=rows)
     taps = [rows[:, :, u * dh:u * dh + (ho - 1) * sh + 1:sh] for u in range(kh)]
-    if kh > 1:
-        best = np.maximum(taps[0], taps[1], out=out)
-    elif out is not None:
-        best = out
-        np.copyto(out, taps[0])
-    else:
-        best = taps[0].copy()
+    best = np.maximum(taps[0], taps[1]) if kh > 1 else taps[0].copy()
     for tap in taps[2:]:
         np.maximum(best, tap, out=best)
     return best
@@ -285,10 +277,7 @@ class MaxPool2d(_MaxPoolAttrs):
 
     def forward(self, x):
         xp, win = self._padded_windows(x, -np.inf)
-        geometry = self._kernel(), self._stride(), self._dilation(), win.shape[4:]
-        y = np.empty(x.shape[:2] + win.shape[4:], dtype=xp.dtype)
-        threads.over_blocks(lambda b: window_max(xp[b], *geometry, out=y[b]), x.shape[0], xp.size)  # by images
-        return y
+        return window_max(xp, self._kernel(), self._stride(), self._dilation(), win.shape[4:])
 
     def onnx(self, ctx, xs, y):
         _onnx_maxpool(ctx, self, xs[0], y)
@@ -334,32 +323,29 @@ class MaxPool2dGrad(_MaxPoolAttrs):
         windows' maxima, when the forward max pool's output is at hand."""
         xp, win = self._padded_windows(x, -np.inf)
         kernel, stride, dilation, out = self._kernel(), self._stride(), self._dilation(), gy.shape[2:]
+        if best is None:
+            best = window_max(xp, kernel, stride, dilation, out)
         # windows at least their extent apart: no input is read by two windows, so each tap's view of
         # gx is written once, directly; if their o·k distinct inputs are all n inputs, nothing is left to zero
         disjoint = all(s >= _span(1, k, s, d) for k, s, d in zip(kernel, stride, dilation))
         tiled = disjoint and xp is x and all(o * k == n for o, k, n in zip(out, kernel, x.shape[2:]))
         gxp = (np.empty if tiled else np.zeros)(xp.shape, gy.dtype)
+        share = None if disjoint else np.empty_like(gy)
         kh, kw = kernel
-
-        def images(b):  # a block of the batch: windows never span two images
-            top = best[b] if best is not None else window_max(xp[b], kernel, stride, dilation, out)
-            share = None if disjoint else np.empty_like(gy[b])
-            left = gy[b]  # the part of gy no earlier tap took
-            for t in range(kh * kw):
-                view = tap_view(gxp[b], t, kernel, stride, dilation, out)
-                dest = view if disjoint else share
-                if t == kh * kw - 1:  # what is left: the maximum is here, or nowhere (a NaN window, as before)
-                    np.add(left, 0, out=dest)  # + 0: −0.0 becomes +0.0, as in a sum into zeros
-                else:
-                    kept = left * (win[t // kw, t % kw, b] != top)
-                    # exact, no masks: where t holds the maximum, left − 0 = left; elsewhere left − left = +0.0
-                    # (for finite gy; an infinite gy, whose window the zero-filled sum filled with NaN, gets NaN)
-                    np.subtract(left, kept, out=dest)
-                    left = kept
-                if not disjoint:  # overlapping windows: taps' views share inputs, so accumulate
-                    view += dest
-
-        threads.over_blocks(images, x.shape[0], xp.size)
+        left = gy  # the part of gy no earlier tap took
+        for t in range(kh * kw):
+            view = tap_view(gxp, t, kernel, stride, dilation, out)
+            dest = view if disjoint else share
+            if t == kh * kw - 1:  # what is left: the maximum is here, or nowhere (a NaN window, as before)
+                np.add(left, 0, out=dest)  # + 0: −0.0 becomes +0.0, as in a sum into zeros
+            else:
+                kept = left * (win[t // kw, t % kw] != best)
+                # exact, no masks: where t holds the maximum, left − 0 = left; elsewhere left − left = +0.0
+                # (for finite gy; an infinite gy, whose window the zero-filled sum filled with NaN, gets NaN)
+                np.subtract(left, kept, out=dest)
+                left = kept
+            if not disjoint:  # overlapping windows: taps' views share inputs, so accumulate
+                view += dest
         (pt, _), (pl, _) = self.pads(x.shape[2:])
         return gxp[:, :, pt:pt + x.shape[2], pl:pl + x.shape[3]]
 
