@@ -19,6 +19,7 @@ shape with ints (:func:`graphc.ir.analysis.specialize`), where the rule decides.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Container
 
 from .errors import ShapeError
 
@@ -304,12 +305,18 @@ def broadcast(*shapes: Shape) -> Shape:
     return tuple(out)
 
 
-def unique_name(base: str, taken: set[str]) -> str:
-    """``base``, or the first of ``base_2``, ``base_3``, … not in ``taken``; added to ``taken``. The
-    one rule for fresh names: ONNX export's nodes, its shape folding's constants, import's layers."""
+def free_name(base: str, taken: Container[str]) -> str:
+    """``base``, or the first of ``base_2``, ``base_3``, … not in ``taken``. The one rule for fresh
+    names: ONNX export's nodes, its shape folding's constants, import's layers and rewritten values."""
     name, k = base, 1
     while name in taken:
         k += 1
         name = f"{base}_{k}"
+    return name
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """:func:`free_name`, added to ``taken``."""
+    name = free_name(base, taken)
     taken.add(name)
     return name

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from ..tensor import free_name
 from .fold import Folded, Node
 
 DENSE = "graphc.Dense"  # a node type of this module's own: dense's (x, W (in, out), b?)
@@ -91,10 +92,7 @@ def last_axis(c: np.ndarray | None, units: int) -> np.ndarray | None:
 
 
 def _new_const(f: Folded, base: str, value: np.ndarray) -> str:
-    name, k = base, 1
-    while name in f.consts:
-        k += 1
-        name = f"{base}_{k}"
+    name = free_name(base, f.consts)
     f.consts[name] = np.ascontiguousarray(value, dtype=np.float32)
     return name
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..tensor import free_name
 from .fold import Folded, Node
 from .patterns import Uses, _axes, _new_const
 from .to_spec import Context, Layer, Unsupported
@@ -146,10 +147,7 @@ class _Splice:
         self.f, self.label, self.before, self.after = f, label, [], []
 
     def value(self, hint: str, shape) -> str:
-        name, k = f"{self.label}/{hint}", 1
-        while name in self.f.shapes or name in self.f.consts:
-            k += 1
-            name = f"{self.label}/{hint}_{k}"
+        name = free_name(f"{self.label}/{hint}", self.f.shapes.keys() | self.f.consts.keys())
         self.f.shapes[name] = tuple(shape)
         return name
 
