@@ -106,7 +106,7 @@ outputs: {y: fc}
 def test_without_any_renderer_html_is_the_dot_fallback(tmp_path):
     out = tmp_path / "m.html"
     r = viz(ROOT / "specs" / "lenet5.yaml", "-o", out, env=dict(os.environ, GRAPHC_DOT="none"))
-    assert r.returncode == 65 and not out.exists() and (tmp_path / "m.dot").exists()
+    assert r.returncode == 69 and not out.exists() and (tmp_path / "m.dot").exists()
     assert "neither Graphviz's 'dot' nor 'graphviz-pure'" in r.stderr
     assert "-Thtml" not in r.stderr and "then run graphc viz again" in r.stderr  # dot cannot write the page
 
