@@ -120,6 +120,31 @@ def _onnx_maxpool_indices(ctx, op, x) -> list[str]:
     return ctx.node_outputs("MaxPool", [x], ["maxpool", "first_max"], **attrs)
 
 
+def _tiled_first_max_grad(ctx, x, gy, kernel, chw, y) -> None:
+    """Max pooling's gradient where the windows tile ``x`` exactly, as full-size elementwise nodes:
+    ``eq = [x = up(m)]`` with ``m`` the windows' maxima (the forward's MaxPool, which onnxruntime's
+    CSE shares) and ``up`` the nearest-neighbour upsampling; the window sum ``code = Σ_t eq_t·2^(K−1−t)``
+    over its K taps in row-major order (a depthwise Conv; exact below 2^24) marks the first maximum as
+    the tap ``t`` with ``eq_t`` and ``up(code) < 2^(K−t)``; ``gx = up(gy)`` there, 0 elsewhere."""
+    (kh, kw), (c, h, w) = kernel, chw
+    dtype, k = "float32", kh * kw
+    window = dict(kernel_shape=[kh, kw], strides=[kh, kw])
+    scales = ctx.const([1.0, 1.0, kh, kw], dtype, "upsample")
+
+    def up(v, hint):
+        return ctx.node("Resize", [v, "", scales], hint=hint, mode="nearest", coordinate_transformation_mode="asymmetric",
+                        nearest_mode="floor")
+    tap_weight = 2.0 ** (k - 1 - np.arange(k, dtype=np.float64))
+    eq = ctx.node("Equal", [x, up(ctx.node("MaxPool", [x], hint="maxpool", **window), "max_up")], hint="at_max")
+    code = ctx.node("Conv", [ctx.node("Cast", [eq], hint="at_max_f", to=ONNX_DTYPES[dtype]),
+                             ctx.const(np.tile(tap_weight.reshape(1, 1, kh, kw), (c, 1, 1, 1)), dtype, "tap_weights")],
+                    hint="code", group=c, **window)
+    bound = np.tile((2.0 * tap_weight).reshape(kh, kw), (h // kh, w // kw)).reshape(1, 1, h, w)
+    first = ctx.node("And", [eq, ctx.node("Less", [up(code, "code_up"), ctx.const(bound, dtype, "first_bound")], hint="none_before")],
+                     hint="first_max")
+    ctx.node("Where", [first, up(gy, "gy_up"), ctx.const(0.0, dtype)], y)
+
+
 def _onnx_first_max_taps(ctx, op, r):
     """``(rp, [(tap, mask)])``: ``r`` padded with −∞ and, per kernel tap, the boolean (N, C, Ho, Wo) mask of
     the windows whose first maximum (row-major tap order, as the kernel) sits at that tap.
@@ -358,15 +383,20 @@ class MaxPool2dGrad(_MaxPoolAttrs):
     def onnx(self, ctx, xs, y):
         """Per tap, ``gy`` where that tap holds the window's first maximum; one ConvTranspose with one-hot
         kernels scatters every tap's share back to its input position. Windows that tile the input
-        exactly (stride = kernel, no padding or dilation) take a shorter road: MaxPool's indices of
-        the first maxima and one ScatterElements of gy."""
+        exactly (stride = kernel, no padding or dilation) take a shorter road: in float32 (of up to
+        24 taps) :func:`_tiled_first_max_grad`, else MaxPool's indices of the first maxima and one
+        ScatterElements of gy (onnxruntime's MaxPool with Indices is its slow generic kernel)."""
         x, gy = xs
         t = ctx.type_of(x)
         dtype = ctx.type_of(gy).dtype
         (kh, kw), (sh, sw) = self._kernel(), self._stride()
         h, w = t.shape[2:]
-        if ((kh, kw) == (sh, sw) and self._dilation() == (1, 1) and not any(p for pr in self.pads((h, w)) for p in pr)
-                and h % kh == 0 and w % kw == 0):
+        tiled = ((kh, kw) == (sh, sw) and self._dilation() == (1, 1) and not any(p for pr in self.pads((h, w)) for p in pr)
+                 and h % kh == 0 and w % kw == 0)
+        if tiled and dtype == "float32" and kh * kw <= 24:
+            _tiled_first_max_grad(ctx, x, gy, (kh, kw), t.shape[1:], y)
+            return
+        if tiled:
             # MaxPool's Indices output (the first maximum in row-major window order, as the kernel's tie
             # rule), taken within each (n, c) plane, scatters gy into zeros: no window transposes or
             # masks. Zeros of x's shape by a Where that never takes x, and every reshape keeps N (0):
