@@ -122,18 +122,18 @@ def _onnx_maxpool_indices(ctx, op, x) -> list[str]:
 
 def _tiled_first_max_grad(ctx, x, gy, kernel, chw, y) -> None:
     """Max pooling's gradient where the windows tile ``x`` exactly, as full-size elementwise nodes:
-    ``eq = [x = up(m)]`` with ``m`` the windows' maxima (the forward's MaxPool, which onnxruntime's
-    CSE shares) and ``up`` the nearest-neighbour upsampling; the window sum ``code = Σ_t eq_t·2^(K−1−t)``
+    ``eq = [x = up(m)]`` with ``m`` the windows' maxima (a plain MaxPool, which onnxruntime runs
+    fast) and ``up`` the nearest-neighbour upsampling (a depthwise ConvTranspose of ones, which
+    onnxruntime runs faster than Resize and whose shape keeps a symbolic batch); the window sum ``code = Σ_t eq_t·2^(K−1−t)``
     over its K taps in row-major order (a depthwise Conv; exact below 2^24) marks the first maximum as
     the tap ``t`` with ``eq_t`` and ``up(code) < 2^(K−t)``; ``gx = up(gy)`` there, 0 elsewhere."""
     (kh, kw), (c, h, w) = kernel, chw
     dtype, k = "float32", kh * kw
     window = dict(kernel_shape=[kh, kw], strides=[kh, kw])
-    scales = ctx.const([1.0, 1.0, kh, kw], dtype, "upsample")
+    ones = ctx.const(np.ones((c, 1, kh, kw)), dtype, "upsample")
 
-    def up(v, hint):
-        return ctx.node("Resize", [v, "", scales], hint=hint, mode="nearest", coordinate_transformation_mode="asymmetric",
-                        nearest_mode="floor")
+    def up(v, hint):  # each value to its window's kh × kw positions: exact (one product by 1), and N stays N
+        return ctx.node("ConvTranspose", [v, ones], hint=hint, strides=[kh, kw], group=c)
     tap_weight = 2.0 ** (k - 1 - np.arange(k, dtype=np.float64))
     eq = ctx.node("Equal", [x, up(ctx.node("MaxPool", [x], hint="maxpool", **window), "max_up")], hint="at_max")
     code = ctx.node("Conv", [ctx.node("Cast", [eq], hint="at_max_f", to=ONNX_DTYPES[dtype]),
