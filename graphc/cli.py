@@ -323,6 +323,9 @@ def cmd_export(args) -> int:
     from .backends.onnx_export import forward_model, save_model, training_model
 
     _refuse_overwriting_inputs(args, **{"-o": "output"})
+    if args.no_grads and not (args.training and args.optimizer):
+        raise GraphcError("--no-grads leaves out a training step's grad/<param> outputs, and is only for a step with an update",
+                          hint="add --training --optimizer KIND, or drop --no-grads")
     graph = compile_spec(args.spec)
     params = None
     if args.params or not args.no_params:
@@ -343,7 +346,7 @@ def cmd_export(args) -> int:
         training, _ = optimize(training_graph(graph))
         if args.optimizer:
             training = with_optimizer(training, args.optimizer, Hyper(momentum=args.momentum, rho=args.rho, beta1=args.beta1,
-                                                                        beta2=args.beta2, eps=args.eps))
+                                                                        beta2=args.beta2, eps=args.eps), grads=not args.no_grads)
         model = training_model(training, params)
     else:
         model = forward_model(graph, params)
@@ -497,6 +500,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--training", action="store_true", help="export forward + loss + backward (+ optimizer update)")
     e.add_argument("--optimizer", choices=("sgd", "momentum", "nesterov", "rmsprop", "adam"),
                    help="with --training: add the update, so one session call is one training step")
+    e.add_argument("--no-grads", action="store_true",
+                   help="with --optimizer: no grad/<param> outputs (the step returns loss and the new values only); "
+                        "an SGD or momentum update of a dense weight then runs as one Gemm of its gradient's operands")
     e.add_argument("--momentum", type=float, default=0.9, help="momentum/nesterov μ (default 0.9)")
     e.add_argument("--rho", type=float, default=0.99, help="rmsprop ρ (default 0.99; the spec's train.rho)")
     from .train.command import deprecated_alias

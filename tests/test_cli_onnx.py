@@ -53,6 +53,41 @@ def test_export_training_step_with_optimizer(tmp_path):
     assert {i.name for i in model.graph.initializer} >= {"fc1.weight", "fc2.bias"}  # defaults for the parameters
 
 
+def test_export_training_step_without_grads_fuses_dense_updates(tmp_path):
+    """--no-grads: no grad/<param> outputs, and each dense weight's momentum velocity is one Gemm
+    (C = the velocity, beta = μ) of its gradient's operands; the new values equal the default export's."""
+    full, bare = tmp_path / "full.onnx", tmp_path / "bare.onnx"
+    common = ("--training", "--optimizer", "momentum", "--momentum", "0.8")
+    assert graphc("export", SPECS / "mlp_digits.yaml", "-o", full, *common).returncode == 0
+    r = graphc("export", SPECS / "mlp_digits.yaml", "-o", bare, *common, "--no-grads")
+    assert r.returncode == 0, r.stderr
+    model = onnx.load(bare)
+    onnx.checker.check_model(model, full_check=True)
+    outputs = [o.name for o in model.graph.output]
+    assert not [o for o in outputs if o.startswith("grad/")] and "new/state/fc1.weight/velocity" in outputs
+    gemms = {n.output[0]: n for n in model.graph.node if n.op_type == "Gemm"}
+    velocity = gemms["new/state/fc1.weight/velocity"]
+    assert velocity.input[2] == "state/fc1.weight/velocity"
+    assert next(a.f for a in velocity.attribute if a.name == "beta") == pytest.approx(0.8)
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (full, bare)]
+    feeds = {i.name: (rng.integers(0, 10, 8) if i.name == "label" else
+                      rng.standard_normal([8 if isinstance(d, str) else d for d in i.shape]).astype(np.float32))
+             for i in sessions[0].get_inputs()}
+    feeds["lr"] = np.array(0.1, np.float32)
+    want, got = ({o.name: v for o, v in zip(s.get_outputs(), s.run(None, feeds))} for s in sessions)
+    for name, value in got.items():
+        np.testing.assert_allclose(value, want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_no_grads_without_an_update_is_refused(tmp_path):
+    r = graphc("export", SPECS / "mlp_digits.yaml", "-o", tmp_path / "s.onnx", "--training", "--no-grads")
+    assert r.returncode == 65 and "--no-grads" in r.stderr and "--optimizer" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "s.onnx").exists()
+
+
 TWIN_BATCHNORM = """\
 name: twin_batchnorm
 inputs:

@@ -106,9 +106,13 @@ def test_the_table_is_the_cuda_one_and_the_lookup_refuses_what_it_lacks():
     assert [line.split(" at ")[0] for line in missing_kernels(add13)] == ["Add-13 (T=int16)"]
 
 
+WHOLE_PRODUCT_UPDATES = ("sgd", "momentum", "nesterov")
+
+
 def spec_models(path):
     """The graphs graphc exports for one spec: forward, evaluation (outputs and loss, as the
-    onnxruntime training engine builds it), and the training step bare and with each optimiser."""
+    onnxruntime training engine builds it), and the training step bare and with each optimiser (those
+whose dense-weight updates can take the gradient product whole also without gradient outputs)."""
     graph = compile_example(path)
     yield "forward", forward_model(graph)
     if graph.graph.get("loss") is None:
@@ -119,6 +123,8 @@ def spec_models(path):
     yield "training step", training_model(training)
     for kind in OPTIMIZERS:
         yield f"training step with {kind}", training_model(with_optimizer(training, kind))
+        if kind in WHOLE_PRODUCT_UPDATES:  # their dense-weight updates become Gemms without gradient outputs
+            yield f"training step with {kind}, no gradient outputs", training_model(with_optimizer(training, kind, grads=False))
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
@@ -128,7 +134,7 @@ def test_every_node_of_every_spec_graph_has_a_cuda_kernel(path):
         found = missing_kernels(model)
         assert not found, f"{path.stem}, {kind}: nodes without a CUDA kernel:\n{summary(found)}"
         kinds.append(kind)
-    assert kinds[0] == "forward" and (len(kinds) == 1 or len(kinds) == 3 + len(OPTIMIZERS))
+    assert kinds[0] == "forward" and (len(kinds) == 1 or len(kinds) == 3 + len(OPTIMIZERS) + len(WHOLE_PRODUCT_UPDATES))
 
 
 CASES = [(cls, i, s) for cls in REGISTRY for i, s in enumerate(cls.samples)]

@@ -20,8 +20,8 @@ of all its timed calls is shown. float32 everywhere, 2 threads everywhere (``--t
 work done when other processes share the cores; ``--engines`` times a subset):
 
 - ``interp step``: graphc's NumPy interpreter running one training step: forward, loss, backward
-  and the SGD-momentum update (``graphc.with_optimizer(…, "momentum")``);
-- ``ort step``: the same step exported (``graphc export --training --optimizer momentum``) on onnxruntime;
+  and the SGD-momentum update (``graphc.with_optimizer(…, "momentum", grads=False)``, as ``graphc train`` builds it);
+- ``ort step``: the same step exported (``graphc export --training --optimizer momentum --no-grads``) on onnxruntime;
 - ``torch step``: PyTorch eager: ``zero_grad``, forward, loss, ``backward()``, ``SGD(momentum=0.9).step()``;
 - ``ort fwd``: graphc's exported forward graph (inference mode) on onnxruntime;
 - ``torch-onnx fwd``: ``torch.onnx.export`` of the same network (eval mode) on the same onnxruntime,
@@ -170,7 +170,7 @@ def setup(name: str, batch: int, only: str | list[str] | None = None, static_bat
     graph = load_workload(name)
     if static_batch:
         graph = with_static_batch(graph, batch)
-    training = with_optimizer(optimize(training_graph(graph))[0], "momentum")
+    training = with_optimizer(optimize(training_graph(graph))[0], "momentum", grads=False)  # as graphc train builds it
     values = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in spec_values(training, batch, 0).items()}
     values.update(initial_state(training))
     values["lr"] = np.array(LR, np.float32)
@@ -309,7 +309,7 @@ def ort_levels(workloads: list[str], rounds: int) -> None:
     for name in workloads:
         graph = load_workload(name)
         batch = WORKLOADS[name]
-        training = with_optimizer(optimize(training_graph(graph))[0], "momentum")
+        training = with_optimizer(optimize(training_graph(graph))[0], "momentum", grads=False)  # as graphc train builds it
         values = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in spec_values(training, batch, 0).items()}
         values.update(initial_state(training))
         values["lr"] = np.array(LR, np.float32)

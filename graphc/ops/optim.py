@@ -12,6 +12,8 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ShapeError
+from ..tensor import TensorType
+from .shape_ops import same_dims
 from .base import Op, sample
 
 
@@ -64,6 +66,72 @@ class MomentumVelocity(_Update):
         v, g, lr = xs
         mu = ctx.const(self.momentum, ctx.type_of(v).dtype)
         ctx.node("Sub", [ctx.node("Mul", [mu, v]), ctx.node("Mul", [lr, g])], y)
+
+
+class MatMulUpdate(Op):
+    """An update whose gradient is one matrix product, in one product: ``y = β·c − lr·(A·B)`` with
+    ``A = aᵀ`` if ``transpose_a`` (else ``a``), likewise ``B``; inputs ``c`` (M, P), ``a``, ``b``
+    (2-D) and the 0-d ``lr``.
+
+    SGD's ``w' = w − lr·g`` (``β = 1``, ``c = w``) and momentum's velocity ``v' = μ·v − lr·g``
+    (``β = μ``, ``c = v``) where ``g = A·B`` is a dense weight's gradient that nothing else reads
+    (:func:`graphc.train.optimizers.with_optimizer` with ``grads=False``). ``lr`` scales the
+    operand with fewer elements before the product, so the update makes one pass over ``c`` where
+    it made three (ONNX: one ``Gemm`` with ``C = c``, ``beta = β``).
+    """
+
+    kind = "matmul_update"
+    arity = (4, 4)
+    user_facing = False
+    scale: float = Field(ge=0, le=1, description="β, the factor of c")
+    transpose_a: bool = False
+    transpose_b: bool = False
+    samples = (
+        sample({"scale": 0.9, "transpose_a": True}, (4, 5), (3, 4), (3, 5), (), note="momentum, aᵀ·b"),
+        sample({"scale": 1.0}, (4, 5), (4, 3), (3, 5), (), note="sgd"),
+        sample({"scale": 0.5, "transpose_b": True}, (4, 5), (4, 3), (5, 3), (), note="a·bᵀ"),
+    )
+
+    def _product(self, a: TensorType, b: TensorType) -> tuple:
+        (m, k), (k2, p) = (a.shape[::-1] if self.transpose_a else a.shape), (b.shape[::-1] if self.transpose_b else b.shape)
+        return m, k, k2, p
+
+    def infer(self, xs):
+        c, a, b, lr = xs
+        if a.rank != 2 or b.rank != 2 or lr.rank != 0:
+            raise ShapeError(f"matmul_update takes 2-D a and b and a 0-d lr, got {a}, {b}, {lr}")
+        m, k, k2, p = self._product(a, b)
+        if not same_dims(k, k2) or not (same_dims(m, c.shape[0]) and same_dims(p, c.shape[1])):
+            raise ShapeError(f"matmul_update: {c} cannot take the product of {a} and {b}")
+        return c
+
+    def window(self, xs):
+        return None
+
+    def _scaled_first(self, a_type: TensorType, b_type: TensorType) -> bool:
+        """Whether ``lr`` scales ``a`` (it has fewer static elements than ``b``; symbolic dims count 1)."""
+        def size(t):
+            return int(np.prod([d for d in t.shape if isinstance(d, int)]))
+        return size(a_type) < size(b_type)
+
+    def forward(self, c, a, b, lr):
+        neg_lr = -_c(lr, c)
+        if self._scaled_first(TensorType(a.shape, str(a.dtype)), TensorType(b.shape, str(b.dtype))):
+            a = a * neg_lr
+        else:
+            b = b * neg_lr
+        y = np.matmul(a.T if self.transpose_a else a, b.T if self.transpose_b else b)
+        y += c if self.scale == 1 else c * _c(self.scale, c)
+        return y
+
+    def onnx(self, ctx, xs, y):
+        c, a, b, lr = xs
+        neg_lr = ctx.node("Neg", [lr])
+        if self._scaled_first(ctx.type_of(a), ctx.type_of(b)):
+            a = ctx.node("Mul", [a, neg_lr], hint="a_scaled")
+        else:
+            b = ctx.node("Mul", [b, neg_lr], hint="b_scaled")
+        ctx.node("Gemm", [a, b, c], y, transA=int(self.transpose_a), transB=int(self.transpose_b), beta=self.scale)
 
 
 class NesterovUpdate(_Update):
@@ -149,4 +217,4 @@ class AdamUpdate(_Update):
         ctx.node("Sub", [w, ctx.node("Div", [ctx.node("Mul", [lr, ctx.node("Div", [m, c1])]), denom])], y)
 
 
-OPS = (SGDUpdate, MomentumVelocity, NesterovUpdate, MovingAverage, RMSPropUpdate, AdamUpdate)
+OPS = (SGDUpdate, MomentumVelocity, MatMulUpdate, NesterovUpdate, MovingAverage, RMSPropUpdate, AdamUpdate)

@@ -221,8 +221,9 @@ class Trainer:
         # symbolic sizes (an input [N, 3, H, W]) bound from the data: the gradient ops hold sizes
         graph = self.graph = bind_sizes(graph, arrays={self.data_input: self.splits["train"].x}, source=f"train.data ({t.data})")
         training, _ = optimize(training_graph(graph))
+        # neither engine reads the gradients, so an update may take a dense weight's gradient product whole
         self.step_graph = with_optimizer(training, t.optimizer, Hyper(momentum=t.momentum, rho=t.rho, beta1=t.beta1,
-                                                                      beta2=t.beta2, eps=t.eps))
+                                                                      beta2=t.beta2, eps=t.eps), grads=False)
         self.masks = [n for n, a in self.step_graph.nodes(data=True) if a["op"].kind == "random_mask"]
         self.batch_dims = {d: None for d in graph.nodes[self.data_input]["type"].shape if not isinstance(d, int)}
         self._check_memory(graph)

@@ -59,8 +59,13 @@ class _Adder:
         return name
 
 
-def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper()) -> nx.DiGraph:
-    """A copy of ``training`` with the update nodes of optimiser ``kind`` added."""
+def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper(), grads: bool = True) -> nx.DiGraph:
+    """A copy of ``training`` with the update nodes of optimiser ``kind`` added.
+
+    ``grads=False``: the step need not return the gradients (``graph.graph["grads"]`` is emptied), so
+    an SGD or momentum update whose gradient is one 2-D matrix product read by nothing else (a dense
+    weight's) takes the product's operands instead, as one :class:`~graphc.ops.optim.MatMulUpdate`.
+    """
     if kind not in OPTIMIZERS:
         raise GraphcError(f"unknown optimizer '{kind}'", hint=f"expected one of: {', '.join(OPTIMIZERS)}")
     g = training.copy()
@@ -77,10 +82,14 @@ def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper()) -> n
         shape = g.nodes[p]["type"].shape
         state = {slot: add.input(f"state/{p}/{slot}", shape) for slot in SLOTS[kind]}
         new = {slot: f"new/state/{p}/{slot}" for slot in state}
+        product = None if grads else _lone_product(training, grad)
         if kind == "sgd":
-            w_new = add.op(f"new/{p}", optim.SGDUpdate(), [p, grad, lr])
+            w_new = (add.op(f"new/{p}", optim.SGDUpdate(), [p, grad, lr]) if product is None else
+                     add.op(f"new/{p}", product[0].model_copy(update={"scale": 1.0}), [p, *product[1], lr]))
         elif kind in ("momentum", "nesterov"):
-            v_new = add.op(new["velocity"], optim.MomentumVelocity(momentum=hyper.momentum), [state["velocity"], grad, lr])
+            v_new = (add.op(new["velocity"], optim.MomentumVelocity(momentum=hyper.momentum), [state["velocity"], grad, lr])
+                     if product is None else
+                     add.op(new["velocity"], product[0].model_copy(update={"scale": hyper.momentum}), [state["velocity"], *product[1], lr]))
             w_new = (add.op(f"new/{p}", Add(), [p, v_new]) if kind == "momentum" else
                      add.op(f"new/{p}", optim.NesterovUpdate(momentum=hyper.momentum), [p, state["velocity"], v_new]))
         elif kind == "rmsprop":
@@ -97,7 +106,22 @@ def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper()) -> n
         step[stat] = node
     g.graph["step"] = step
     g.graph["optimizer"] = kind
+    if not grads:
+        g.graph["grads"] = {}
+        g.remove_nodes_from([n for n in training.graph["grads"].values() if not any(True for _ in g.successors(n))])
     return g
+
+
+def _lone_product(training: nx.DiGraph, grad: str):
+    """``(MatMulUpdate with grad's transposes, [a, b])`` when gradient ``grad`` is a 2-D ``MatMul``
+    that no node, output or other parameter reads; else None."""
+    node = training.nodes[grad]
+    op = node["op"]
+    if (op.kind != "matmul" or any(training.nodes[i]["type"].rank != 2 for i in node["inputs"])
+            or training.out_degree(grad) or list(training.graph["grads"].values()).count(grad) != 1
+            or grad in training.graph.get("outputs", {}).values() or grad in training.graph.get("updates", {}).values()):
+        return None
+    return optim.MatMulUpdate(scale=1.0, transpose_a=op.transpose_a, transpose_b=op.transpose_b), list(node["inputs"])
 
 
 def initial_state(graph: nx.DiGraph) -> dict:
