@@ -76,8 +76,9 @@ class MatMulUpdate(Op):
     SGD's ``w' = w − lr·g`` (``β = 1``, ``c = w``) and momentum's velocity ``v' = μ·v − lr·g``
     (``β = μ``, ``c = v``) where ``g = A·B`` is a dense weight's gradient that nothing else reads
     (:func:`graphc.train.optimizers.with_optimizer` with ``grads=False``). ``lr`` scales the
-    operand with fewer elements before the product, so the update makes one pass over ``c`` where
-    it made three (ONNX: one ``Gemm`` with ``C = c``, ``beta = β``).
+    operand with fewer elements before the product, so ``c`` is only scaled and added to it: one
+    ``Gemm`` with ``C = c``, ``beta = β`` on onnxruntime; two passes over ``c`` in NumPy, where the
+    gradient and its update made three.
     """
 
     kind = "matmul_update"
