@@ -3,6 +3,8 @@ sample (and extra edge cases: grouped stride-2 transposed convs, large and asymm
 windows needing explicit padding, ties in max pooling) on ``onnx.reference.ReferenceEvaluator`` and
 onnxruntime, and a symbolic batch dim exported as "N" and fed with batch 3."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -18,6 +20,7 @@ from graphc.ops.base import sample
 
 C = conv
 P = pool
+SPECS = Path(__file__).resolve().parent.parent / "specs"
 EXTRA = (
     (C.Conv2dGradInput, sample({"kernel": 3, "stride": 2, "groups": 2, "pads": [[1, 1], [0, 2]], "input_size": [6, 7]},
                                (2, 4, 3, 4), (4, 2, 3, 3), note="grouped stride 2 (Conv path)")),
@@ -135,3 +138,24 @@ def test_symbolic_batch(cls, attrs, shapes):
     _check(run(sess, values)[out], want)
     feeds = {i.name: values[i.name] for i in model.graph.input}
     _check(np.asarray(ReferenceEvaluator(model).run(None, feeds)[0]), want)
+
+
+def test_tiled_max_pool_gradient_shares_the_forward_pool(tmp_path):
+    """The tiled gradient's window maxima are the forward pool's: its MaxPool carries the forward's
+    attributes as written, so that onnxruntime's common-subexpression elimination runs one MaxPool
+    per pool in LeNet-5's training step (attributes spelled differently are not merged)."""
+    import onnxruntime as ort
+
+    import graphc
+    from graphc.backends.onnx_export import training_model
+    from graphc.ir.autodiff import training_graph
+
+    model = training_model(training_graph(graphc.compile_spec(SPECS / "lenet5.yaml")))
+    written = [n for n in model.graph.node if n.op_type == "MaxPool"]
+    assert len(written) == 4  # the forward's two and their gradients' two
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(tmp_path / "optimized.onnx")
+    assert sorted(n.input[0] for n in optimized.graph.node if n.op_type == "MaxPool") == ["tanh1", "tanh2"]

@@ -135,7 +135,10 @@ def _tiled_first_max_grad(ctx, x, gy, kernel, chw, y) -> None:
     def up(v, hint):  # each value to its window's kh × kw positions: exact (one product by 1), and N stays N
         return ctx.node("ConvTranspose", [v, ones], hint=hint, strides=[kh, kw], group=c)
     tap_weight = 2.0 ** (k - 1 - np.arange(k, dtype=np.float64))
-    eq = ctx.node("Equal", [x, up(ctx.node("MaxPool", [x], hint="maxpool", **window), "max_up")], hint="at_max")
+    # the forward pool's own attributes (_onnx_maxpool), so that a runtime's common-subexpression
+    # elimination merges the two: onnxruntime compares attributes as written, defaults not filled in
+    maxima = ctx.node("MaxPool", [x], hint="maxpool", **window, dilations=[1, 1], pads=[0, 0, 0, 0])
+    eq = ctx.node("Equal", [x, up(maxima, "max_up")], hint="at_max")
     code = ctx.node("Conv", [ctx.node("Cast", [eq], hint="at_max_f", to=ONNX_DTYPES[dtype]),
                              ctx.const(np.tile(tap_weight.reshape(1, 1, kh, kw), (c, 1, 1, 1)), dtype, "tap_weights")],
                     hint="code", group=c, **window)

@@ -85,11 +85,11 @@ def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper(), grad
         product = None if grads else _lone_product(training, grad)
         if kind == "sgd":
             w_new = (add.op(f"new/{p}", optim.SGDUpdate(), [p, grad, lr]) if product is None else
-                     add.op(f"new/{p}", product[0].model_copy(update={"scale": 1.0}), [p, *product[1], lr]))
+                     add.op(f"new/{p}", optim.MatMulUpdate(scale=1.0, **product[0]), [p, *product[1], lr]))
         elif kind in ("momentum", "nesterov"):
             v_new = (add.op(new["velocity"], optim.MomentumVelocity(momentum=hyper.momentum), [state["velocity"], grad, lr])
                      if product is None else
-                     add.op(new["velocity"], product[0].model_copy(update={"scale": hyper.momentum}), [state["velocity"], *product[1], lr]))
+                     add.op(new["velocity"], optim.MatMulUpdate(scale=hyper.momentum, **product[0]), [state["velocity"], *product[1], lr]))
             w_new = (add.op(f"new/{p}", Add(), [p, v_new]) if kind == "momentum" else
                      add.op(f"new/{p}", optim.NesterovUpdate(momentum=hyper.momentum), [p, state["velocity"], v_new]))
         elif kind == "rmsprop":
@@ -108,20 +108,20 @@ def with_optimizer(training: nx.DiGraph, kind: str, hyper: Hyper = Hyper(), grad
     g.graph["optimizer"] = kind
     if not grads:
         g.graph["grads"] = {}
-        g.remove_nodes_from([n for n in training.graph["grads"].values() if not any(True for _ in g.successors(n))])
+        g.remove_nodes_from([n for n in training.graph["grads"].values() if g.out_degree(n) == 0])
     return g
 
 
 def _lone_product(training: nx.DiGraph, grad: str):
-    """``(MatMulUpdate with grad's transposes, [a, b])`` when gradient ``grad`` is a 2-D ``MatMul``
-    that no node, output or other parameter reads; else None."""
+    """``({transpose_a, transpose_b}, [a, b])``, the product's transposes and operands, when gradient
+    ``grad`` is a 2-D ``MatMul`` that no node, output or other parameter reads; else None."""
     node = training.nodes[grad]
     op = node["op"]
     if (op.kind != "matmul" or any(training.nodes[i]["type"].rank != 2 for i in node["inputs"])
             or training.out_degree(grad) or list(training.graph["grads"].values()).count(grad) != 1
             or grad in training.graph.get("outputs", {}).values() or grad in training.graph.get("updates", {}).values()):
         return None
-    return optim.MatMulUpdate(scale=1.0, transpose_a=op.transpose_a, transpose_b=op.transpose_b), list(node["inputs"])
+    return {"transpose_a": op.transpose_a, "transpose_b": op.transpose_b}, list(node["inputs"])
 
 
 def initial_state(graph: nx.DiGraph) -> dict:
