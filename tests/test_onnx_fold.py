@@ -51,9 +51,10 @@ def test_resnet20_training_step_static_batch_folds_its_shape_arithmetic_and_comp
     # symbolic: each of the 21 batchnorms' per-channel count N·H·W is Size(x)/C at run time, once per
     # batchnorm (its lowerings share it), and one more for the loss's mean; static: none. What stays:
     # the Gathers pick the rows (μ, σ², 1/σ) of the batch statistics (data, not shapes), the Casts the
-    # float64 channel sums of the batchnorm gradients
-    assert counts(symbolic) == {"Shape": 0, "Size": 22, "Gather": 105, "Cast": 88}
-    assert counts(static) == {"Shape": 0, "Size": 0, "Gather": 105, "Cast": 66}
+    # float64 channel sums of the batchnorm gradients and each of the 19 ReLU gradients' 0/1 mask
+    assert counts(symbolic) == {"Shape": 0, "Size": 22, "Gather": 105, "Cast": 107}
+    assert counts(static) == {"Shape": 0, "Size": 0, "Gather": 105, "Cast": 85}
+    assert sum(n.op_type == "Cast" and n.output[0].endswith("/grad/dx/mask") for n in static.graph.node) == 19
     assert len(symbolic.graph.node) - len(static.graph.node) == 87  # with each count's Div and Cast
     rng = np.random.default_rng(0)
     sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (symbolic, static)]
@@ -88,9 +89,10 @@ def test_a_symbolic_batch_reshape_back_takes_a_constant_shape(tmp_path):
     static = export(tmp_path, "lenet5", "--training", "--static-batch", 3)
     assert {k: v for k, v in counts(static).items() if k != "Cast"} == {"Shape": 0, "Size": 0, "Gather": 0}
     # the Casts left are data, not shapes: the loss gradient's one-hot labels, and each max pool's
-    # gradient's window maxima (bool to float, for the window codes)
+    # gradient's window maxima (bool to float, for the window codes) and its first-maximum mask (for the product with gy)
     casts = sorted(n.output[0] for n in static.graph.node if n.op_type == "Cast")
-    assert len(casts) == 3 and [c for c in casts if "/at_max_f" in c] == ["pool1/grad/dx/at_max_f", "pool2/grad/dx/at_max_f"], casts
+    assert len(casts) == 5 and [c for c in casts if "/grad/dx/" in c] == [
+        "pool1/grad/dx/at_max_f", "pool1/grad/dx/first_max_f", "pool2/grad/dx/at_max_f", "pool2/grad/dx/first_max_f"], casts
 
 
 def test_static_batch_of_a_spec_whose_batch_is_static_is_refused(tmp_path):

@@ -145,7 +145,8 @@ def _tiled_first_max_grad(ctx, x, gy, kernel, chw, y) -> None:
     bound = np.tile((2.0 * tap_weight).reshape(kh, kw), (h // kh, w // kw)).reshape(1, 1, h, w)
     first = ctx.node("And", [eq, ctx.node("Less", [up(code, "code_up"), ctx.const(bound, dtype, "first_bound")], hint="none_before")],
                      hint="first_max")
-    ctx.node("Where", [first, up(gy, "gy_up"), ctx.const(0.0, dtype)], y)
+    # a product with the 0/1 mask rather than a Where: onnxruntime vectorises Mul, not Where
+    ctx.node("Mul", [up(gy, "gy_up"), ctx.node("Cast", [first], hint="first_max_f", to=ONNX_DTYPES[dtype])], y)
 
 
 def _onnx_first_max_taps(ctx, op, r):
