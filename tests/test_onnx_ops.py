@@ -26,3 +26,21 @@ def test_lowering_matches_kernel(cls, index, s):
     want = Program(graph, [out]).run(values)[out]
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_relu_grad_lowering_is_the_kernel_on_non_finite_values():
+    """gy ⊙ float(y > 0) on both sides: an infinite gy under a blocked output is NaN in each, ±0 and NaN
+    outputs block, and the results agree bit for bit (a Where lowering would give 0 where the kernel gives NaN)."""
+    from graphc.ops.elementwise import ReluGrad
+
+    graph, out = one_op_graph(ReluGrad, ReluGrad.samples[0])
+    values = sample_values(graph, seed=0, dtype=np.float32)
+    y_name, gy_name = graph.nodes[out]["inputs"]  # the IR's ordered inputs: (y, gy)
+    shape = values[y_name].shape
+    y = np.tile(np.array([1.0, 0.0, -0.0, -2.0, np.nan, np.inf], np.float32), -(-int(np.prod(shape)) // 6))[:np.prod(shape)]
+    gy = np.tile(np.array([np.inf, -np.inf, np.nan, 3.0, -0.0], np.float32), -(-int(np.prod(shape)) // 5))[:np.prod(shape)]
+    values[y_name], values[gy_name] = y.reshape(shape), gy.reshape(shape)
+    got = run(session(export_model(graph, [out]), "cpu")[0], values)[out]
+    want = Program(graph, [out]).run(values)[out]
+    assert np.isnan(want).any() and np.isinf(want).any()  # the case is exercised
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
