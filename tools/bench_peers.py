@@ -4,6 +4,7 @@
     python tools/bench_peers.py [--rounds 10] [--workloads mlp_digits,keras_mnist_mlp,lenet5_relu,resnet20_cifar] [--no-rss]
     python tools/bench_peers.py --ort-levels     # graphc's graphs on onnxruntime: ORT_ENABLE_ALL against EXTENDED
     python tools/bench_peers.py --static-batch   # the exported graphs with the batch fixed (graphc export --static-batch)
+    python tools/bench_peers.py --forward-graphs # graphc's and torch.onnx.export's forward graphs after onnxruntime's optimiser
     python tools/bench_peers.py --threads 1 --cpu-time --engines "interp step,torch step" --no-rss
 
 Workloads (batch): MLP 64-100-10 (100), MLP 784-500-50-10 (128), LeNet-5 on 28×28 with ReLU instead of
@@ -27,7 +28,10 @@ work done when other processes share the cores; ``--engines`` times a subset):
 - ``torch-onnx fwd``: ``torch.onnx.export`` of the same network (eval mode) on the same onnxruntime,
   with the same session options (``graphc.backends.ort.session``).
 
-Ratios < 1 mean graphc is faster. Then, unless ``--no-rss``, the peak resident memory of the ResNet-20
+Ratios < 1 mean graphc is faster. ``--forward-graphs`` compares the two exported forward graphs
+as onnxruntime runs them (after its optimiser, at graphc's level for forward graphs, one thread):
+the same nodes up to names (op type, attributes, the shapes of their weights), or the nodes only one
+of them has; then both timed (by CPU time with ``--threads 1``). Then, unless ``--no-rss``, the peak resident memory of the ResNet-20
 training step, each engine in a subprocess of its own (``--rss ENGINE``): the process's peak RSS and
 its growth over the RSS before the first step.
 """
@@ -35,6 +39,7 @@ its growth over the RSS before the first step.
 from __future__ import annotations
 
 import argparse
+import collections
 import io
 import json
 import os
@@ -183,7 +188,11 @@ def setup(name: str, batch: int, only: str | list[str] | None = None, static_bat
     def ort_engine(model, feeds):
         sess, _ = session(model, "cpu", threads=THREADS)
         wanted = {k: feeds[k] for k in (i.name for i in sess.get_inputs())}
-        return lambda: sess.run(None, wanted)
+
+        def run():
+            return sess.run(None, wanted)
+        run.model, run.again = model, lambda: ort_engine(model, feeds)  # for --forward-graphs: the graph, a second session
+        return run
 
     def interp_step():
         program = Program(training, [loss, *training.graph["step"].values()])
@@ -330,6 +339,55 @@ def ort_levels(workloads: list[str], rounds: int) -> None:
 ENGINES = ("interp step", "ort step", "torch step", "ort fwd", "torch-onnx fwd")
 
 
+def optimised_nodes(model) -> collections.Counter:
+    """The nodes of ``model`` after onnxruntime's optimiser at graphc's level for its kind (CPU, one
+    thread), names left out: op type, domain, attributes, and the shapes of the initializers it reads."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    from graphc.backends.ort import OPTIMIZATION, graph_kind
+
+    proto = model if hasattr(model, "SerializeToString") else onnx.load_from_string(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION[graph_kind(proto)])
+        options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        optimised = onnx.load(options.optimized_model_filepath)
+    weights = {t.name: tuple(t.dims) for t in optimised.graph.initializer}
+    return collections.Counter(
+        (n.op_type, n.domain, tuple(sorted((a.name, str(onnx.helper.get_attribute_value(a))) for a in n.attribute)),
+         tuple(weights.get(i) for i in n.input))
+        for n in optimised.graph.node)
+
+
+def forward_graphs(workloads: list[str], rounds: int) -> None:
+    """Per workload: whether graphc's and torch.onnx.export's forward graphs are the same nodes once
+    onnxruntime has optimised them, and their times (wall time; CPU time on one thread, the steadier figure)."""
+    clock = time.process_time if THREADS == 1 else time.perf_counter
+    print(f"forward graphs after onnxruntime's optimiser; median of {rounds} interleaved rounds × 3 calls, "
+          f"{'CPU' if THREADS == 1 else 'wall'} time, {THREADS} thread(s); load average at start {os.getloadavg()[0]:.2f}")
+    for name in workloads:
+        engines = setup(name, WORKLOADS[name], only=["ort fwd", "torch-onnx fwd"])
+        ours, theirs = (optimised_nodes(engines[k].model) for k in ("ort fwd", "torch-onnx fwd"))
+        same = "the same nodes" if ours == theirs else "different nodes"
+        # a second session of graphc's own graph: its ratio to the first is what the timing cannot resolve
+        engines["ort fwd again"] = engines["ort fwd"].again()
+        m = interleaved(engines, rounds, clock=clock)
+        print(f"{name + ' b' + str(WORKLOADS[name]):<22}{sum(ours.values()):>4} and {sum(theirs.values()):>3} nodes: {same:<16}"
+              f"ort fwd {m['ort fwd'] * 1e3:7.3f}ms  torch-onnx fwd {m['torch-onnx fwd'] * 1e3:7.3f}ms  "
+              f"ratio {m['ort fwd'] / m['torch-onnx fwd']:.3f}×  (graphc's graph against itself {m['ort fwd again'] / m['ort fwd']:.3f}×)",
+              flush=True)
+        for label, only in (("only graphc's", ours - theirs), ("only torch's", theirs - ours)):
+            for (op, domain, attrs, shapes), count in sorted(only.items()):
+                print(f"    {label}: {count} × {op}{' (' + domain + ')' if domain else ''} {dict(attrs)} weights {shapes}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
 def subset(workloads: list[str], engines: list[str], rounds: int, cpu_time: bool, static_batch: bool = False) -> None:
     """Some engines only, each workload on a line, with interp/torch when both are timed."""
     unknown = sorted(set(engines) - set(ENGINES))
@@ -368,6 +426,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--ort-levels", action="store_true", help="time graphc's forward graph and training step at both onnxruntime levels")
+    ap.add_argument("--forward-graphs", action="store_true",
+                    help="compare graphc's and torch.onnx.export's forward graphs after onnxruntime's optimiser, and time them")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--no-rss", action="store_true", help="skip the ResNet-20 peak-memory subprocesses")
     ap.add_argument("--static-batch", action="store_true",
@@ -391,6 +451,8 @@ def main() -> None:
         return subset(args.workloads.split(","), [e.strip() for e in args.engines.split(",")], args.rounds, args.cpu_time, args.static_batch)
     if args.ort_levels:
         return ort_levels(args.workloads.split(","), args.rounds)
+    if args.forward_graphs:
+        return forward_graphs(args.workloads.split(","), args.rounds)
     print(f"median of {args.rounds} interleaved rounds × 3 calls; ratios < 1: graphc faster; load average at start {os.getloadavg()[0]:.2f}"
           + ("; static batch" if args.static_batch else "; symbolic batch"))
     header = (f"{'workload':<22}{'interp step':>12}{'ort step':>10}{'torch step':>11}{'ort fwd':>10}{'torch-onnx fwd':>15}"
