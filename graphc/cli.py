@@ -174,6 +174,25 @@ def _check_finite(args, inputs: dict) -> None:
         require_finite(inputs, "--inputs")
 
 
+def _warn_nonfinite(arrays: dict, what: str) -> None:
+    """Results holding NaN or ±Inf: one warning line, in place of NumPy's floating-point warnings
+    (which the numpy backend's runs silence: they name graphc's source lines, not the cause)."""
+    from .finite import nonfinite_results
+
+    message = nonfinite_results(arrays, what)
+    if message:
+        hint = "the computation overflowed or left an op's domain: check the inputs' scale and the parameters (--float64 runs the numpy backend in double precision)"
+        print(f"graphc: {Diagnostic(message, hint=hint, severity='warning')}", file=sys.stderr)
+
+
+def _quiet_floats():
+    """NumPy's floating-point warnings off (overflow, invalid, division by zero): a run's non-finite
+    results are reported by :func:`_warn_nonfinite` instead."""
+    import numpy as np
+
+    return np.errstate(all="ignore")
+
+
 def cmd_run(args) -> int:
     from .backends.engines import engine_line
     from .backends.run import bind_sizes, load_inputs, run_forward
@@ -196,12 +215,14 @@ def cmd_run(args) -> int:
         outputs, provider = run_forward_ort(graph, inputs, params, args.device)
         print(engine_line("onnxruntime", provider, args.device), file=sys.stderr)
     else:
-        outputs = run_forward(graph, inputs, params, np_dtype(args))
+        with _quiet_floats():
+            outputs = run_forward(graph, inputs, params, np_dtype(args))
     if args.save_params:
         save_arrays(args.save_params, params)
     save_arrays(args.out, outputs)
     for name, value in outputs.items():
         print(f"{name}: {value.dtype} {tuple(value.shape)}", file=sys.stderr)
+    _warn_nonfinite(outputs, "output")
     return 0
 
 
@@ -227,9 +248,12 @@ def cmd_grad(args) -> int:
         (loss, grads, _), provider = run_training_step_ort(training, inputs, params, args.seed, args.device)
         print(engine_line("onnxruntime", provider, args.device), file=sys.stderr)
     else:
-        loss, grads, _ = run_training_step(training, inputs, params, args.seed, np_dtype(args))
-    save_arrays(args.out, {"loss": loss, **{f"grad/{p}": g for p, g in grads.items()}})
+        with _quiet_floats():
+            loss, grads, _ = run_training_step(training, inputs, params, args.seed, np_dtype(args))
+    results = {"loss": loss, **{f"grad/{p}": g for p, g in grads.items()}}
+    save_arrays(args.out, results)
     print(f"loss: {float(loss):.6g}", file=sys.stderr)
+    _warn_nonfinite(results, "result")
     return 0
 
 
@@ -316,6 +340,7 @@ def _run_onnx_file(args) -> int:
     outputs = run(sess, inputs)
     save_arrays(args.out, outputs)
     print(engine_line("onnxruntime", provider, args.device), file=sys.stderr)
+    _warn_nonfinite(outputs, "output")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Non-finite numbers at the boundaries: data that comes in, JSON that goes out.
+"""Non-finite numbers at the boundaries: data that comes in, results and JSON that go out.
 
 A NaN or Inf in an input array gives NaN scores without a word, and a bare ``NaN`` token in JSON is
-rejected by strict parsers; both are stopped here, in one place.
+rejected by strict parsers; both are stopped here, in one place. A result that overflowed (finite
+inputs, NaN or ±Inf out) is written as computed and named in one warning line.
 """
 
 from __future__ import annotations
@@ -37,6 +38,22 @@ def require_finite(arrays: dict[str, np.ndarray], source: str) -> None:
             problems.append(f"{source}: '{name}' is not finite at index [{', '.join(map(str, index))}] (value {shown})")
     if problems:
         raise GraphcError("; ".join(problems), hint=ALLOW_HINT)
+
+
+def nonfinite_results(arrays: dict[str, np.ndarray], what: str, shown: int = 3) -> str | None:
+    """Which of ``arrays`` hold NaN or ±Inf, in one sentence (the first ``shown`` named with their count
+    and first bad index and value, the rest counted), or None when all are finite."""
+    found = []
+    for name, value in arrays.items():
+        index = first_nonfinite(value)
+        if index is not None:
+            a = np.asarray(value)
+            where = f"{int(np.count_nonzero(~np.isfinite(a))):,} of {a.size:,} values, the first at [{', '.join(map(str, index))}]: " if a.ndim else ""
+            found.append(f"{what} '{name}' ({where}{a[index]})")
+    if not found:
+        return None
+    more = f" and {len(found) - shown} more" if len(found) > shown else ""
+    return f"NaN or ±Inf in {', '.join(found[:shown])}{more}, written as computed"
 
 
 def json_safe(value):

@@ -60,6 +60,33 @@ def test_nonfinite_inputs_are_refused(tmp_path, spec, command, bad):
     assert r.returncode == 0 and out.exists(), r.stderr
 
 
+@pytest.mark.parametrize("command, backend", [("run", "numpy"), ("run", "onnxruntime"), ("grad", "numpy"), ("grad", "onnxruntime")])
+def test_results_that_overflow_are_written_and_named_in_one_warning(tmp_path, spec, command, backend):
+    """Finite inputs whose products overflow float32: the results are written as computed, and one
+    warning line in graphc's voice names them, instead of NumPy's RuntimeWarnings with source lines."""
+    rng = np.random.default_rng(0)
+    x = np.full((5, 4), 3e38, np.float32)
+    np.savez(tmp_path / "in.npz", x=x, label=rng.integers(0, 3, 5))
+    out = tmp_path / "out.npz"
+    r = graphc(command, spec, "--inputs", tmp_path / "in.npz", "--out", out, "--backend", backend)
+    assert r.returncode == 0 and out.exists(), r.stderr
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warnings) == 1 and warnings[0].startswith("graphc: warning: NaN or ±Inf in "), r.stderr
+    assert "RuntimeWarning" not in r.stderr and ".py:" not in r.stderr, r.stderr
+    results = dict(np.load(out))
+    bad = [name for name, value in results.items() if not np.isfinite(value).all()]
+    assert bad, "the case does not overflow"
+    first = "output 'scores'" if command == "run" else "result 'loss'"
+    assert first in warnings[0] and "written as computed" in warnings[0] and "--float64" in warnings[0], warnings[0]
+    if command == "run":
+        n_bad = int((~np.isfinite(results["scores"])).sum())
+        assert f"({n_bad:,} of 15 values, the first at [0, 0]: " in warnings[0], warnings[0]
+    # finite results: no warning at all
+    np.savez(tmp_path / "ok.npz", x=rng.standard_normal((5, 4)).astype(np.float32), label=rng.integers(0, 3, 5))
+    r = graphc(command, spec, "--inputs", tmp_path / "ok.npz", "--out", tmp_path / "ok_out.npz", "--backend", backend)
+    assert r.returncode == 0 and "warning" not in r.stderr.lower(), r.stderr
+
+
 def test_nonfinite_training_data_is_refused_and_metrics_json_is_strict(tmp_path, spec):
     rng = np.random.default_rng(0)
     x_test = rng.standard_normal((10, 4)).astype(np.float32)
