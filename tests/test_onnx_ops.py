@@ -41,6 +41,7 @@ def test_relu_grad_lowering_is_the_kernel_on_non_finite_values():
     gy = np.tile(np.array([np.inf, -np.inf, np.nan, 3.0, -0.0], np.float32), -(-int(np.prod(shape)) // 5))[:np.prod(shape)]
     values[y_name], values[gy_name] = y.reshape(shape), gy.reshape(shape)
     got = run(session(export_model(graph, [out]), "cpu")[0], values)[out]
-    want = Program(graph, [out]).run(values)[out]
+    with np.errstate(invalid="ignore"):  # inf · 0 is the case under test
+        want = Program(graph, [out]).run(values)[out]
     assert np.isnan(want).any() and np.isinf(want).any()  # the case is exercised
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
