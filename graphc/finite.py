@@ -28,14 +28,17 @@ def first_nonfinite(array: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad.reshape(-1))), a.shape))
 
 
+def _index(index: tuple[int, ...]) -> str:
+    return f"[{', '.join(map(str, index))}]"
+
+
 def require_finite(arrays: dict[str, np.ndarray], source: str) -> None:
     """Refuse arrays holding NaN or ±Inf: one diagnostic per array, naming it and its first bad index."""
     problems = []
     for name, value in arrays.items():
         index = first_nonfinite(value)
         if index is not None:
-            shown = np.asarray(value)[index]
-            problems.append(f"{source}: '{name}' is not finite at index [{', '.join(map(str, index))}] (value {shown})")
+            problems.append(f"{source}: '{name}' is not finite at index {_index(index)} (value {np.asarray(value)[index]})")
     if problems:
         raise GraphcError("; ".join(problems), hint=ALLOW_HINT)
 
@@ -48,7 +51,7 @@ def nonfinite_results(arrays: dict[str, np.ndarray], what: str, shown: int = 3) 
         index = first_nonfinite(value)
         if index is not None:
             a = np.asarray(value)
-            where = f"{int(np.count_nonzero(~np.isfinite(a))):,} of {a.size:,} values, the first at [{', '.join(map(str, index))}]: " if a.ndim else ""
+            where = f"{int(np.count_nonzero(~np.isfinite(a))):,} of {a.size:,} values, the first at {_index(index)}: " if a.ndim else ""
             found.append(f"{what} '{name}' ({where}{a[index]})")
     if not found:
         return None

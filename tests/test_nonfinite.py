@@ -79,8 +79,9 @@ def test_results_that_overflow_are_written_and_named_in_one_warning(tmp_path, sp
     first = "output 'scores'" if command == "run" else "result 'loss'"
     assert first in warnings[0] and "written as computed" in warnings[0] and "--float64" in warnings[0], warnings[0]
     if command == "run":
-        n_bad = int((~np.isfinite(results["scores"])).sum())
-        assert f"({n_bad:,} of 15 values, the first at [0, 0]: " in warnings[0], warnings[0]
+        bad_at = np.argwhere(~np.isfinite(results["scores"]))  # row-major, as the message's "first"
+        i, j = bad_at[0]
+        assert f"({len(bad_at):,} of 15 values, the first at [{i}, {j}]: {results['scores'][i, j]})" in warnings[0], warnings[0]
     # finite results: no warning at all
     np.savez(tmp_path / "ok.npz", x=rng.standard_normal((5, 4)).astype(np.float32), label=rng.integers(0, 3, 5))
     r = graphc(command, spec, "--inputs", tmp_path / "ok.npz", "--out", tmp_path / "ok_out.npz", "--backend", backend)
